@@ -1,0 +1,39 @@
+# The two commands of the README's quick start: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+CONFIG ?= etc/acme-appliance.toml
+TRIAL_JOBS ?= 2
+
+.PHONY: run test unit integration install venv typecheck bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+
+# Non-editable on purpose: the twistd plugin must be found from an installed copy.
+install: $(VENV)/bin/python
+	$(VENV)/bin/pip install -q ".[test]"
+
+run: install
+	$(VENV)/bin/twistd -n --pidfile= acme-appliance --config $(CONFIG)
+
+test: 
+	./scripts/install-system-deps test
+	$(MAKE) install
+	$(VENV)/bin/mypy
+	$(VENV)/bin/python -m twisted.trial -j$(TRIAL_JOBS) tests
+
+unit: install
+	$(VENV)/bin/python -m twisted.trial tests.unit
+
+integration: install
+	$(VENV)/bin/python -m twisted.trial tests.integration
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+bench: install
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info _trial_temp* etc/var

@@ -1,0 +1,140 @@
+"""
+The operator's command line: C{acme-appliance token|ca ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any, NoReturn
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import react
+
+from ._appliance import StartupError, local_ca, open_store
+from .acme._server import directory_url
+from .config import Config, ConfigError, load_config
+from .policy import InvalidName, TokenRegistry, UnknownToken, name_allowed, normalise_name
+from .storage import StorageError
+
+
+class CommandError(Exception):
+    """
+    The command failed; the message is one line for the operator.
+    """
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    # SUPPRESS: a subcommand's unset --config must not hide one given before it.
+    common.add_argument(
+        "--config", "-c", metavar="FILE", default=argparse.SUPPRESS, help="the appliance's TOML config file"
+    )
+    parser = _Parser(prog="acme-appliance", description="Operate an acme-appliance.", parents=[common])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    token = commands.add_parser("token", help="directory tokens", parents=[common])
+    token_commands = token.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    create = token_commands.add_parser("create", help="make a directory URL", parents=[common])
+    create.add_argument("--policy", required=True, help="the policy the token is bound to")
+    create.add_argument(
+        "--domain", action="append", default=[], metavar="D",
+        help="limit the token to this name or *.pattern (repeatable)",
+    )
+    token_commands.add_parser("list", help="list tokens", parents=[common])
+    revoke = token_commands.add_parser("revoke", help="revoke a token", parents=[common])
+    revoke.add_argument("token", metavar="TOKEN_OR_ID")
+
+    ca = commands.add_parser("ca", help="certificate authorities", parents=[common])
+    ca_commands = ca.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    root = ca_commands.add_parser("root", help="print a local CA's root certificate", parents=[common])
+    root.add_argument("name")
+    return parser
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _check_domains(config: Config, policy_name: str, domains: Sequence[str]) -> tuple[str, ...]:
+    try:
+        policy = config.policy(policy_name)
+    except KeyError:
+        known = ", ".join(p.name for p in config.policies)
+        raise CommandError(f"no policy named {policy_name!r} (configured: {known})") from None
+    result = []
+    for domain in domains:
+        try:
+            name = normalise_name(domain)
+        except InvalidName as e:
+            raise CommandError(f"--domain {domain!r}: {e}") from None
+        if not name_allowed(name, policy.allowed_domains) and not any(
+            name_allowed(p, [name]) for p in policy.allowed_domains
+        ):
+            raise CommandError(
+                f"--domain {name!r} is outside policy {policy.name!r} (allowed: {', '.join(policy.allowed_domains)})"
+            )
+        result.append(name)
+    return tuple(result)
+
+
+async def _run(reactor: Any, args: argparse.Namespace, out: Any) -> None:
+    config = load_config(args.config)
+    if args.command == "ca":
+        out.write(local_ca(config, args.name, reactor).root_pem().decode())
+        return
+    domains = _check_domains(config, args.policy, args.domain) if args.action == "create" else ()
+    store = await open_store(config, reactor)
+    try:
+        tokens = TokenRegistry(store, reactor)
+        if args.action == "create":
+            token, secret = await tokens.create(args.policy, domains)
+            out.write(f"token {token.id} for policy {token.policy}")
+            out.write(f" limited to {', '.join(domains)}\n" if domains else "\n")
+            out.write("Point ACME clients at this directory URL (it is a secret; it is not shown again):\n")
+            out.write(directory_url(config.acme.base_url, secret) + "\n")
+        elif args.action == "list":
+            out.write(f"{'ID':<14}{'POLICY':<16}{'STATUS':<10}{'CREATED':<22}DOMAINS\n")
+            for token in await tokens.list():
+                status = "active" if token.active else "revoked"
+                domains_text = ",".join(token.domains) or "(policy)"
+                out.write(f"{token.id:<14}{token.policy:<16}{status:<10}{_when(token.created):<22}{domains_text}\n")
+        else:
+            try:
+                token = await tokens.revoke(args.token)
+            except UnknownToken:
+                raise CommandError("no active token with that id or secret") from None
+            out.write(f"revoked token {token.id}\n")
+    finally:
+        await store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = _parser().parse_args(argv)
+    if not getattr(args, "config", None):
+        _parser().error("--config FILE is required")
+
+    def run(reactor: Any) -> Deferred[None]:
+        async def guarded() -> None:
+            try:
+                await _run(reactor, args, sys.stdout)
+            except (CommandError, ConfigError, StartupError, StorageError) as e:
+                sys.stderr.write(f"acme-appliance: {e}\n")
+                raise SystemExit(1) from None
+
+        return Deferred.fromCoroutine(guarded())
+
+    react(run)
+
+
+if __name__ == "__main__":
+    main()

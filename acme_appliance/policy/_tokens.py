@@ -1,0 +1,125 @@
+"""
+Directory tokens: the secret in a customer's directory URL, bound to a policy
+and optionally to a list of names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from attrs import evolve, frozen
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ..storage import Store, get_record, load_record, put_record
+
+TOKEN_BYTES = 24  # 192 bits of randomness
+
+
+class UnknownToken(LookupError):
+    """
+    No active token matches.
+    """
+
+
+@frozen
+class Token:
+    """
+    A directory token as stored: never the secret itself, only its hash.
+
+    @ivar id: a short public identifier, safe to log and show.
+    @ivar policy: the name of the policy the token is bound to.
+    @ivar domains: name patterns the token is limited to (empty: the
+        policy's list alone applies).
+    """
+
+    id: str
+    secret_hash: str
+    policy: str
+    domains: tuple[str, ...]
+    created: float
+    revoked_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+class TokenRegistry:
+    """
+    Creates, finds, lists and revokes tokens in a L{Store}.
+    """
+
+    _log = Logger()
+
+    def __init__(self, store: Store, clock: IReactorTime) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def create(self, policy: str, domains: tuple[str, ...] = ()) -> tuple[Token, str]:
+        """
+        Make a new token; return it and the secret (shown once, never stored).
+        """
+        secret = secrets.token_urlsafe(TOKEN_BYTES)
+        token = Token(
+            id=secrets.token_hex(6),
+            secret_hash=hash_secret(secret),
+            policy=policy,
+            domains=domains,
+            created=self._clock.seconds(),
+        )
+        await put_record(self._store, f"token/{token.id}", token)
+        await self._store.set(f"token-hash/{token.secret_hash}", token.id.encode())
+        self._log.info("token {token_id} created for policy {policy}", token_id=token.id, policy=policy)
+        return token, secret
+
+    async def lookup(self, secret: str) -> Token:
+        """
+        The active token whose secret is C{secret}.
+
+        @raise UnknownToken: no such token, or it was revoked.
+        """
+        digest = hash_secret(secret)
+        token_id = await self._store.get(f"token-hash/{digest}")
+        if token_id is None:
+            raise UnknownToken()
+        token = await get_record(self._store, Token, f"token/{token_id.decode()}")
+        # The index lookup already matched; the constant-time compare keeps a
+        # corrupt or hand-edited index from authorising the wrong token.
+        if token is None or not hmac.compare_digest(token.secret_hash, digest) or not token.active:
+            raise UnknownToken()
+        return token
+
+    async def get(self, token_id: str) -> Token | None:
+        return await get_record(self._store, Token, f"token/{token_id}")
+
+    async def list(self) -> list[Token]:
+        rows = await self._store.scan("token/")
+        tokens = [load_record(Token, value) for _, value in rows]
+        return sorted(tokens, key=lambda t: (t.created, t.id))
+
+    async def revoke(self, secret_or_id: str) -> Token:
+        """
+        Revoke the token named by its id or its secret.
+
+        @raise UnknownToken: neither matches an active token.
+        """
+        token = await self.get(secret_or_id) if secret_or_id.isalnum() else None
+        if token is None:
+            try:
+                token = await self.lookup(secret_or_id)
+            except UnknownToken:
+                raise UnknownToken(secret_or_id) from None
+        if not token.active:
+            raise UnknownToken(secret_or_id)
+        revoked = evolve(token, revoked_at=self._clock.seconds())
+        await put_record(self._store, f"token/{token.id}", revoked)
+        await self._store.delete(f"token-hash/{token.secret_hash}")
+        self._log.info("token {token_id} revoked", token_id=token.id)
+        return revoked

@@ -1,0 +1,78 @@
+"""
+The storage contract: a small key-value store with the atomic operations the
+appliance needs, shaped so that SQLite, memory and Redis can all provide it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+class StorageError(Exception):
+    """
+    The backend failed (I/O, corrupt database, lost connection).
+    """
+
+
+@runtime_checkable
+class Store(Protocol):
+    """
+    An asynchronous key-value store.
+
+    Keys are ``str`` made of path-like segments (``"order/abc"``); values are
+    ``bytes``.  A ``ttl`` (seconds) makes an entry expire on its own; expired
+    entries are never returned.  Every method is atomic with respect to the
+    others on the same key.
+    """
+
+    async def get(self, key: str) -> bytes | None:
+        """
+        The value at ``key``, or ``None``.
+        """
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        """
+        Store ``value`` at ``key`` unconditionally.
+        """
+
+    async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        """
+        Store ``value`` only if ``key`` holds nothing; ``True`` when stored.
+        """
+
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: bytes | None,
+        value: bytes | None,
+        *,
+        ttl: float | None = None,
+    ) -> bool:
+        """
+        Replace the value at ``key`` by ``value`` only if it is currently
+        ``expected`` (``None``: absent).  ``value=None`` deletes.  ``True``
+        when the swap happened.
+        """
+
+    async def increment(self, key: str, amount: int = 1) -> int:
+        """
+        Add ``amount`` to the integer at ``key`` (absent counts as 0) and
+        return the new value.  Values written by ``increment`` are ASCII
+        decimal integers.
+        """
+
+    async def delete(self, key: str) -> bool:
+        """
+        Remove ``key``; ``True`` if it held something.
+        """
+
+    async def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        """
+        Every live ``(key, value)`` whose key starts with ``prefix``, sorted
+        by key.
+        """
+
+    async def close(self) -> None:
+        """
+        Release connections and threads.  The store is unusable afterwards.
+        """

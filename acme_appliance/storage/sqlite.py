@@ -1,0 +1,342 @@
+"""
+The durable embedded L{Store}: one SQLite file, used from a private
+single-thread pool so that the reactor never waits on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any, Callable, TypeVar, cast
+
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from ._interface import StorageError
+from .memory import PURGE_INTERVAL, check_entry, expires_at, incremented
+
+T = TypeVar("T")
+
+# How long a statement waits for another connection's write lock (the CLI and
+# the daemon share the file) before giving up with "database is locked".
+BUSY_TIMEOUT = 10.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    expires_at REAL NULL
+);
+CREATE INDEX IF NOT EXISTS kv_expires_at ON kv (expires_at) WHERE expires_at IS NOT NULL;
+"""
+
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """
+    The smallest string greater than every string that starts with
+    C{prefix}, or C{None} when there is none.  SQLite compares TEXT by its
+    UTF-8 bytes, which orders like code points, so C{prefix <= key < end}
+    selects exactly the keys with that prefix; unlike C{LIKE} it has no
+    wildcards and is case-sensitive.
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            last += 1
+            if 0xD800 <= last < 0xE000:
+                # Surrogates cannot be encoded to UTF-8; none sort between.
+                last = 0xE000
+            return "".join(chars) + chr(last)
+    return None
+
+
+def _live_value(conn: sqlite3.Connection, key: str, now: float) -> tuple[bytes, float | None] | None:
+    row = conn.execute(f"SELECT value, expires_at FROM kv WHERE key = ? AND {_LIVE}", (key, now)).fetchone()
+    return None if row is None else (bytes(row[0]), row[1])
+
+
+def _put(conn: sqlite3.Connection, key: str, value: bytes | None, expires: float | None) -> None:
+    if value is None:
+        conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+    else:
+        conn.execute("INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)", (key, value, expires))
+
+
+def _purge(conn: sqlite3.Connection, now: float) -> int:
+    return conn.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)).rowcount
+
+
+class SQLiteStore:
+    """
+    A L{Store} in an SQLite database file.
+
+    Every operation runs on one dedicated thread with its own connection; the
+    atomic operations are single C{BEGIN IMMEDIATE} transactions, so they are
+    atomic against other processes using the same file too (WAL mode, with a
+    busy timeout of L{BUSY_TIMEOUT} seconds).  Expired rows are invisible,
+    and deleted by a write every L{PURGE_INTERVAL} seconds or by
+    L{purge_expired}.
+
+    The constructor does no I/O: the file is opened and the schema created
+    by the first operation.  L{open} does that at once, so that a bad path is
+    reported up front.
+    """
+
+    _log = Logger()
+
+    def __init__(self, path: str, *, reactor: IReactorFromThreads, clock: IReactorTime) -> None:
+        """
+        @param path: The database file; its directory is created if missing.
+        @param reactor: Delivers results from the database thread.  If it
+            also provides L{IReactorCore}, the thread is stopped at reactor
+            shutdown even when L{close} was never called.
+        @param clock: Source of the current time for TTL expiry.
+        """
+        self.path = path
+        self._reactor = reactor
+        self._clock = clock
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._last_purge = clock.seconds()
+        # Started on first use, not here: twistd may fork (daemonise) after
+        # building the service, and threads do not survive a fork.
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"sqlite {path}")
+        self._core = cast(IReactorCore, reactor) if IReactorCore.providedBy(reactor) else None
+        self._shutdown_trigger: Any = None
+        if self._core is not None:
+            self._shutdown_trigger = self._core.addSystemEventTrigger("during", "shutdown", self._stop_pool)
+
+    @classmethod
+    async def open(cls, path: str, *, reactor: IReactorFromThreads, clock: IReactorTime) -> SQLiteStore:
+        """
+        Open (creating if need be) the database at C{path}.
+
+        @raise StorageError: The file cannot be created or is not a usable
+            SQLite database.
+        """
+        store = cls(path, reactor=reactor, clock=clock)
+        try:
+            await store._run("open", lambda conn: None)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    @classmethod
+    def open_now(cls, path: str, *, reactor: IReactorFromThreads, clock: IReactorTime) -> SQLiteStore:
+        """
+        Like L{open}, but synchronously, for start-up before the reactor
+        runs (the connection is made on this thread, then used only by the
+        store's own thread).
+
+        @raise StorageError: as L{open}.
+        """
+        store = cls(path, reactor=reactor, clock=clock)
+        try:
+            store._conn = store._connect()
+        except BaseException:
+            store._stop_pool()
+            raise
+        return store
+
+    # -- the database thread --------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        parent = os.path.dirname(self.path)
+        try:
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+        except FileExistsError:
+            raise StorageError(f"cannot open database {self.path}: {parent} is not a directory") from None
+        except OSError as e:
+            raise StorageError(f"cannot open database {self.path}: cannot create {parent}: {e.strerror or e}") from None
+        conn = None
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            # Changing the mode takes a lock; skip it when another process
+            # already did so (the mode is stored in the file).
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode!r})")
+            conn.executescript(_SCHEMA)
+        except sqlite3.Error as e:
+            if conn is not None:
+                conn.close()
+            raise StorageError(f"cannot open database {self.path}: {e}") from None
+        self._log.info("opened SQLite store {path}", path=self.path)
+        return conn
+
+    def _in_thread(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            self._conn = self._connect()
+        try:
+            return work(self._conn)
+        except sqlite3.Error as e:
+            raise StorageError(f"SQLite store {self.path}: {what} failed: {e}") from None
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+        # IMMEDIATE takes the write lock up front: a deferred transaction
+        # that reads and then writes can fail outright (SQLITE_BUSY_SNAPSHOT)
+        # when another process wrote in between, busy timeout or not.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        return result
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _stop_pool(self) -> None:
+        if self._pool.started:
+            self._pool.stop()
+
+    # -- the reactor thread ---------------------------------------------
+
+    async def _run(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed or self._pool.joined:
+            raise StorageError(f"SQLite store {self.path} is closed")
+        if not self._pool.started:
+            self._pool.start()
+        return await deferToThreadPool(self._reactor, self._pool, self._in_thread, what, work)
+
+    async def _write(self, what: str, work: Callable[[sqlite3.Connection, float], T]) -> T:
+        now = self._clock.seconds()
+        purge = now - self._last_purge >= PURGE_INTERVAL
+        if purge:
+            self._last_purge = now
+
+        def transaction(conn: sqlite3.Connection) -> T:
+            if purge:
+                _purge(conn, now)
+            return work(conn, now)
+
+        return await self._run(what, lambda conn: self._transaction(conn, transaction))
+
+    async def purge_expired(self) -> int:
+        """
+        Delete every expired row now.
+
+        @return: How many rows were deleted.
+        """
+        now = self._clock.seconds()
+        self._last_purge = now
+        return await self._run("purge", lambda conn: self._transaction(conn, lambda c: _purge(c, now)))
+
+    async def get(self, key: str) -> bytes | None:
+        check_entry(key, None)
+        now = self._clock.seconds()
+        found = await self._run(f"get {key!r}", lambda conn: _live_value(conn, key, now))
+        return None if found is None else found[0]
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        check_entry(key, value)
+        expires = expires_at(self._clock, ttl)
+        await self._write(f"set {key!r}", lambda conn, now: _put(conn, key, value, expires))
+
+    async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        check_entry(key, value)
+        expires = expires_at(self._clock, ttl)
+
+        def add(conn: sqlite3.Connection, now: float) -> bool:
+            if _live_value(conn, key, now) is not None:
+                return False
+            _put(conn, key, value, expires)
+            return True
+
+        return await self._write(f"add {key!r}", add)
+
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: bytes | None,
+        value: bytes | None,
+        *,
+        ttl: float | None = None,
+    ) -> bool:
+        check_entry(key, expected)
+        check_entry(key, value)
+        expires = expires_at(self._clock, ttl)
+
+        def swap(conn: sqlite3.Connection, now: float) -> bool:
+            current = _live_value(conn, key, now)
+            if (None if current is None else current[0]) != expected:
+                return False
+            _put(conn, key, value, expires)
+            return True
+
+        return await self._write(f"compare_and_set {key!r}", swap)
+
+    async def increment(self, key: str, amount: int = 1) -> int:
+        check_entry(key, None)
+        incremented(key, None, amount)
+
+        def increment(conn: sqlite3.Connection, now: float) -> int:
+            current = _live_value(conn, key, now)
+            result = incremented(key, None if current is None else current[0], amount)
+            # Like Redis INCR: the counter keeps the expiry it already had.
+            _put(conn, key, str(result).encode("ascii"), None if current is None else current[1])
+            return result
+
+        return await self._write(f"increment {key!r}", increment)
+
+    async def delete(self, key: str) -> bool:
+        check_entry(key, None)
+
+        def delete(conn: sqlite3.Connection, now: float) -> bool:
+            found = _live_value(conn, key, now) is not None
+            conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+            return found
+
+        return await self._write(f"delete {key!r}", delete)
+
+    async def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        check_entry(prefix, None)
+        now = self._clock.seconds()
+        end = _prefix_end(prefix)
+        if end is None:
+            query = f"SELECT key, value FROM kv WHERE key >= ? AND {_LIVE} ORDER BY key"
+            args: tuple[object, ...] = (prefix, now)
+        else:
+            query = f"SELECT key, value FROM kv WHERE key >= ? AND key < ? AND {_LIVE} ORDER BY key"
+            args = (prefix, end, now)
+
+        def scan(conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
+            return [(k, bytes(v)) for k, v in conn.execute(query, args)]
+
+        return await self._run(f"scan {prefix!r}", scan)
+
+    async def close(self) -> None:
+        """
+        Close the connection and stop the database thread, after any
+        operation already under way.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._pool.started:
+                await deferToThreadPool(self._reactor, self._pool, self._close_connection)
+            else:
+                # Reactor shutdown already stopped the thread.
+                self._close_connection()
+        finally:
+            self._stop_pool()
+            if self._core is not None and self._shutdown_trigger is not None:
+                self._core.removeSystemEventTrigger(self._shutdown_trigger)
+                self._shutdown_trigger = None

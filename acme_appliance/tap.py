@@ -1,0 +1,172 @@
+"""
+The twistd plugin's options and service: C{twistd -n acme-appliance --config FILE}.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web.http import combinedLogFormatter
+from twisted.web.resource import IResource
+from twisted.web.server import Site
+
+from ._appliance import StartupError, build_cas, open_store_now
+from .acme import AcmeRepository, AcmeServer
+from .acme._server import directory_url
+from .admin import AdminAPI, ensure_api_key
+from .config import Config, ConfigError, load_config
+from .issuance import IssuanceService, Revoker
+from .policy import TokenRegistry
+from .storage import Store
+from .tls import TLSSetupError, ensure_self_signed
+
+IDLE_TIMEOUT = 60
+
+
+class Options(usage.Options):
+    synopsis = "--config FILE"
+    longdesc = "Run the ACME appliance described by a TOML config file."
+    optParameters = [["config", "c", None, "Path to the TOML configuration file."]]
+
+    def postOptions(self) -> None:
+        if not self["config"]:
+            raise usage.UsageError("--config FILE is required")
+
+
+class _RedactedRequest:
+    """
+    Shows a request to the access-log formatter with its directory token
+    hidden: tokens are secrets and must never reach a log.
+    """
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+        parts = request.uri.split(b"/")
+        if len(parts) > 2 and parts[1] == b"acme":
+            parts[2] = b"<token>"
+        self.uri = b"/".join(parts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+def redacting_log_formatter(timestamp: str, request: Any) -> str:
+    return combinedLogFormatter(timestamp, _RedactedRequest(request))
+
+
+def site(resource: IResource) -> Site:
+    factory = Site(resource, logFormatter=redacting_log_formatter, timeout=IDLE_TIMEOUT)
+    factory.displayTracebacks = False
+    return factory
+
+
+class ApplianceService(MultiService):
+    """
+    Every listener and worker of one appliance, sharing one store.
+    """
+
+    _log = Logger()
+
+    def __init__(self, config: Config, store: Store, reactor: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.store = store
+        clock = reactor
+        self.tokens = TokenRegistry(store, clock)
+        repository = AcmeRepository(store)
+        policies = {p.name: p for p in config.policies}
+        cas = build_cas(config, clock)
+        self.issuance = IssuanceService(
+            repository=repository, cas=cas, policies=policies, clock=clock, deadline=config.issuance.order_deadline
+        )
+        self.issuance.setServiceParent(self)
+        self.acme = AcmeServer(
+            repository=repository,
+            tokens=self.tokens,
+            policies=policies,
+            issuance=self.issuance,
+            revoker=Revoker(repository, cas, clock),
+            clock=clock,
+            base_url=config.acme.base_url,
+            max_body_bytes=config.acme.max_body_bytes,
+            terms_of_service=config.acme.terms_of_service,
+            order_lifetime=config.issuance.order_lifetime,
+            retry_after=config.issuance.retry_after,
+        )
+        self._listen("acme", config.acme.listen, self.acme.resource(), reactor)
+        if config.admin is not None:
+            try:
+                api_key = ensure_api_key(config.admin.api_key_file)
+            except (OSError, ValueError) as e:
+                raise StartupError(f"admin.api_key_file: {e}") from None
+            admin = AdminAPI(api_key=api_key, store=store)
+            self._listen("admin", config.admin.listen, admin.resource(), reactor)
+
+    def _listen(self, name: str, description: str, resource: IResource, reactor: Any) -> None:
+        try:
+            endpoint = serverFromString(reactor, description)
+        except (ValueError, OSError) as e:
+            raise StartupError(f"{name}.listen {description!r}: {e}") from None
+        service = StreamServerEndpointService(endpoint, site(resource))
+        service._raiseSynchronously = True
+        service.setName(name)
+        service.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            sys.exit(f"acme-appliance: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}")
+
+    def startService(self) -> None:
+        super().startService()
+        Deferred.fromCoroutine(self._greet())
+
+    async def _greet(self) -> None:
+        tokens = await self.tokens.list()
+        active = [t for t in tokens if t.active]
+        self._log.info(
+            "acme-appliance ready: ACME at {base_url}, {count} active token(s)",
+            base_url=self.config.acme.base_url,
+            count=len(active),
+        )
+        if not active:
+            self._log.info(
+                "create a directory URL with: acme-appliance token create --config {config} --policy {policy}",
+                config=self.config.path,
+                policy=self.config.policies[0].name,
+            )
+
+    def stopService(self) -> Deferred[None]:
+        d: Deferred[Any] = Deferred.fromCoroutine(self._stop())
+        return d
+
+    async def _stop(self) -> None:
+        await super().stopService()
+        await self.store.close()
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    try:
+        config = load_config(options["config"])
+        if config.acme.self_signed_tls and config.acme.tls_cert and config.acme.tls_key:
+            host = urlsplit(config.acme.base_url).hostname or "localhost"
+            names = list(dict.fromkeys([host, "localhost", "127.0.0.1"]))
+            ensure_self_signed(config.acme.tls_cert, config.acme.tls_key, names, clock=reactor)
+        store = open_store_now(config, reactor)
+        return ApplianceService(config, store, reactor)
+    except (ConfigError, StartupError) as e:
+        sys.exit(f"acme-appliance: {e}")
+    except TLSSetupError as e:
+        sys.exit(f"acme-appliance: acme.self_signed_tls: {e}")
