@@ -149,6 +149,11 @@ class ValidationConfig:
 
     @ivar value_ttl: Seconds a validation value lives at most.
     @ivar preflight: Check a name's delegation/forwarding before asking the CA.
+    @ivar resolver: C{(address, port)} of the recursive resolver preflight
+        checks use, ideally the one the CA sees the world through; C{None}:
+        the system's (C{/etc/resolv.conf}).
+    @ivar preflight_http_port: The port the file-proxy preflight fetches
+        customer names on (80 in production; CAs fetch http-01 there).
     """
 
     fileproxy_listen: str | None = None
@@ -158,6 +163,8 @@ class ValidationConfig:
     dns_nameservers: tuple[str, ...] = ()
     value_ttl: int = 600
     preflight: bool = True
+    resolver: tuple[str, int] | None = None
+    preflight_http_port: int = 80
 
 
 @frozen
@@ -304,6 +311,14 @@ class _Problem(Exception):
         self.problem = problem
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 _MISSING: Any = object()
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -322,6 +337,8 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "dns_nameservers",
         "value_ttl",
         "preflight",
+        "resolver",
+        "preflight_http_port",
     ),
     "notify": ("syslog", "webhooks", "webhook_secret"),
     "issuance": ("order_deadline", "reuse_window", "retry_after", "order_lifetime"),
@@ -633,7 +650,25 @@ class _Parser:
             dns_nameservers=t.texts("dns_nameservers", _dns_name),
             value_ttl=t.integer("value_ttl", 600, 1, 86400),
             preflight=t.flag("preflight", True),
+            resolver=self.resolver(t),
+            preflight_http_port=t.integer("preflight_http_port", 80, 1, 65535),
         )
+
+    def resolver(self, t: _Table) -> tuple[str, int] | None:
+        value: str | None = t.text("resolver", None)
+        if value is None:
+            return None
+        host, colon, port = value.rpartition(":")
+        if not colon or _is_ip(value.strip("[]")):
+            host, port = value, "53"
+        host = host.strip("[]")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            t.fail("resolver", f"{value!r}: give an IP address, optionally with :PORT (e.g. 127.0.0.1:53)")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            t.fail("resolver", f"{value!r}: the port must be 1 to 65535")
+        return host, int(port)
 
     def notify(self, t: _Table) -> NotifyConfig:
         syslog: str | None = t.text("syslog", None)

@@ -2,6 +2,22 @@
 The CA client layer: the interface, the built-in local CA, upstream ACME CAs.
 """
 
-from ._interface import CAError, CertificateAuthority, IssuedCertificate, IssueRequest
+from ._interface import (
+    CAError,
+    CertificateAuthority,
+    ChallengeResponder,
+    ChallengeType,
+    IssuedCertificate,
+    IssueRequest,
+    PendingChallenge,
+)
 
-__all__ = ["CAError", "CertificateAuthority", "IssuedCertificate", "IssueRequest"]
+__all__ = [
+    "CAError",
+    "CertificateAuthority",
+    "ChallengeResponder",
+    "ChallengeType",
+    "IssuedCertificate",
+    "IssueRequest",
+    "PendingChallenge",
+]

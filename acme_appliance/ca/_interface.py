@@ -5,11 +5,23 @@ ACME CAs.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from enum import Enum
 from typing import Protocol, runtime_checkable
 
 from attrs import frozen
 
 from ..acme._problems import ProblemType
+
+
+class ChallengeType(Enum):
+    """
+    The upstream challenge the appliance answers, chosen by the policy.
+    """
+
+    HTTP_01 = "http-01"
+    DNS_01 = "dns-01"
 
 
 @frozen
@@ -20,11 +32,14 @@ class IssueRequest:
     @ivar csr_der: the DER PKCS#10 request, already checked by the server.
     @ivar names: the order's DNS names, lower-case, wildcards as C{*.x}.
     @ivar order_id: the appliance's order id, for logs and notifications.
+    @ivar challenge_type: the challenge an upstream CA should be answered
+        with (the policy's method); C{None} for CAs that do not validate.
     """
 
     csr_der: bytes
     names: tuple[str, ...]
     order_id: str
+    challenge_type: ChallengeType | None = None
 
 
 @frozen
@@ -85,4 +100,47 @@ class CertificateAuthority(Protocol):
     async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
         """
         Revoke a certificate this CA issued; raise L{CAError} on failure.
+        """
+
+
+@frozen
+class PendingChallenge:
+    """
+    A challenge an upstream CA is about to check.
+
+    @ivar name: the DNS name being validated, without any C{*.} (a wildcard
+        and its base name are both validated at the base name).
+    @ivar token: the challenge token (the http-01 file name).
+    @ivar key_authorization: C{token + "." + thumbprint(account key)}; the
+        http-01 file body.  The dns-01 TXT value is L{dns_txt_value}.
+    """
+
+    type: ChallengeType
+    name: str
+    token: str
+    key_authorization: str
+
+    @property
+    def dns_txt_value(self) -> str:
+        digest = hashlib.sha256(self.key_authorization.encode("ascii")).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+class ChallengeResponder(Protocol):
+    """
+    Puts validation values where an upstream CA will look for them (the dcv
+    DNS zone, the HTTP file proxy) and takes them away afterwards.
+    """
+
+    async def publish(self, challenge: PendingChallenge) -> None:
+        """
+        Make C{challenge} answerable; raise L{CAError} (not transient) with a
+        detail naming the missing customer set-up when a preflight check
+        shows the CA cannot reach it.
+        """
+
+    async def withdraw(self, challenge: PendingChallenge) -> None:
+        """
+        Remove what L{publish} added.  Never raises for a value that is
+        already gone.
         """

@@ -19,8 +19,14 @@ from twisted.logger import Logger
 from ..acme._jws import b64decode
 from ..acme._problems import AcmeProblem, ProblemType
 from ..acme._records import AcmeRepository, CertificateRecord, Order, OrderStatus, new_id
-from ..ca import CAError, CertificateAuthority, IssuedCertificate, IssueRequest
-from ..config import PolicyConfig
+from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
+from ..config import PolicyConfig, ValidationMethod
+
+CHALLENGE_FOR_METHOD = {
+    ValidationMethod.DNS_CNAME: ChallengeType.DNS_01,
+    ValidationMethod.FILE_PROXY: ChallengeType.HTTP_01,
+    ValidationMethod.NONE: None,
+}
 
 
 class IssuanceService(Service):
@@ -113,7 +119,12 @@ class IssuanceService(Service):
             raise AcmeProblem(ProblemType.SERVER_INTERNAL, f"policy {order.policy!r} is no longer configured")
         ca = self._cas[policy.primary_ca]
         assert order.csr is not None
-        request = IssueRequest(csr_der=b64decode(order.csr, "csr"), names=order.names, order_id=order.id)
+        request = IssueRequest(
+            csr_der=b64decode(order.csr, "csr"),
+            names=order.names,
+            order_id=order.id,
+            challenge_type=CHALLENGE_FOR_METHOD[policy.validation],
+        )
         issued = await self._with_retries(order, ca, request)
         await self._complete(order, issued)
 

@@ -1,1 +1,46 @@
+"""
+Validation: the store of validation values and the two servers that show them
+to upstream CAs, the HTTP file proxy and the authoritative dcv DNS server.
+"""
 
+from ._dns import (
+    DcvAuthority,
+    DcvDNSServerFactory,
+    DnsAnswer,
+    Rcode,
+    SOAParameters,
+    make_dns_services,
+)
+from ._fileproxy import FileProxy
+from ._names import (
+    ACME_CHALLENGE_PREFIX,
+    PKI_VALIDATION_PREFIX,
+    InvalidValue,
+    check_http_path,
+    host_from_header,
+    normalise_domain,
+    normalise_host,
+)
+from ._responder import Preflight, ValidationResponder, challenge_path
+from ._values import ValidationValues
+
+__all__ = [
+    "ACME_CHALLENGE_PREFIX",
+    "PKI_VALIDATION_PREFIX",
+    "DcvAuthority",
+    "DcvDNSServerFactory",
+    "DnsAnswer",
+    "FileProxy",
+    "InvalidValue",
+    "Preflight",
+    "Rcode",
+    "SOAParameters",
+    "ValidationResponder",
+    "ValidationValues",
+    "challenge_path",
+    "check_http_path",
+    "host_from_header",
+    "make_dns_services",
+    "normalise_domain",
+    "normalise_host",
+]

@@ -1126,3 +1126,33 @@ class PropertyTests(ConfigTestCase):
             (normalised,) = config.policy("shop").allowed_domains
             self.assertEqual(normalised, normalised.lower())
             self.assertFalse(normalised.endswith("."))
+
+
+class ResolverTests(SynchronousTestCase):
+    """
+    C{[validation] resolver}: where preflight checks look names up.
+    """
+
+    def load(self, value: str) -> Any:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "c.toml")
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                               "etc", "acme-appliance.toml")) as f:
+            text = f.read().replace("preflight = true", f"preflight = true\nresolver = {value}")
+        with open(path, "w") as f:
+            f.write(text)
+        return load_config(path).validation.resolver
+
+    def test_forms(self) -> None:
+        self.assertEqual(self.load('"127.0.0.1:5353"'), ("127.0.0.1", 5353))
+        self.assertEqual(self.load('"10.0.0.1"'), ("10.0.0.1", 53))
+        self.assertEqual(self.load('"::1"'), ("::1", 53))
+        self.assertEqual(self.load('"[::1]:5353"'), ("::1", 5353))
+
+    def test_errors(self) -> None:
+        for value, problem in (('"dns.google"', "give an IP address"), ('"1.2.3.4:0"', "port must be")):
+            with self.assertRaises(ConfigError) as raised:
+                self.load(value)
+            self.assertIn("validation.resolver", str(raised.exception))
+            self.assertIn(problem, str(raised.exception))

@@ -1,0 +1,224 @@
+"""
+The dcv DNS server on loopback, questioned by the real C{dig}.
+
+The server runs in this test's reactor, so C{dig} runs as a child process
+the reactor watches (never a blocking C{subprocess.run}).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import attrs
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import SkipTest, TestCase
+
+from acme_appliance.storage import MemoryStore
+from acme_appliance.validation import DcvAuthority, DcvDNSServerFactory, ValidationValues, make_dns_services
+
+ZONE = "dcv.test"
+VALUE_A = "kWwkYm1Qb3AcRj0X2PuC7JlD7xT8Cb4kTzBRaC3Ir0k"
+VALUE_B = "Zq1mNvBdHq4HWuR2hO9sM1PqNzXyG5cUdB3V7oEw8tA"
+
+
+def deferred_test(method: Callable[[Any], Coroutine[Any, Any, None]]) -> Callable[[Any], Deferred[None]]:
+    @functools.wraps(method)
+    def run(self: Any) -> Deferred[None]:
+        return Deferred.fromCoroutine(method(self))
+
+    return run
+
+
+def free_udp_and_tcp_port() -> int:
+    """
+    A loopback port free for both UDP and TCP (dig uses one port for both).
+    """
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1")
+
+
+@attrs.frozen
+class DigResult:
+    output: str
+    status: str | None
+    flags: list[str]
+    sections: dict[str, list[str]]
+
+    @classmethod
+    def parse(cls, output: str) -> DigResult:
+        status = re.search(r"status: (\w+)", output)
+        flags = re.search(r";; flags:([^;]*);", output)
+        sections: dict[str, list[str]] = {}
+        current: list[str] | None = None
+        for line in output.splitlines():
+            header = re.match(r";; (\w+) SECTION:$", line)
+            if header:
+                current = sections.setdefault(header.group(1), [])
+            elif not line.strip():
+                current = None
+            elif current is not None:
+                current.append(line)
+        return cls(
+            output=output,
+            status=status.group(1) if status else None,
+            flags=flags.group(1).split() if flags else [],
+            sections=sections,
+        )
+
+    def records(self, section: str, rtype: str) -> list[list[str]]:
+        return [line.split() for line in self.sections.get(section, []) if line.split()[3:4] == [rtype]]
+
+
+class DigTests(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        dig = shutil.which("dig")
+        if dig is None:
+            raise SkipTest("dig is not installed (Debian package dnsutils); the dcv DNS server was not checked")
+        self.dig_path = dig
+        from twisted.internet import reactor
+
+        self.reactor: Any = reactor
+        self.values = ValidationValues(MemoryStore(reactor))
+        authority = DcvAuthority(ZONE, ["ns1.dcv.test", "ns2.example.net"], self.values, clock=reactor)
+        factory = DcvDNSServerFactory(authority, clock=reactor)
+        self.port = free_udp_and_tcp_port()
+        parent = MultiService()
+        for service in make_dns_services(factory, port=self.port, interface="127.0.0.1", reactor=reactor):
+            service.setServiceParent(parent)
+        parent.privilegedStartService()
+        parent.startService()
+        self.addCleanup(parent.stopService)
+
+    async def add(self, domain: str, *values: str) -> None:
+        for value in values:
+            await self.values.add_txt(domain, value, ttl=300)
+
+    async def dig(self, *args: str) -> DigResult:
+        out, err, code = await getProcessOutputAndValue(
+            self.dig_path,
+            ["@127.0.0.1", "-p", str(self.port), "+norecurse", "+time=5", "+tries=1", *args],
+            env=dict(os.environ),
+            reactor=self.reactor,
+        )
+        output = out.decode("utf-8", "replace")
+        self.assertIn(code, (0, 9), f"dig failed ({code}): {err!r}\n{output}")
+        return DigResult.parse(output)
+
+    @deferred_test
+    async def test_soa_at_apex(self) -> None:
+        result = await self.dig(ZONE, "SOA")
+        self.assertEqual(result.status, "NOERROR", result.output)
+        self.assertIn("aa", result.flags)
+        [soa] = result.records("ANSWER", "SOA")
+        self.assertEqual(soa[0], "dcv.test.")
+        self.assertEqual(soa[4:6], ["ns1.dcv.test.", "hostmaster.dcv.test."])
+        self.assertLessEqual(int(soa[-1]), 60)
+
+    @deferred_test
+    async def test_ns_at_apex(self) -> None:
+        result = await self.dig(ZONE, "NS")
+        self.assertIn("aa", result.flags)
+        self.assertEqual(sorted(r[4] for r in result.records("ANSWER", "NS")), ["ns1.dcv.test.", "ns2.example.net."])
+
+    @deferred_test
+    async def test_nxdomain(self) -> None:
+        result = await self.dig("nothing.dcv.test", "TXT")
+        self.assertEqual(result.status, "NXDOMAIN", result.output)
+        self.assertIn("aa", result.flags)
+        self.assertNotIn("ANSWER", result.sections)
+        self.assertEqual(len(result.records("AUTHORITY", "SOA")), 1, result.output)
+
+    @deferred_test
+    async def test_nodata(self) -> None:
+        await self.add("example.com", VALUE_A)
+        result = await self.dig("example.com.dcv.test", "A")
+        self.assertEqual(result.status, "NOERROR", result.output)
+        self.assertIn("aa", result.flags)
+        self.assertNotIn("ANSWER", result.sections)
+        self.assertEqual(len(result.records("AUTHORITY", "SOA")), 1, result.output)
+
+    @deferred_test
+    async def test_refused_outside_the_zone(self) -> None:
+        result = await self.dig("example.org", "A")
+        self.assertEqual(result.status, "REFUSED", result.output)
+        self.assertNotIn("aa", result.flags)
+        self.assertNotIn("ra", result.flags)
+
+    @deferred_test
+    async def test_refused_even_when_recursion_is_asked(self) -> None:
+        result = await self.dig("+recurse", "example.org", "A")
+        self.assertEqual(result.status, "REFUSED", result.output)
+        self.assertNotIn("ra", result.flags)
+
+    @deferred_test
+    async def test_two_txt_values_on_one_name(self) -> None:
+        await self.add("example.com", VALUE_A, VALUE_B)
+        result = await self.dig("example.com.dcv.test", "TXT")
+        self.assertEqual(result.status, "NOERROR", result.output)
+        self.assertIn("aa", result.flags)
+        txt = result.records("ANSWER", "TXT")
+        self.assertEqual(sorted(r[4] for r in txt), sorted([f'"{VALUE_A}"', f'"{VALUE_B}"']))
+        self.assertTrue(all(int(r[1]) <= 60 for r in txt))
+
+    @deferred_test
+    async def test_tcp(self) -> None:
+        await self.add("example.com", VALUE_A, VALUE_B)
+        result = await self.dig("+tcp", "example.com.dcv.test", "TXT")
+        self.assertEqual(result.status, "NOERROR", result.output)
+        self.assertEqual(len(result.records("ANSWER", "TXT")), 2)
+        self.assertIn("(TCP)", result.output)
+
+    @deferred_test
+    async def test_case_echoed(self) -> None:
+        await self.add("example.com", VALUE_A)
+        result = await self.dig("ExAmPlE.com.DcV.TeSt", "TXT")
+        self.assertEqual(result.status, "NOERROR", result.output)
+        self.assertEqual(result.sections["QUESTION"][0].split()[0], ";ExAmPlE.com.DcV.TeSt.")
+        self.assertEqual([r[0] for r in result.records("ANSWER", "TXT")], ["ExAmPlE.com.DcV.TeSt."])
+
+    @deferred_test
+    async def test_axfr_refused(self) -> None:
+        result = await self.dig(ZONE, "AXFR")
+        self.assertIn("Transfer failed", result.output)
+        self.assertNotRegex(result.output, r"\bIN\s+SOA\b")
+
+    @deferred_test
+    async def test_other_opcodes_not_implemented(self) -> None:
+        result = await self.dig("+opcode=notify", ZONE, "SOA")
+        self.assertEqual(result.status, "NOTIMP", result.output)
+        self.assertIn("qr", result.flags)
+
+    @deferred_test
+    async def test_edns_echoed(self) -> None:
+        result = await self.dig("+edns=0", "+bufsize=4096", ZONE, "SOA")
+        self.assertRegex(result.output, r"; EDNS: version: 0, flags:[^;]*; udp: 1232")
+        plain = await self.dig("+noedns", ZONE, "SOA")
+        self.assertNotIn("OPT PSEUDOSECTION", plain.output)
+        self.assertEqual(plain.status, "NOERROR")
+
+    @deferred_test
+    async def test_truncated_over_udp_then_whole_over_tcp(self) -> None:
+        await self.add("example.com", *[f"{i:02d}" + "v" * 41 for i in range(20)])
+        truncated = await self.dig("+ignore", "+noedns", "example.com.dcv.test", "TXT")
+        self.assertIn("tc", truncated.flags, truncated.output)
+        retried = await self.dig("+noedns", "example.com.dcv.test", "TXT")
+        self.assertEqual(len(retried.records("ANSWER", "TXT")), 20, retried.output)

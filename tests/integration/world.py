@@ -1,0 +1,338 @@
+"""
+The real world around the appliance, on loopback, for integration tests:
+
+  - Pebble (the upstream CA), HTTPS with a throwaway CA made here, its DNS
+    lookups going to
+  - unbound, a recursive resolver holding the customer zone
+    (C{_acme-challenge} CNAMEs into the dcv zone) with a stub-zone sending
+    the dcv zone to the appliance's DNS port, and its HTTP-01 fetches going to
+  - nginx, the customer's web server, proxying C{/.well-known/} to the
+    appliance's file proxy with the Host header kept.
+
+Every process is started by the test and stopped by its cleanups.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from typing import Any
+
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.trial.unittest import SynchronousTestCase
+
+from .appliance import free_port, require_binary, wait_for_port
+
+CUSTOMER_ZONE = "shop.test"
+DCV_ZONE = "dcv.test"
+# Names with a delegation (dns-cname) or a proxy rule (file-proxy) in place;
+# "bare" has neither.
+CUSTOMER_NAMES = ("shop.test", "www.shop.test", "api.shop.test", "bare.shop.test")
+DELEGATED = ("shop.test", "www.shop.test", "api.shop.test")
+
+
+def _write(path: str, data: str | bytes, mode: int = 0o644) -> str:
+    with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    os.chmod(path, mode)
+    return path
+
+
+def make_tls_ca(directory: str, hostnames: tuple[str, ...] = ("localhost", "127.0.0.1")) -> tuple[str, str, str]:
+    """
+    A throwaway CA and a server certificate from it.
+
+    @return: paths of the CA certificate, the server certificate and its key.
+    """
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test TLS CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = []
+    for name in hostnames:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            sans.append(x509.DNSName(name))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
+        .issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return (
+        _write(os.path.join(directory, "tls-ca.pem"), ca.public_bytes(pem)),
+        _write(os.path.join(directory, "tls-cert.pem"), cert.public_bytes(pem)),
+        _write(os.path.join(directory, "tls-key.pem"), key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), 0o600),
+    )
+
+
+class Process:
+    """
+    A child process with its output in a file, stopped at cleanup.
+    """
+
+    def __init__(self, case: SynchronousTestCase, name: str, args: list[str], directory: str,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = os.path.join(directory, f"{name}.log")
+        log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=directory,
+                                      env={**os.environ, **(env or {})})
+        log.close()
+        case.addCleanup(self.stop)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+class Pebble:
+    """
+    One Pebble CA: HTTPS on a free port, DNS through C{dns_server}, HTTP-01
+    fetches to C{http_port}.
+    """
+
+    def __init__(self, case: SynchronousTestCase, directory: str, *, dns_server: str, http_port: int,
+                 eab_keys: dict[str, str] | None = None, name: str = "pebble") -> None:
+        self.case = case
+        self.binary = require_binary(case, "pebble")
+        self.dir = os.path.join(directory, name)
+        os.makedirs(self.dir)
+        self.name = name
+        self.tls_ca, cert, key = make_tls_ca(self.dir)
+        self.port = free_port()
+        self.management_port = free_port()
+        config = {
+            "pebble": {
+                "listenAddress": f"127.0.0.1:{self.port}",
+                "managementListenAddress": f"127.0.0.1:{self.management_port}",
+                "certificate": cert,
+                "privateKey": key,
+                "httpPort": http_port,
+                "tlsPort": free_port(),
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": bool(eab_keys),
+                **({"externalAccountMACKeys": eab_keys} if eab_keys else {}),
+            }
+        }
+        self.config = _write(os.path.join(self.dir, "pebble.json"), json.dumps(config, indent=2))
+        self.dns_server = dns_server
+        self.process: Process | None = None
+
+    @property
+    def directory_url(self) -> str:
+        return f"https://localhost:{self.port}/dir"
+
+    def start(self) -> None:
+        self.process = Process(
+            self.case, self.name, [self.binary, "-config", self.config, "-dnsserver", self.dns_server, "-strict=false"],
+            self.dir,
+            env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "100"},
+        )
+        wait_for_port(self.port, process=self.process.popen)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def root_pem(self) -> str:
+        response = requests.get(f"https://localhost:{self.management_port}/roots/0", verify=self.tls_ca, timeout=10)
+        response.raise_for_status()
+        return response.text
+
+    def log(self) -> str:
+        return self.process.log() if self.process else ""
+
+
+class Unbound:
+    """
+    The CA's recursive resolver: the customer zone as upstream data, the dcv
+    zone stubbed to the appliance's DNS server.
+    """
+
+    def __init__(self, case: SynchronousTestCase, directory: str, *, dcv_port: int,
+                 delegated: tuple[str, ...] = DELEGATED) -> None:
+        self.case = case
+        self.binary = require_binary(case, "unbound", "/usr/sbin/unbound")
+        self.dir = os.path.join(directory, "unbound")
+        os.makedirs(self.dir)
+        self.port = free_port()
+        records = [
+            f"$ORIGIN {CUSTOMER_ZONE}.",
+            f"@ 300 IN SOA ns.{CUSTOMER_ZONE}. hostmaster.{CUSTOMER_ZONE}. 1 3600 600 86400 60",
+            f"@ 300 IN NS ns.{CUSTOMER_ZONE}.",
+            "ns 300 IN A 127.0.0.1",
+        ]
+        for name in CUSTOMER_NAMES:
+            records.append(f"{name}. 300 IN A 127.0.0.1")
+        for name in delegated:
+            records.append(f"_acme-challenge.{name}. 60 IN CNAME {name}.{DCV_ZONE}.")
+        zonefile = _write(os.path.join(self.dir, "customer.zone"), "\n".join(records) + "\n")
+        self.config = _write(os.path.join(self.dir, "unbound.conf"), f"""
+server:
+    interface: 127.0.0.1
+    port: {self.port}
+    do-ip6: no
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{self.dir}"
+    pidfile: "{self.dir}/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    module-config: "iterator"
+    qname-minimisation: no
+    # Validation values change from one order to the next: never answer
+    # from a cache.
+    cache-max-ttl: 0
+    cache-max-negative-ttl: 0
+    infra-host-ttl: 1
+    # unbound answers NXDOMAIN for the special-use .test by default.
+    local-zone: "test." nodefault
+    domain-insecure: "{DCV_ZONE}"
+    domain-insecure: "{CUSTOMER_ZONE}"
+
+auth-zone:
+    name: "{CUSTOMER_ZONE}."
+    zonefile: "{zonefile}"
+    for-upstream: yes
+    for-downstream: no
+    fallback-enabled: no
+
+stub-zone:
+    name: "{DCV_ZONE}."
+    stub-addr: 127.0.0.1@{dcv_port}
+""")
+        self.process: Process | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        check = subprocess.run(["unbound-checkconf", self.config], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise AssertionError(f"unbound config: {check.stdout}{check.stderr}")
+        self.process = Process(self.case, "unbound", [self.binary, "-d", "-c", self.config], self.dir)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if dig(self.port, f"ns.{CUSTOMER_ZONE}", "A", "+short").strip() == "127.0.0.1":
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"unbound did not answer:\n{self.process.log()}")
+
+
+class Nginx:
+    """
+    The customer's web server: C{/.well-known/} proxied to the file proxy
+    for every delegated name; other hosts get nginx's own 404.
+    """
+
+    def __init__(self, case: SynchronousTestCase, directory: str, *, fileproxy_port: int,
+                 proxied: tuple[str, ...] = DELEGATED) -> None:
+        self.case = case
+        self.binary = require_binary(case, "nginx", "/usr/sbin/nginx")
+        self.dir = os.path.join(directory, "nginx")
+        os.makedirs(os.path.join(self.dir, "logs"))
+        self.port = free_port()
+        self.access_log = os.path.join(self.dir, "logs", "access.log")
+        self.config = _write(os.path.join(self.dir, "nginx.conf"), f"""
+daemon off;
+master_process off;
+user root;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/logs/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    client_body_temp_path {self.dir}/body;
+    proxy_temp_path {self.dir}/proxy;
+    fastcgi_temp_path {self.dir}/fastcgi;
+    uwsgi_temp_path {self.dir}/uwsgi;
+    scgi_temp_path {self.dir}/scgi;
+    log_format withhost '$host "$request" $status via=$upstream_addr ua="$http_user_agent"';
+    access_log {self.access_log} withhost;
+    server {{
+        listen 127.0.0.1:{self.port} default_server;
+        server_name _;
+        location / {{ return 404; }}
+    }}
+    server {{
+        listen 127.0.0.1:{self.port};
+        server_name {' '.join(proxied)};
+        # The rule the appliance asks customers to add (etc/nginx-fileproxy.conf).
+        location /.well-known/acme-challenge/ {{
+            proxy_pass http://127.0.0.1:{fileproxy_port};
+            proxy_set_header Host $host;
+        }}
+        location /.well-known/pki-validation/ {{
+            proxy_pass http://127.0.0.1:{fileproxy_port};
+            proxy_set_header Host $host;
+        }}
+        location / {{ return 404; }}
+    }}
+}}
+""")
+        self.process: Process | None = None
+
+    def start(self) -> None:
+        self.process = Process(self.case, "nginx", [self.binary, "-p", self.dir, "-c", self.config], self.dir)
+        wait_for_port(self.port, process=self.process.popen)
+
+    def access(self) -> str:
+        with open(self.access_log, errors="replace") as f:
+            return f.read()
+
+
+def dig(port: int, name: str, rtype: str = "A", *options: str, server: str = "127.0.0.1") -> str:
+    dig_binary = shutil.which("dig")
+    if dig_binary is None:
+        raise AssertionError("dig is not installed (Debian package dnsutils)")
+    result = subprocess.run([dig_binary, f"@{server}", "-p", str(port), name, rtype, "+time=2", "+tries=1", *options],
+                            capture_output=True, text=True, timeout=30)
+    return result.stdout
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -1,0 +1,148 @@
+"""
+Publishing challenge answers, and the preflight checks that fail an order
+early with the record or rule the customer has to add.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.names import dns
+from twisted.names.error import DNSNameError
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import NoResource
+
+from acme_appliance.acme import ProblemType
+from acme_appliance.ca import CAError, ChallengeType, PendingChallenge
+from acme_appliance.storage import MemoryStore
+from acme_appliance.validation import FileProxy, Preflight, ValidationResponder, ValidationValues
+
+ZONE = "dcv.example.net"
+
+
+class FakeResolver:
+    """
+    Answers C{lookupCanonicalName} and C{getHostByName} from dicts.
+    """
+
+    def __init__(self, cnames: dict[str, str], addresses: dict[str, str]) -> None:
+        self.cnames = cnames
+        self.addresses = addresses
+
+    def lookupCanonicalName(self, name: str, timeout: Any = None) -> Deferred[Any]:
+        if name not in self.cnames:
+            return fail(DNSNameError(name))
+        record = dns.RRHeader(name, dns.CNAME, payload=dns.Record_CNAME(self.cnames[name]))
+        return succeed(([record], [], []))
+
+    def getHostByName(self, name: str, timeout: Any = None) -> Deferred[str]:
+        if name not in self.addresses:
+            return fail(DNSNameError(name))
+        return succeed(self.addresses[name])
+
+
+def run(case: SynchronousTestCase, coroutine: Any) -> Any:
+    return case.successResultOf(Deferred.fromCoroutine(coroutine))
+
+
+def failure(case: SynchronousTestCase, coroutine: Any) -> CAError:
+    error = case.failureResultOf(Deferred.fromCoroutine(coroutine), CAError).value
+    assert isinstance(error, CAError)
+    return error
+
+
+class ResponderTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.values = ValidationValues(MemoryStore(self.clock))
+        self.responder = ValidationResponder(self.values, ttl=600)
+
+    def test_dns_values_share_a_name(self) -> None:
+        wildcard = PendingChallenge(ChallengeType.DNS_01, "example.com", "t1", "t1.thumb")
+        base = PendingChallenge(ChallengeType.DNS_01, "example.com", "t2", "t2.thumb")
+        run(self, self.responder.publish(wildcard))
+        run(self, self.responder.publish(base))
+        self.assertEqual(sorted(run(self, self.values.txt_values("example.com"))),
+                         sorted([wildcard.dns_txt_value, base.dns_txt_value]))
+        run(self, self.responder.withdraw(wildcard))
+        self.assertEqual(run(self, self.values.txt_values("example.com")), [base.dns_txt_value])
+        run(self, self.responder.withdraw(wildcard))  # already gone: fine
+        run(self, self.responder.withdraw(base))
+        self.assertEqual(run(self, self.values.txt_values("example.com")), [])
+
+    def test_http_file(self) -> None:
+        challenge = PendingChallenge(ChallengeType.HTTP_01, "www.example.com", "tok-1", "tok-1.thumb")
+        run(self, self.responder.publish(challenge))
+        body = run(self, self.values.http_body("www.example.com", "/.well-known/acme-challenge/tok-1"))
+        self.assertEqual(body, b"tok-1.thumb")
+        run(self, self.responder.withdraw(challenge))
+        self.assertIsNone(run(self, self.values.http_body("www.example.com", "/.well-known/acme-challenge/tok-1")))
+
+    def test_values_expire_if_never_withdrawn(self) -> None:
+        run(self, self.responder.publish(PendingChallenge(ChallengeType.DNS_01, "example.com", "t", "t.x")))
+        self.clock.advance(601)
+        self.assertEqual(run(self, self.values.txt_values("example.com")), [])
+
+    def test_txt_value_is_rfc8555(self) -> None:
+        # RFC 8555 section 8.4: base64url(SHA-256(key authorization)), no padding.
+        challenge = PendingChallenge(ChallengeType.DNS_01, "example.com", "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA",
+                                     "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.nP1qzpXGymHBrUEepNY9HCsQk7K8KhOypzEt62jcerQ")
+        self.assertEqual(len(challenge.dns_txt_value), 43)
+        self.assertNotIn("=", challenge.dns_txt_value)
+
+
+class PreflightTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.values = ValidationValues(MemoryStore(self.clock))
+
+    def preflight(self, *, cnames: dict[str, str] | None = None, addresses: dict[str, str] | None = None,
+                  forwarding: bool = True) -> Preflight:
+        web = FileProxy(self.values).resource() if forwarding else NoResource()
+        return Preflight(
+            resolver=FakeResolver(cnames or {}, addresses or {}),  # type: ignore[arg-type]
+            http=StubTreq(web),  # type: ignore[arg-type]
+            values=self.values,
+            dns_zone=ZONE,
+        )
+
+    def test_cname_in_place(self) -> None:
+        check = self.preflight(cnames={"_acme-challenge.example.com": f"example.com.{ZONE}"})
+        run(self, check.check(PendingChallenge(ChallengeType.DNS_01, "example.com", "t", "t.x")))
+
+    def test_cname_missing(self) -> None:
+        error = failure(self, self.preflight().check(PendingChallenge(ChallengeType.DNS_01, "example.com", "t", "t.x")))
+        self.assertFalse(error.transient)
+        self.assertIs(error.problem_type, ProblemType.DNS)
+        self.assertIn(f"_acme-challenge.example.com. CNAME example.com.{ZONE}.", error.detail)
+
+    def test_cname_elsewhere(self) -> None:
+        check = self.preflight(cnames={"_acme-challenge.example.com": "example.com.other-provider.net"})
+        error = failure(self, check.check(PendingChallenge(ChallengeType.DNS_01, "example.com", "t", "t.x")))
+        self.assertIn("is a CNAME to example.com.other-provider.net", error.detail)
+
+    def test_forwarding_in_place(self) -> None:
+        check = self.preflight(addresses={"www.example.com": "192.0.2.1"})
+        run(self, check.check(PendingChallenge(ChallengeType.HTTP_01, "www.example.com", "t", "t.x")))
+        # the probe file is gone again
+        self.assertEqual(run(self, self.values._store.scan("dcv/http/")), [])
+
+    def test_forwarding_missing(self) -> None:
+        check = self.preflight(addresses={"www.example.com": "192.0.2.1"}, forwarding=False)
+        error = failure(self, check.check(PendingChallenge(ChallengeType.HTTP_01, "www.example.com", "t", "t.x")))
+        self.assertFalse(error.transient)
+        self.assertIn("http://www.example.com/.well-known/acme-challenge/", error.detail)
+        self.assertIn("answered 404", error.detail)
+        self.assertEqual(run(self, self.values._store.scan("dcv/http/")), [])
+
+    def test_name_does_not_resolve(self) -> None:
+        error = failure(self, self.preflight().check(PendingChallenge(ChallengeType.HTTP_01, "www.example.com", "t", "t.x")))
+        self.assertIn("does not resolve", error.detail)
+
+    def test_responder_runs_preflight_first(self) -> None:
+        responder = ValidationResponder(self.values, ttl=600, preflight=self.preflight())
+        failure(self, responder.publish(PendingChallenge(ChallengeType.DNS_01, "example.com", "t", "t.x")))
+        self.assertEqual(run(self, self.values.txt_values("example.com")), [])
