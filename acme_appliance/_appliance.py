@@ -9,13 +9,19 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from treq.client import HTTPClient
 from twisted.internet.interfaces import IReactorTime
+from twisted.names import client as names_client
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from . import storage
-from .ca import CertificateAuthority
+from .ca import CertificateAuthority, ChallengeResponder
+from .ca.acme import AcmeCA, http_client_for
 from .ca.local import LocalCA, LocalCAError
 from .config import CAKind, Config, state_path
+from .notify import EventBus
 from .storage import Store
+from .validation import Preflight, ValidationResponder, ValidationValues
 
 
 class StartupError(Exception):
@@ -46,15 +52,56 @@ def local_ca(config: Config, name: str, clock: IReactorTime) -> LocalCA:
         raise StartupError(f"ca {name!r}: {e}") from None
 
 
-def build_cas(config: Config, clock: IReactorTime, **kw: Any) -> dict[str, CertificateAuthority]:
+def make_responder(config: Config, values: ValidationValues, reactor: Any) -> ValidationResponder:
+    """
+    What answers upstream challenges: the dcv zone and the file proxy, with
+    preflight checks through the configured resolver.
+    """
+    validation = config.validation
+    preflight = None
+    if validation.preflight:
+        servers = [validation.resolver] if validation.resolver else None
+        resolver = names_client.createResolver(servers=servers)
+        preflight = Preflight(
+            resolver=resolver,
+            http=HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))),
+            values=values,
+            dns_zone=validation.dns_zone,
+            http_port=validation.preflight_http_port,
+        )
+    return ValidationResponder(values, ttl=validation.value_ttl, preflight=preflight)
+
+
+def build_cas(
+    config: Config, reactor: Any, *, responder: ChallengeResponder, store: Store, events: EventBus | None = None
+) -> dict[str, CertificateAuthority]:
+    """
+    Every configured CA: built-in ones loaded (or created) from the state
+    directory, upstream ACME ones as clients sharing the store (for their
+    account keys) and the challenge responder.
+    """
     cas: dict[str, CertificateAuthority] = {}
     for ca in config.cas:
         if ca.kind is CAKind.LOCAL:
-            cas[ca.name] = local_ca(config, ca.name, clock)
-        else:
-            raise StartupError(
-                f"{config.path}: ca {ca.name!r}: kind 'acme' (upstream CAs) is not available in this version yet"
-            )
+            cas[ca.name] = local_ca(config, ca.name, reactor)
+            continue
+        assert ca.directory is not None
+        try:
+            http = http_client_for(reactor, ca.ca_bundle)
+        except (OSError, ValueError) as e:
+            raise StartupError(f"ca {ca.name!r}.ca_bundle: {e}") from None
+        cas[ca.name] = AcmeCA(
+            name=ca.name,
+            directory_url=ca.directory,
+            http=http,
+            clock=reactor,
+            store=store,
+            responder=responder,
+            contact=ca.contact,
+            eab_kid=ca.eab_kid,
+            eab_hmac_key=ca.eab_hmac_key,
+            events=events,
+        )
     return cas
 
 

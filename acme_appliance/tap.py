@@ -19,15 +19,18 @@ from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from ._appliance import StartupError, build_cas, open_store_now
+from ._appliance import StartupError, build_cas, make_responder, open_store_now
 from .acme import AcmeRepository, AcmeServer
 from .acme._server import directory_url
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .issuance import IssuanceService, Revoker
+from .notify import EventBus, SyslogNotifier, parse_syslog_target
 from .policy import TokenRegistry
+from .stats import Metrics
 from .storage import Store
 from .tls import TLSSetupError, ensure_self_signed
+from .validation import DcvAuthority, DcvDNSServerFactory, FileProxy, ValidationValues, make_dns_services
 
 IDLE_TIMEOUT = 60
 
@@ -84,9 +87,23 @@ class ApplianceService(MultiService):
         self.tokens = TokenRegistry(store, clock)
         repository = AcmeRepository(store)
         policies = {p.name: p for p in config.policies}
-        cas = build_cas(config, clock)
+        self.events = EventBus(clock)
+        self.metrics = Metrics()
+        self.events.subscribe(self.metrics.observe)
+        self._notifiers(config, reactor)
+        self.values = ValidationValues(store)
+        self._validation_listeners(config, reactor)
+        cas = build_cas(
+            config, reactor, responder=make_responder(config, self.values, reactor), store=store, events=self.events
+        )
         self.issuance = IssuanceService(
-            repository=repository, cas=cas, policies=policies, clock=clock, deadline=config.issuance.order_deadline
+            repository=repository,
+            cas=cas,
+            policies=policies,
+            clock=clock,
+            events=self.events,
+            deadline=config.issuance.order_deadline,
+            reuse_window=config.issuance.reuse_window,
         )
         self.issuance.setServiceParent(self)
         self.acme = AcmeServer(
@@ -101,6 +118,7 @@ class ApplianceService(MultiService):
             terms_of_service=config.acme.terms_of_service,
             order_lifetime=config.issuance.order_lifetime,
             retry_after=config.issuance.retry_after,
+            events=self.events,
         )
         self._listen("acme", config.acme.listen, self.acme.resource(), reactor)
         if config.admin is not None:
@@ -108,8 +126,35 @@ class ApplianceService(MultiService):
                 api_key = ensure_api_key(config.admin.api_key_file)
             except (OSError, ValueError) as e:
                 raise StartupError(f"admin.api_key_file: {e}") from None
-            admin = AdminAPI(api_key=api_key, store=store)
+            admin = AdminAPI(api_key=api_key, store=store, metrics=self.metrics, ca_health=self.issuance.health.snapshot)
             self._listen("admin", config.admin.listen, admin.resource(), reactor)
+
+    def _notifiers(self, config: Config, reactor: Any) -> None:
+        if config.notify.syslog is not None:
+            try:
+                target = parse_syslog_target(config.notify.syslog)
+            except ValueError as e:
+                raise StartupError(f"notify.syslog: {e}") from None
+            syslog = SyslogNotifier(reactor, target, on_drop=lambda event: self.metrics.dropped("syslog"))
+            syslog.setServiceParent(self)
+            self.events.subscribe(syslog)
+
+    def _validation_listeners(self, config: Config, reactor: Any) -> None:
+        validation = config.validation
+        if validation.fileproxy_listen is not None:
+            self._listen("validation.fileproxy", validation.fileproxy_listen, FileProxy(self.values).resource(), reactor)
+        if validation.dns_zone is not None:
+            authority = DcvAuthority(
+                validation.dns_zone,
+                validation.dns_nameservers or (f"ns1.{validation.dns_zone}",),
+                self.values,
+                clock=reactor,
+            )
+            factory = DcvDNSServerFactory(authority, clock=reactor)
+            for service in make_dns_services(
+                factory, port=validation.dns_listen_port, interface=validation.dns_listen_interface, reactor=reactor
+            ):
+                service.setServiceParent(self)
 
     def _listen(self, name: str, description: str, resource: IResource, reactor: Any) -> None:
         try:

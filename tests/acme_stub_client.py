@@ -16,6 +16,8 @@ from cryptography.x509.oid import NameOID
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
+from acme_appliance.acme._jws import sign_flattened
+
 JOSE = {b"Content-Type": [b"application/jose+json"]}
 
 
@@ -52,10 +54,7 @@ def sign(
         protected["jwk"] = key.public_key().to_partial_json()
     protected.update(extra or {})
     body = b"" if payload is None else payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    header = b64(json.dumps(protected).encode())
-    data = b64(body)
-    signature = alg.sign(key.key, f"{header}.{data}".encode())
-    return json.dumps({"protected": header, "payload": data, "signature": b64(signature)}).encode()
+    return sign_flattened(key.key, alg, protected, body)
 
 
 def make_csr(names: list[str], key: Any = None) -> tuple[bytes, Any]:

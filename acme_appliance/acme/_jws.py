@@ -36,6 +36,7 @@ __all__ = [
     "parse_inner_keychange_jws",
     "parse_jws",
     "public_key_of",
+    "sign_flattened",
 ]
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -512,3 +513,20 @@ def parse_inner_keychange_jws(body: bytes, outer: AcmeJWS) -> AcmeJWS:
     assert inner.jwk is not None
     inner.verify(inner.jwk)
     return inner
+
+
+# -- signing (the CA client's side) ---------------------------------------
+
+
+def sign_flattened(key: Any, alg: josepy.JWASignature, protected: Mapping[str, Any], payload: bytes) -> bytes:
+    """
+    A flattened JSON JWS over C{payload} (C{b""} for POST-as-GET) with
+    C{protected} as its header, signed with C{key} (a C{cryptography}
+    private key, or the secret C{bytes} for HS256).
+    """
+    header = josepy.encode_b64jose(json.dumps(dict(protected), separators=(",", ":")).encode())
+    data = josepy.encode_b64jose(payload)
+    signature = alg.sign(key, f"{header}.{data}".encode("ascii"))
+    return json.dumps(
+        {"protected": header, "payload": data, "signature": josepy.encode_b64jose(signature)}
+    ).encode()

@@ -23,6 +23,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ..config import PolicyConfig, ValidationMethod
 from ..policy import InvalidName, Token, TokenRegistry, UnknownToken, name_allowed, normalise_name
+from ..notify import EventBus, EventName
 from . import _messages as m
 from ._csr import KeyRules, check_csr
 from ._jws import (
@@ -114,8 +115,10 @@ class AcmeServer:
         terms_of_service: str | None = None,
         order_lifetime: float = 7 * 86400,
         retry_after: int = 2,
+        events: EventBus | None = None,
     ) -> None:
         self._repo = repository
+        self._events = events if events is not None else EventBus(clock)
         self._tokens = tokens
         self._policies = policies
         self._issuance = issuance
@@ -499,6 +502,8 @@ class AcmeServer:
             "order {order_id} created under token {token_id} for {names}", order_id=order.id, token_id=token.id,
             names=",".join(names),
         )
+        self._events.emit(EventName.ORDER_CREATED, order_id=order.id, token_id=token.id, names=names,
+                          outcome=order.status.value, details=(("policy", policy.name),))
         return self._send_order(request, secret, order, status=201)
 
     async def _owned(self, record: Order | Authorization | CertificateRecord | None, token: Token, account: Account, what: str) -> Any:
@@ -552,6 +557,8 @@ class AcmeServer:
         if updated is None or updated.processing_since != now or updated.csr != payload.csr:
             raise AcmeProblem(ProblemType.ORDER_NOT_READY, "order was finalized by another request")
         self._log.info("order {order_id} is processing", order_id=order.id)
+        self._events.emit(EventName.ORDER_PROCESSING, order_id=order.id, token_id=token.id, names=order.names,
+                          outcome=OrderStatus.PROCESSING.value)
         self._issuance.submit(order.id)
         return self._send_order(request, secret, updated)
 

@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from klein import Klein
@@ -17,6 +18,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from ..stats import CONTENT_TYPE, Metrics
 from ..storage import Store
 
 
@@ -54,9 +56,18 @@ class AdminAPI:
     app = Klein()
     _log = Logger()
 
-    def __init__(self, *, api_key: str, store: Store) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        store: Store,
+        metrics: Metrics | None = None,
+        ca_health: Callable[[], Mapping[str, Mapping[str, object]]] = dict,
+    ) -> None:
         self._key = api_key.encode()
         self._store = store
+        self._metrics = metrics if metrics is not None else Metrics()
+        self._ca_health = ca_health
 
     def resource(self) -> IResource:
         return self.app.resource()
@@ -95,4 +106,14 @@ class AdminAPI:
         except Exception as e:
             storage = f"error: {e}"
         healthy = storage == "ok"
-        return self._json(request, {"status": "ok" if healthy else "degraded", "storage": storage}, 200 if healthy else 503)
+        body = {"status": "ok" if healthy else "degraded", "storage": storage, "cas": dict(self._ca_health())}
+        return self._json(request, body, 200 if healthy else 503)
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics(self, request: IRequest) -> bytes:
+        """
+        The counters in the Prometheus text format.
+        """
+        self._authorise(request)
+        request.setHeader("Content-Type", CONTENT_TYPE)
+        return self._metrics.exposition()

@@ -10,6 +10,7 @@ from ._interface import (
     IssuedCertificate,
     IssueRequest,
     PendingChallenge,
+    ValidationRequired,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "IssuedCertificate",
     "IssueRequest",
     "PendingChallenge",
+    "ValidationRequired",
 ]

@@ -34,12 +34,19 @@ class IssueRequest:
     @ivar order_id: the appliance's order id, for logs and notifications.
     @ivar challenge_type: the challenge an upstream CA should be answered
         with (the policy's method); C{None} for CAs that do not validate.
+    @ivar token_id: the token the order came through, for notifications.
+    @ivar allow_validation: C{False} for a re-issue that expects the CA to
+        re-use valid authorizations: a CA that wants a new validation raises
+        L{ValidationRequired} instead, so that the caller can validate once,
+        under the order's lock.
     """
 
     csr_der: bytes
     names: tuple[str, ...]
     order_id: str
     challenge_type: ChallengeType | None = None
+    allow_validation: bool = True
+    token_id: str | None = None
 
 
 @frozen
@@ -50,10 +57,12 @@ class IssuedCertificate:
     @ivar chain_pem: PEM leaf first, then the intermediates, as served to the
         client (C{application/pem-certificate-chain}).
     @ivar ca_name: the configured name of the CA that issued it.
+    @ivar alternates: other chains the CA offered for the same leaf.
     """
 
     chain_pem: bytes
     ca_name: str
+    alternates: tuple[bytes, ...] = ()
 
 
 class CAError(Exception):
@@ -78,6 +87,16 @@ class CAError(Exception):
         self.detail = detail
         self.transient = transient
         self.problem_type = problem_type
+
+
+class ValidationRequired(CAError):
+    """
+    A re-issue (C{allow_validation=False}) found authorizations the CA wants
+    validated again.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, transient=False)
 
 
 @runtime_checkable

@@ -7,20 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from attrs import evolve
+from attrs import evolve, frozen
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from ..acme._jws import b64decode
 from ..acme._problems import AcmeProblem, ProblemType
 from ..acme._records import AcmeRepository, CertificateRecord, Order, OrderStatus, new_id
-from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
+from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest, ValidationRequired
 from ..config import PolicyConfig, ValidationMethod
+from ..notify import EventBus, EventName
+from ..storage import get_record, put_record
+from ._failover import FailoverIssuer
+from ._health import CAHealth
+from ._locks import OrderLocks, order_key
 
 CHALLENGE_FOR_METHOD = {
     ValidationMethod.DNS_CNAME: ChallengeType.DNS_01,
@@ -29,9 +33,26 @@ CHALLENGE_FOR_METHOD = {
 }
 
 
+@frozen
+class UpstreamOrder:
+    """
+    A validated upstream order that later orders for the same key may
+    re-issue against (kept in the store for the re-use window).
+    """
+
+    ca: str
+    order_id: str
+    at: float
+
+
 class IssuanceService(Service):
     """
     Runs one job per C{processing} order and resumes queued jobs at start-up.
+
+    Jobs for the same order key (token + set of names) take turns: the
+    first validates upstream under the key's lock; the others wait, then
+    re-issue against that validation (concurrently once it is done) for as
+    long as C{reuse_window} says it is fresh.
 
     @ivar deadline: seconds after finalize after which an order that could
         not be issued becomes C{invalid}.
@@ -46,16 +67,29 @@ class IssuanceService(Service):
         cas: Mapping[str, CertificateAuthority],
         policies: Mapping[str, PolicyConfig],
         clock: IReactorTime,
+        events: EventBus | None = None,
+        health: CAHealth | None = None,
         deadline: float = 600.0,
+        reuse_window: float = 3600.0,
+        attempts_per_ca: int = 2,
         retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0),
     ) -> None:
         self._repo = repository
-        self._cas = cas
         self._policies = policies
         self._clock = clock
+        self.events = events if events is not None else EventBus(clock)
+        self.health = health if health is not None else CAHealth(clock, on_change=self._health_changed)
+        self._upstream = FailoverIssuer(
+            cas=cas, health=self.health, clock=clock, events=self.events,
+            attempts_per_ca=attempts_per_ca, retry_delays=retry_delays,
+        )
         self._deadline = deadline
-        self._retry_delays = retry_delays
+        self._reuse_window = reuse_window
+        self.locks = OrderLocks()
         self._running: dict[str, Deferred[None]] = {}
+
+    def _health_changed(self, ca: str, up: bool) -> None:
+        self.events.emit(EventName.CA_UP if up else EventName.CA_DOWN, ca=ca)
 
     def startService(self) -> None:
         super().startService()
@@ -117,35 +151,71 @@ class IssuanceService(Service):
         policy = self._policies.get(order.policy)
         if policy is None:
             raise AcmeProblem(ProblemType.SERVER_INTERNAL, f"policy {order.policy!r} is no longer configured")
-        ca = self._cas[policy.primary_ca]
         assert order.csr is not None
         request = IssueRequest(
             csr_der=b64decode(order.csr, "csr"),
             names=order.names,
             order_id=order.id,
             challenge_type=CHALLENGE_FOR_METHOD[policy.validation],
+            token_id=order.token_id,
         )
-        issued = await self._with_retries(order, ca, request)
-        await self._complete(order, issued)
+        cas = [policy.primary_ca] + ([policy.backup_ca] if policy.backup_ca else [])
+        key = order_key(order.token_id, order.names)
+        issued, mode = await self._reissue(order, key, request, cas)
+        if issued is None:
+            async with self.locks.hold(key):
+                fresh = await self._fresh(key)
+                if fresh is None:
+                    issued = await self._validate_and_issue(order, key, request, cas)
+                    mode = "new"
+            if issued is None:
+                issued, mode = await self._reissue(order, key, request, cas)
+        if issued is None:
+            # The CA wanted a new validation for what was fresh: do it once,
+            # under the lock.
+            async with self.locks.hold(key):
+                issued = await self._validate_and_issue(order, key, request, cas)
+                mode = "new"
+        await self._complete(order, issued, mode)
 
-    async def _with_retries(self, order: Order, ca: CertificateAuthority, request: IssueRequest) -> IssuedCertificate:
-        started = order.processing_since or self._clock.seconds()
-        attempt = 0
-        while True:
-            try:
-                return await ca.issue(request)
-            except CAError as e:
-                delay = self._retry_delays[min(attempt, len(self._retry_delays) - 1)]
-                if not e.transient or self._clock.seconds() + delay > started + self._deadline:
-                    raise
-                self._log.warn(
-                    "CA {ca} failed for order {order_id} ({error}); retrying in {delay}s",
-                    ca=ca.name, order_id=order.id, error=e.detail, delay=delay,
-                )
-                attempt += 1
-                await deferLater(self._clock, delay)
+    def _deadline_of(self, order: Order) -> float:
+        return (order.processing_since or self._clock.seconds()) + self._deadline
 
-    async def _complete(self, order: Order, issued: IssuedCertificate) -> None:
+    async def _fresh(self, key: str) -> UpstreamOrder | None:
+        return await get_record(self._repo.store, UpstreamOrder, f"upstream/{key}")
+
+    async def _reissue(
+        self, order: Order, key: str, request: IssueRequest, cas: list[str]
+    ) -> tuple[IssuedCertificate | None, str]:
+        fresh = await self._fresh(key)
+        if fresh is None:
+            return None, "new"
+        # The CA that validated first: its authorizations are the ones to re-use.
+        ordered = [fresh.ca] + [c for c in cas if c != fresh.ca] if fresh.ca in cas else cas
+        try:
+            issued = await self._upstream.issue(
+                evolve(request, allow_validation=False), order_id=order.id, token_id=order.token_id,
+                cas=ordered, deadline=self._deadline_of(order),
+            )
+        except ValidationRequired:
+            await self._repo.store.delete(f"upstream/{key}")
+            return None, "new"
+        return issued, "reissue"
+
+    async def _validate_and_issue(
+        self, order: Order, key: str, request: IssueRequest, cas: list[str]
+    ) -> IssuedCertificate:
+        issued = await self._upstream.issue(
+            request, order_id=order.id, token_id=order.token_id, cas=cas, deadline=self._deadline_of(order)
+        )
+        await put_record(
+            self._repo.store, f"upstream/{key}",
+            UpstreamOrder(ca=issued.ca_name, order_id=order.id, at=self._clock.seconds()),
+            ttl=self._reuse_window,
+        )
+        return issued
+
+    async def _complete(self, order: Order, issued: IssuedCertificate, mode: str) -> None:
         leaf = x509.load_pem_x509_certificate(issued.chain_pem)
         record = CertificateRecord(
             id=new_id(),
@@ -168,12 +238,17 @@ class IssuanceService(Service):
         )
         await self._repo.dequeue(order.id)
         self._log.info(
-            "order {order_id} issued by {ca} (serial {serial})", order_id=order.id, ca=issued.ca_name, serial=record.serial
+            "order {order_id} issued by {ca} ({mode}, serial {serial})",
+            order_id=order.id, ca=issued.ca_name, mode=mode, serial=record.serial,
+        )
+        self.events.emit(
+            EventName.CERTIFICATE_ISSUED, order_id=order.id, token_id=order.token_id, names=order.names,
+            ca=issued.ca_name, outcome="valid", details=(("mode", mode), ("serial", record.serial)),
         )
 
     async def _fail(self, order_id: str, problem: AcmeProblem) -> None:
         now = self._clock.seconds()
-        await self._repo.update_order(
+        failed = await self._repo.update_order(
             order_id,
             lambda o: evolve(o, status=OrderStatus.INVALID, error=problem.to_json(), completed=now)
             if o.status is OrderStatus.PROCESSING
@@ -181,6 +256,10 @@ class IssuanceService(Service):
         )
         await self._repo.dequeue(order_id)
         self._log.warn("order {order_id} failed: {detail}", order_id=order_id, detail=problem.detail)
+        self.events.emit(
+            EventName.ORDER_FAILED, order_id=order_id, token_id=failed.token_id if failed else None,
+            names=failed.names if failed else (), outcome="invalid", error=f"{problem.type.value}: {problem.detail}",
+        )
 
 
 class Revoker:

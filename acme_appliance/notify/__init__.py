@@ -1,1 +1,18 @@
+"""
+Notification: events for every state change, sent to syslog and webhooks.
+"""
 
+from ._events import Event, EventBus, EventName, Subscriber
+from ._syslog import SyslogNotifier, SyslogTarget, SyslogTransport, format_rfc5424, parse_syslog_target
+
+__all__ = [
+    "Event",
+    "EventBus",
+    "EventName",
+    "Subscriber",
+    "SyslogNotifier",
+    "SyslogTarget",
+    "SyslogTransport",
+    "format_rfc5424",
+    "parse_syslog_target",
+]

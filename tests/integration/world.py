@@ -37,8 +37,11 @@ CUSTOMER_ZONE = "shop.test"
 DCV_ZONE = "dcv.test"
 # Names with a delegation (dns-cname) or a proxy rule (file-proxy) in place;
 # "bare" has neither.
-CUSTOMER_NAMES = ("shop.test", "www.shop.test", "api.shop.test", "bare.shop.test")
-DELEGATED = ("shop.test", "www.shop.test", "api.shop.test")
+# Names the fleet and failover tests order (set up like www).
+FLEET_NAMES = ("fleet.shop.test", "same.shop.test", "failover.shop.test", "during.shop.test", "down.shop.test",
+               "back.shop.test")
+DELEGATED = ("shop.test", "www.shop.test", "api.shop.test") + FLEET_NAMES
+CUSTOMER_NAMES = DELEGATED + ("bare.shop.test",)
 
 
 def _write(path: str, data: str | bytes, mode: int = 0o644) -> str:

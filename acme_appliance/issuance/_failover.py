@@ -1,0 +1,111 @@
+"""
+Issuing at the primary CA with retries, and at the backup when the primary
+keeps failing for reasons another CA may not share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from ..acme._problems import ProblemType
+from ..ca import CAError, CertificateAuthority, IssuedCertificate, IssueRequest
+from ..notify import EventBus, EventName
+from ._health import CAHealth
+
+
+class FailoverIssuer:
+    """
+    Tries the CAs of a policy in order.  A transient failure (network,
+    timeout, 5xx, C{serverInternal}, C{rateLimited}) is retried with backoff
+    C{attempts_per_ca} times, then the next CA is tried; a CA that
+    L{CAHealth} knows to be down is skipped (but probed now and then).  The
+    rounds repeat until the order's deadline.  A client error
+    (C{badCSR}, C{rejectedIdentifier}, C{caa}, ...) fails at once: another
+    CA would refuse it too.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        *,
+        cas: Mapping[str, CertificateAuthority],
+        health: CAHealth,
+        clock: IReactorTime,
+        events: EventBus,
+        attempts_per_ca: int = 2,
+        retry_delays: Sequence[float] = (1.0, 2.0, 5.0, 10.0, 30.0),
+    ) -> None:
+        self._cas = cas
+        self._health = health
+        self._clock = clock
+        self._events = events
+        self._attempts = attempts_per_ca
+        self._delays = retry_delays
+
+    def _delay(self, attempt: int) -> float:
+        return self._delays[min(attempt, len(self._delays) - 1)]
+
+    async def _sleep(self, seconds: float) -> None:
+        await deferLater(self._clock, seconds)
+
+    async def issue(
+        self, request: IssueRequest, *, order_id: str, token_id: str, cas: Sequence[str], deadline: float
+    ) -> IssuedCertificate:
+        """
+        Issue at the first of C{cas} that succeeds.
+
+        @param deadline: clock time after which no further attempt starts.
+        @raise CAError: a client error, L{ValidationRequired}, or (not
+            transient) every CA failed until the deadline.
+        """
+        last: CAError | None = None
+        current: str | None = None
+        round_ = 0
+        while True:
+            for name in cas:
+                # A known-down CA is skipped while another may work; alone, it
+                # is still tried (by probes) rather than not at all.
+                if not self._health.should_try(name) and len(cas) > 1:
+                    continue
+                if current is not None and current != name:
+                    self._log.warn("order {order_id}: failing over from CA {from_ca} to {to_ca}",
+                                   order_id=order_id, from_ca=current, to_ca=name)
+                    self._events.emit(
+                        EventName.CA_FAILOVER, order_id=order_id, token_id=token_id, names=request.names,
+                        ca=name, error=last.detail if last else None,
+                        details=(("from_ca", current), ("to_ca", name)),
+                    )
+                current = name
+                for attempt in range(self._attempts):
+                    try:
+                        issued = await self._cas[name].issue(request)
+                    except CAError as e:
+                        if not e.transient:
+                            raise
+                        last = e
+                        self._health.failed(name)
+                        self._log.warn("order {order_id}: CA {ca} failed ({error})",
+                                       order_id=order_id, ca=name, error=e.detail)
+                        delay = self._delay(attempt)
+                        if attempt + 1 < self._attempts and self._clock.seconds() + delay < deadline:
+                            await self._sleep(delay)
+                            continue
+                        break
+                    else:
+                        self._health.succeeded(name)
+                        return issued
+            delay = self._delay(round_)
+            round_ += 1
+            if self._clock.seconds() + delay >= deadline:
+                detail = last.detail if last else "no CA could be reached"
+                raise CAError(
+                    f"no CA could issue before the order's deadline ({', '.join(cas)}); last error: {detail}",
+                    transient=False,
+                    problem_type=ProblemType.SERVER_INTERNAL,
+                )
+            await self._sleep(delay)

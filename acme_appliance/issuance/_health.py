@@ -1,0 +1,92 @@
+"""
+Per-CA health: a circuit breaker that skips a CA known to be down and
+probes it again later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from attrs import define
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+
+@define
+class _State:
+    failures: int = 0
+    down_since: float | None = None
+    last_probe: float | None = None
+
+
+class CAHealth:
+    """
+    Counts consecutive transient failures per CA.  After C{threshold} of
+    them the CA is I{down}: it is skipped while another CA can be tried,
+    except for one probe every C{probe_interval} seconds.  One success makes
+    it I{up} again.
+
+    @param on_change: called with C{(ca, up)} when a CA goes down or up.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        threshold: int = 3,
+        probe_interval: float = 30.0,
+        on_change: Callable[[str, bool], None] = lambda ca, up: None,
+    ) -> None:
+        self._clock = clock
+        self._threshold = threshold
+        self._probe_interval = probe_interval
+        self._on_change = on_change
+        self._states: dict[str, _State] = {}
+
+    def _state(self, ca: str) -> _State:
+        return self._states.setdefault(ca, _State())
+
+    def is_up(self, ca: str) -> bool:
+        return self._state(ca).down_since is None
+
+    def should_try(self, ca: str) -> bool:
+        """
+        Whether to send a request to C{ca} now: it is up, or it is down and
+        due for a probe (which this call books).
+        """
+        state = self._state(ca)
+        if state.down_since is None:
+            return True
+        now = self._clock.seconds()
+        last = state.last_probe if state.last_probe is not None else state.down_since
+        if now - last >= self._probe_interval:
+            state.last_probe = now
+            return True
+        return False
+
+    def succeeded(self, ca: str) -> None:
+        state = self._state(ca)
+        was_down = state.down_since is not None
+        self._states[ca] = _State()
+        if was_down:
+            self._log.info("CA {ca} is up again", ca=ca)
+            self._on_change(ca, True)
+
+    def failed(self, ca: str) -> None:
+        state = self._state(ca)
+        state.failures += 1
+        if state.down_since is None and state.failures >= self._threshold:
+            state.down_since = self._clock.seconds()
+            self._log.warn("CA {ca} is down after {failures} failures", ca=ca, failures=state.failures)
+            self._on_change(ca, False)
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        """
+        Every CA seen so far: C{up}, consecutive C{failures}, C{down_since}.
+        """
+        return {
+            ca: {"up": s.down_since is None, "failures": s.failures, "down_since": s.down_since}
+            for ca, s in sorted(self._states.items())
+        }

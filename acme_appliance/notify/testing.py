@@ -1,0 +1,25 @@
+"""
+In-memory notification helpers for tests.
+"""
+
+from __future__ import annotations
+
+from ._events import Event, EventName
+
+
+class MemoryNotifier:
+    """
+    An L{EventBus} subscriber that keeps every event.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def names(self) -> list[str]:
+        return [e.name.value for e in self.events]
+
+    def of(self, name: EventName) -> list[Event]:
+        return [e for e in self.events if e.name is name]

@@ -1,0 +1,232 @@
+"""
+Certificates from a real upstream CA: Pebble, validating through unbound
+(CNAME delegation into the appliance's dcv zone) and nginx (forwarding to
+the appliance's file proxy).  The ACME clients never see a challenge.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import subprocess
+import time
+
+from acme import errors as acme_errors
+from twisted.trial.unittest import SynchronousTestCase
+
+from .appliance import BIN, Appliance, free_port, require_binary
+from .test_acme_library import Client, new_csr
+from .world import DCV_ZONE, Nginx, Pebble, Unbound, dig
+
+EAB_KID = "kid-1"
+EAB_KEY = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+
+
+class PebbleWorld:
+    """
+    unbound + nginx + Pebble (+ an EAB-requiring Pebble) + the appliance.
+    """
+
+    def __init__(self, case: SynchronousTestCase, *, eab: bool = False, backup: bool = False,
+                 syslog: str | None = None, order_deadline: float = 120) -> None:
+        self.case = case
+        self.dir = os.path.abspath(case.mktemp())
+        os.makedirs(self.dir)
+        self.dns_port = free_port()
+        self.fileproxy_port = free_port()
+        self.unbound = Unbound(case, self.dir, dcv_port=self.dns_port)
+        self.unbound.start()
+        self.nginx = Nginx(case, self.dir, fileproxy_port=self.fileproxy_port)
+        self.nginx.start()
+        self.pebble = Pebble(case, self.dir, dns_server=self.unbound.address, http_port=self.nginx.port,
+                             eab_keys={EAB_KID: EAB_KEY} if eab else None)
+        self.pebble.start()
+        self.backup: Pebble | None = None
+        if backup:
+            self.backup = Pebble(case, self.dir, dns_server=self.unbound.address, http_port=self.nginx.port,
+                                 name="backup")
+            self.backup.start()
+        ca = f"""
+[[ca]]
+name = "pebble"
+kind = "acme"
+directory = "{self.pebble.directory_url}"
+ca_bundle = "{self.pebble.tls_ca}"
+contact = ["mailto:ops@example.net"]
+"""
+        if eab:
+            ca += f'eab_kid = "{EAB_KID}"\neab_hmac_key = "{EAB_KEY}"\n'
+        if self.backup is not None:
+            ca += f"""
+[[ca]]
+name = "backup"
+kind = "acme"
+directory = "{self.backup.directory_url}"
+ca_bundle = "{self.backup.tls_ca}"
+"""
+        # A CA that never answers: orders through it are slow to fail.
+        ca += f"""
+[[ca]]
+name = "dead"
+kind = "acme"
+directory = "https://127.0.0.1:{free_port()}/dir"
+"""
+        backup_line = 'backup_ca = "backup"' if backup else ""
+        notify = f'[notify]\nsyslog = "{syslog}"\n' if syslog else ""
+        self.appliance = Appliance(
+            case,
+            extra=f"""
+[validation]
+fileproxy_listen = "tcp:{self.fileproxy_port}:interface=127.0.0.1"
+dns_zone = "{DCV_ZONE}"
+dns_listen_port = {self.dns_port}
+dns_listen_interface = "127.0.0.1"
+dns_nameservers = ["ns1.{DCV_ZONE}"]
+resolver = "{self.unbound.address}"
+preflight_http_port = {self.nginx.port}
+
+[issuance]
+order_deadline = {order_deadline}
+
+{notify}
+""",
+            cas=ca,
+            policies=f"""
+[[policy]]
+name = "dns"
+primary_ca = "pebble"
+{backup_line}
+validation = "dns-cname"
+allowed_domains = ["shop.test", "*.shop.test"]
+
+[[policy]]
+name = "files"
+primary_ca = "pebble"
+{backup_line}
+validation = "file-proxy"
+allowed_domains = ["shop.test", "*.shop.test"]
+
+[[policy]]
+name = "slow"
+primary_ca = "dead"
+validation = "dns-cname"
+allowed_domains = ["shop.test", "*.shop.test"]
+""",
+        )
+        self.appliance.start()
+
+    def verify_chain(self, chain_pem: str, root_pem: str) -> None:
+        """
+        Check that C{chain_pem} (leaf first) leads to C{root_pem}, with openssl.
+        """
+        openssl = require_binary(self.case, "openssl")
+        path = os.path.join(self.dir, f"verify-{time.monotonic_ns()}")
+        certificates = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n", chain_pem, re.DOTALL)
+        for suffix, text in (("root", root_pem), ("leaf", certificates[0]), ("chain", "".join(certificates[1:]))):
+            with open(f"{path}.{suffix}", "w") as f:
+                f.write(text)
+        result = subprocess.run([openssl, "verify", "-CAfile", f"{path}.root", "-untrusted", f"{path}.chain",
+                                 f"{path}.leaf"], capture_output=True, text=True)
+        self.case.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+
+    def dcv_txt(self, name: str) -> list[str]:
+        out = dig(self.dns_port, f"{name}.{DCV_ZONE}", "TXT", "+norecurse", "+noall", "+answer")
+        return [line for line in out.splitlines() if "TXT" in line]
+
+
+class CertbotThroughPebbleTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.certbot = require_binary(self, "certbot", os.path.join(BIN, "certbot"))
+        self.openssl = require_binary(self, "openssl")
+        self.world = PebbleWorld(self)
+        self.work = os.path.abspath(self.mktemp())
+        os.makedirs(self.work)
+        self.hook = os.path.join(self.work, "hook")
+        with open(self.hook, "w") as f:
+            f.write(f"#!/bin/sh\necho called >> {self.work}/hook-called\nexit 1\n")
+        os.chmod(self.hook, 0o755)
+
+    def tearDown(self) -> None:
+        self.assertFalse(os.path.exists(f"{self.work}/hook-called"), "certbot was asked to solve a challenge")
+        self.assertNotIn("Traceback", self.world.appliance.log())
+
+    def certonly(self, policy: str, *names: str) -> str:
+        directory = self.world.appliance.directory(policy)
+        args = [self.certbot, "certonly", "--manual", "--manual-auth-hook", self.hook, "--non-interactive",
+                "--agree-tos", "--register-unsafely-without-email", "--server", directory, "--cert-name", policy,
+                "--config-dir", f"{self.work}/config", "--work-dir", f"{self.work}/work", "--logs-dir", f"{self.work}/logs"]
+        for name in names:
+            args += ["-d", name]
+        result = subprocess.run(args, env=self.world.appliance.env(), capture_output=True, text=True, timeout=180)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr + self.world.appliance.log()[-3000:])
+        return os.path.join(self.work, "config", "live", policy)
+
+    def verify(self, live: str) -> None:
+        root = os.path.join(self.work, "pebble-root.pem")
+        with open(root, "w") as f:
+            f.write(self.world.pebble.root_pem())
+        result = subprocess.run([self.openssl, "verify", "-CAfile", root, "-untrusted", f"{live}/chain.pem",
+                                 f"{live}/cert.pem"], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+
+    def test_dns_cname_wildcard_and_base(self) -> None:
+        live = self.certonly("dns", "shop.test", "*.shop.test")
+        self.verify(live)
+        # The wildcard and its base name needed two TXT values at once at
+        # shop.test.dcv.test; both are gone now.
+        self.assertEqual(self.world.dcv_txt("shop.test"), [])
+        self.assertIn("shop.test", self.world.pebble.log())
+
+    def test_file_proxy(self) -> None:
+        live = self.certonly("files", "www.shop.test", "api.shop.test")
+        self.verify(live)
+        access = self.world.nginx.access()
+        for name in ("www.shop.test", "api.shop.test"):
+            fetches = [line for line in access.splitlines()
+                       if line.startswith(name + " ") and "/.well-known/acme-challenge/" in line
+                       and " 200 " in line and "Pebble" in line]
+            self.assertTrue(fetches, f"no Pebble fetch for {name} through nginx's proxy rule:\n{access}")
+
+
+class MissingSetUpTests(SynchronousTestCase):
+    """
+    A name without the CNAME (or the proxy rule): the order fails fast and
+    says which record or rule to add.
+    """
+
+    def setUp(self) -> None:
+        self.world = PebbleWorld(self)
+
+    def failed_order(self, policy: str, name: str) -> dict[str, object]:
+        client = Client(self.world.appliance, self.world.appliance.directory(policy))
+        pem, der = new_csr([name])
+        order = client.acme.new_order(pem)
+        started = time.monotonic()
+        with self.assertRaises(acme_errors.Error):
+            client.acme.finalize_order(order, datetime.datetime.now() + datetime.timedelta(seconds=60))
+        elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 30)
+        body = client.raw(order.uri, None).json()
+        self.assertEqual(body["status"], "invalid")
+        return body["error"]  # type: ignore[no-any-return]
+
+    def test_missing_cname(self) -> None:
+        error = self.failed_order("dns", "bare.shop.test")
+        self.assertIn(f"_acme-challenge.bare.shop.test. CNAME bare.shop.test.{DCV_ZONE}.", error["detail"])
+        self.assertEqual(error["type"], "urn:ietf:params:acme:error:dns")
+
+    def test_missing_proxy_rule(self) -> None:
+        error = self.failed_order("files", "bare.shop.test")
+        self.assertIn("http://bare.shop.test/.well-known/acme-challenge/", str(error["detail"]))
+        self.assertIn("file proxy", str(error["detail"]))
+
+
+class ExternalAccountBindingTests(SynchronousTestCase):
+    def test_eab_required_pebble(self) -> None:
+        world = PebbleWorld(self, eab=True)
+        client = Client(world.appliance, world.appliance.directory("dns"))
+        pem, _ = new_csr(["www.shop.test"])
+        order = client.acme.new_order(pem)
+        final = client.acme.finalize_order(order, datetime.datetime.now() + datetime.timedelta(seconds=90))
+        self.assertIn("BEGIN CERTIFICATE", final.fullchain_pem)

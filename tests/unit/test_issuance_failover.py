@@ -1,0 +1,227 @@
+"""
+Issuing with retries, backoff and failover (L{FailoverIssuer}), and the
+issuance jobs' one-validation-per-order-key re-use, with a Clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from acme_appliance.acme._problems import ProblemType
+from acme_appliance.ca import CAError, IssuedCertificate, IssueRequest, ValidationRequired
+from acme_appliance.issuance._failover import FailoverIssuer
+from acme_appliance.issuance._health import CAHealth
+from acme_appliance.notify import EventBus, EventName
+from acme_appliance.notify.testing import MemoryNotifier
+
+from ..acme_stub_client import make_csr
+from .test_acme_server import World, issued
+
+DOWN = CAError("connection refused", transient=True)
+OK = "ok"
+
+
+class ScriptedCA:
+    """
+    A CA whose answers are scripted: each call takes the next outcome (the
+    last one repeats).
+    """
+
+    def __init__(self, name: str, outcomes: Sequence[CAError | str], clock: Clock) -> None:
+        self.name = name
+        self.outcomes = list(outcomes)
+        self.clock = clock
+        self.calls: list[float] = []
+        self.requests: list[IssueRequest] = []
+
+    async def issue(self, request: IssueRequest) -> IssuedCertificate:
+        self.calls.append(self.clock.seconds())
+        self.requests.append(request)
+        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        if isinstance(outcome, CAError):
+            raise outcome
+        return IssuedCertificate(chain_pem=b"chain", ca_name=self.name)
+
+    async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
+        pass
+
+
+class FailoverTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.events = EventBus(self.clock)
+        self.notes = MemoryNotifier()
+        self.events.subscribe(self.notes)
+        self.changes: list[tuple[str, bool]] = []
+        self.health = CAHealth(self.clock, threshold=3, probe_interval=60,
+                               on_change=lambda ca, up: self.changes.append((ca, up)))
+
+    def issuer(self, *cas: ScriptedCA) -> FailoverIssuer:
+        return FailoverIssuer(cas={ca.name: ca for ca in cas}, health=self.health, clock=self.clock,
+                              events=self.events, attempts_per_ca=2, retry_delays=(1.0, 2.0, 4.0))
+
+    def issue(self, issuer: FailoverIssuer, names: Sequence[str], deadline: float = 100.0) -> Deferred[Any]:
+        request = IssueRequest(csr_der=b"", names=("a.test",), order_id="o1")
+        return Deferred.fromCoroutine(issuer.issue(request, order_id="o1", token_id="t1", cas=names, deadline=deadline))
+
+    def test_primary_works(self) -> None:
+        primary = ScriptedCA("primary", [OK], self.clock)
+        backup = ScriptedCA("backup", [OK], self.clock)
+        result = self.successResultOf(self.issue(self.issuer(primary, backup), ["primary", "backup"]))
+        self.assertEqual(result.ca_name, "primary")
+        self.assertEqual(backup.calls, [])
+        self.assertEqual(self.notes.events, [])
+
+    def test_retry_with_backoff_then_failover(self) -> None:
+        """
+        A transient failure is retried once after the first backoff delay;
+        then the backup is asked, and a C{ca.failover} event says so.
+        """
+        primary = ScriptedCA("primary", [DOWN], self.clock)
+        backup = ScriptedCA("backup", [OK], self.clock)
+        d = self.issue(self.issuer(primary, backup), ["primary", "backup"])
+        self.assertEqual(primary.calls, [0.0])
+        self.assertNoResult(d)
+        self.clock.advance(1.0)
+        self.assertEqual(primary.calls, [0.0, 1.0])
+        self.assertEqual(self.successResultOf(d).ca_name, "backup")
+        self.assertEqual(backup.calls, [1.0])
+        [failover] = self.notes.of(EventName.CA_FAILOVER)
+        self.assertEqual((failover.detail("from_ca"), failover.detail("to_ca")), ("primary", "backup"))
+        self.assertEqual(failover.order_id, "o1")
+        self.assertEqual(failover.token_id, "t1")
+
+    def test_recovers_at_primary(self) -> None:
+        primary = ScriptedCA("primary", [DOWN, OK], self.clock)
+        backup = ScriptedCA("backup", [OK], self.clock)
+        d = self.issue(self.issuer(primary, backup), ["primary", "backup"])
+        self.clock.advance(1.0)
+        self.assertEqual(self.successResultOf(d).ca_name, "primary")
+        self.assertEqual(backup.calls, [])
+
+    def test_client_error_does_not_fail_over(self) -> None:
+        refused = CAError("CA primary: CAA forbids it", transient=False, problem_type=ProblemType.CAA)
+        primary = ScriptedCA("primary", [refused], self.clock)
+        backup = ScriptedCA("backup", [OK], self.clock)
+        failure = self.failureResultOf(self.issue(self.issuer(primary, backup), ["primary", "backup"]), CAError)
+        self.assertIs(failure.value, refused)
+        self.assertEqual(backup.calls, [])
+        self.assertEqual(self.notes.of(EventName.CA_FAILOVER), [])
+
+    def test_validation_required_passes_through(self) -> None:
+        primary = ScriptedCA("primary", [ValidationRequired("again")], self.clock)
+        self.failureResultOf(self.issue(self.issuer(primary), ["primary"]), ValidationRequired)
+
+    def test_every_ca_down_until_the_deadline(self) -> None:
+        """
+        Rounds over both CAs continue, with growing delays, until the next
+        wait would pass the deadline; then the order fails with the last
+        error.
+        """
+        primary = ScriptedCA("primary", [DOWN], self.clock)
+        backup = ScriptedCA("backup", [DOWN], self.clock)
+        d = self.issue(self.issuer(primary, backup), ["primary", "backup"], deadline=30.0)
+        for _ in range(60):
+            if d.called:
+                break
+            self.clock.advance(0.5)
+        failure = self.failureResultOf(d, CAError)
+        self.assertFalse(failure.value.transient)
+        self.assertIn("no CA could issue before the order's deadline", failure.value.detail)
+        self.assertIn("connection refused", failure.value.detail)
+        self.assertLessEqual(self.clock.seconds(), 30.0)
+        self.assertTrue(all(t < 30.0 for t in primary.calls + backup.calls))
+        self.assertIn(("primary", False), self.changes)
+        self.assertIn(("backup", False), self.changes)
+
+    def test_known_down_ca_is_skipped_then_probed(self) -> None:
+        """
+        Once the circuit breaker has the primary down, orders go straight to
+        the backup, until the probe interval has passed.
+        """
+        primary = ScriptedCA("primary", [DOWN], self.clock)
+        backup = ScriptedCA("backup", [OK], self.clock)
+        issuer = self.issuer(primary, backup)
+        for _ in range(2):
+            d = self.issue(issuer, ["primary", "backup"])
+            self.clock.advance(1.0)
+            self.successResultOf(d)
+        self.assertFalse(self.health.is_up("primary"))
+        calls = len(primary.calls)
+        self.successResultOf(self.issue(issuer, ["primary", "backup"]))
+        self.assertEqual(len(primary.calls), calls)
+        self.assertEqual(len(self.notes.of(EventName.CA_FAILOVER)), 2)
+        # The probe: the primary is back.
+        primary.outcomes = [OK]
+        self.clock.advance(60)
+        self.assertEqual(self.successResultOf(self.issue(issuer, ["primary", "backup"])).ca_name, "primary")
+        self.assertTrue(self.health.is_up("primary"))
+        self.assertEqual(self.changes, [("primary", False), ("primary", True)])
+
+
+class ReuseTests(SynchronousTestCase):
+    """
+    Orders of one token for the same names validate once and re-issue
+    afterwards, within the re-use window.
+    """
+
+    def setUp(self) -> None:
+        self.world = World(self)
+        self.notes = MemoryNotifier()
+        self.world.issuance.events.subscribe(self.notes)
+
+    def modes(self) -> list[str | None]:
+        return [e.detail("mode") for e in self.notes.of(EventName.CERTIFICATE_ISSUED)]
+
+    def test_new_then_reissue(self) -> None:
+        directory = self.world.directory()
+        for _ in range(3):
+            order, _ = issued(self.world, self.world.client(directory), ["example.com"])
+            self.assertEqual(order["status"], "valid")
+        self.assertEqual(self.modes(), ["new", "reissue", "reissue"])
+
+    def test_other_names_and_other_tokens_validate(self) -> None:
+        directory = self.world.directory()
+        issued(self.world, self.world.client(directory), ["example.com"])
+        issued(self.world, self.world.client(directory), ["example.com", "www.example.com"])
+        issued(self.world, self.world.client(), ["example.com"])
+        self.assertEqual(self.modes(), ["new", "new", "new"])
+
+    def test_reuse_window(self) -> None:
+        directory = self.world.directory()
+        issued(self.world, self.world.client(directory), ["example.com"])
+        self.world.clock.advance(3601)
+        issued(self.world, self.world.client(directory), ["example.com"])
+        self.assertEqual(self.modes(), ["new", "new"])
+
+    def test_waiters_reissue_after_the_first(self) -> None:
+        """
+        While the first order of a key is being issued (slowly), the others
+        wait for it, then re-issue.
+        """
+        world = World(self, issue_delay=10)
+        notes = MemoryNotifier()
+        world.issuance.events.subscribe(notes)
+        directory = world.directory()
+        clients = [world.client(directory) for _ in range(3)]
+        orders = []
+        for client in clients:
+            client.register()
+            response = client.new_order(["example.com"])
+            client.finalize(response.json(), make_csr(["example.com"])[0])
+            orders.append(response.header("location"))
+        self.assertEqual(len(world.issuance.locks), 1)
+        world.clock.advance(10)
+        self.assertEqual([e.detail("mode") for e in notes.of(EventName.CERTIFICATE_ISSUED)], ["new"])
+        # The re-issues run together: one more delay for all of them.
+        world.clock.advance(10)
+        self.assertEqual([e.detail("mode") for e in notes.of(EventName.CERTIFICATE_ISSUED)],
+                         ["new", "reissue", "reissue"])
+        for client, url in zip(clients, orders):
+            self.assertEqual(client.post(url, None).json()["status"], "valid")
+        self.assertEqual(len(world.issuance.locks), 0)

@@ -1,0 +1,262 @@
+"""
+Events, their RFC 5424 form, and the syslog sinks over real loopback
+sockets.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.task import Clock, deferLater
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from acme_appliance.notify import (
+    EventBus,
+    EventName,
+    SyslogNotifier,
+    SyslogTarget,
+    SyslogTransport,
+    format_rfc5424,
+    parse_syslog_target,
+)
+from acme_appliance.notify.testing import MemoryNotifier
+from acme_appliance.stats import Metrics
+
+reactor: Any = _reactor
+
+RFC5424 = re.compile(
+    r"<(?P<pri>\d{1,3})>1 (?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) "
+    r"(?P<msgid>\S+) (?P<sd>\[[^ \]]+(?: [^ =\]\"]+=\"(?:[^\"\\\]]|\\.)*\")*\]) (?P<msg>.*)",
+    re.DOTALL,
+)
+
+
+class EventBusTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.bus = EventBus(self.clock)
+
+    def test_emit(self) -> None:
+        seen = MemoryNotifier()
+        self.bus.subscribe(seen)
+        event = self.bus.emit(EventName.CERTIFICATE_ISSUED, order_id="o", token_id="t", names=["a.test", "b.test"],
+                              ca="le", details=[("mode", "new")])
+        self.assertEqual(seen.events, [event])
+        self.assertEqual(event.time, 1_800_000_000)
+        self.assertEqual(event.names, ("a.test", "b.test"))
+        self.assertEqual(event.detail("mode"), "new")
+        self.assertIsNone(event.detail("serial"))
+        self.assertEqual(event.to_json()["event"], "certificate.issued")
+        self.assertEqual(event.to_json()["time"], "2027-01-15T08:00:00.000000Z")
+
+    def test_failing_subscriber(self) -> None:
+        """
+        A subscriber that raises is logged; the others still get the event
+        and the emitter never sees the error.
+        """
+        seen = MemoryNotifier()
+
+        def broken(event: Any) -> None:
+            raise RuntimeError("sink on fire")
+
+        self.bus.subscribe(broken)
+        self.bus.subscribe(seen)
+        with capturedLogs() as logs:
+            self.bus.emit(EventName.CA_DOWN, ca="le")
+        self.assertEqual(seen.names(), ["ca.down"])
+        self.assertTrue(any("sink on fire" in str(e.get("log_failure")) for e in logs))
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_unsubscribe(self) -> None:
+        seen = MemoryNotifier()
+        unsubscribe = self.bus.subscribe(seen)
+        unsubscribe()
+        unsubscribe()
+        self.bus.emit(EventName.CA_UP, ca="le")
+        self.assertEqual(seen.events, [])
+
+
+class FormatTests(SynchronousTestCase):
+    def event(self, name: EventName = EventName.CA_FAILOVER, **kw: Any) -> Any:
+        clock = Clock()
+        clock.advance(1_800_000_000.25)
+        return EventBus(clock).emit(name, **kw)
+
+    def test_structure(self) -> None:
+        event = self.event(order_id="o1", token_id="t1", names=("a.test",), ca="backup",
+                           details=(("from_ca", "le"), ("to_ca", "backup")))
+        message = format_rfc5424(event, hostname="box", procid="42").decode()
+        match = RFC5424.fullmatch(message)
+        assert match is not None, message
+        self.assertEqual(match["pri"], str(16 * 8 + 4))
+        self.assertEqual(match["ts"], "2027-01-15T08:00:00.250000Z")
+        self.assertEqual((match["host"], match["app"], match["procid"], match["msgid"]),
+                         ("box", "acme-appliance", "42", "ca.failover"))
+        self.assertIn('event="ca.failover"', match["sd"])
+        self.assertIn('from_ca="le"', match["sd"])
+        self.assertTrue(match["msg"].startswith("event=ca.failover order_id=o1 token_id=t1 names=a.test ca=backup"))
+        self.assertIn("from_ca=le to_ca=backup", match["msg"])
+
+    def test_info_severity(self) -> None:
+        message = format_rfc5424(self.event(EventName.CERTIFICATE_ISSUED), hostname="box").decode()
+        self.assertTrue(message.startswith(f"<{16 * 8 + 6}>1 "))
+
+    def test_escaping(self) -> None:
+        """
+        C{"}, C{\\} and C{]} are escaped in structured data (RFC 5424
+        section 6.3.3); the message quotes values with spaces.
+        """
+        event = self.event(EventName.ORDER_FAILED, error='bad "thing" ] \\ here')
+        message = format_rfc5424(event, hostname="box").decode()
+        match = RFC5424.fullmatch(message)
+        assert match is not None, message
+        self.assertIn(r'error="bad \"thing\" \] \\ here"', match["sd"])
+        self.assertIn(r'error="bad \"thing\" ] \\ here"', match["msg"])
+
+
+class TargetTests(SynchronousTestCase):
+    def test_good(self) -> None:
+        self.assertEqual(parse_syslog_target("udp:127.0.0.1:514"), SyslogTarget(SyslogTransport.UDP, "127.0.0.1", 514))
+        self.assertEqual(parse_syslog_target("tcp:logs.example.net:6514"),
+                         SyslogTarget(SyslogTransport.TCP, "logs.example.net", 6514))
+        self.assertEqual(parse_syslog_target("udp:[::1]:514"), SyslogTarget(SyslogTransport.UDP, "::1", 514))
+        self.assertEqual(parse_syslog_target("unix:/dev/log"), SyslogTarget(SyslogTransport.UNIX, path="/dev/log"))
+        self.assertEqual(str(parse_syslog_target("udp:[::1]:514")), "udp:[::1]:514")
+
+    def test_bad(self) -> None:
+        for bad in ("", "udp", "udp:", "http://x", "udp:host", "udp:host:0", "udp:host:99999", "unix:dev/log",
+                    "tcp:[::1:514"):
+            with self.assertRaises(ValueError, msg=bad) as caught:
+                parse_syslog_target(bad)
+            self.assertIn(repr(bad), str(caught.exception))
+
+
+class _Collector(DatagramProtocol):
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.received.append(data)
+
+
+class _StreamCollector(Protocol):
+    def __init__(self, received: list[bytes]) -> None:
+        self.received = received
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received.append(data)
+
+
+async def eventually(predicate: Any, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await deferLater(reactor, 0.01)
+    raise AssertionError("condition not met in time")
+
+
+def octet_frames(data: bytes) -> list[bytes]:
+    frames = []
+    while data:
+        length, _, rest = data.partition(b" ")
+        frames.append(rest[: int(length)])
+        data = rest[int(length):]
+    return frames
+
+
+class SyslogSinkTests(TestCase):
+    def notifier(self, target: str, **kw: Any) -> SyslogNotifier:
+        sink = SyslogNotifier(reactor, parse_syslog_target(target), hostname="box", **kw)
+        sink.startService()
+        self.addCleanup(sink.stopService)
+        return sink
+
+    def emit(self, sink: SyslogNotifier, *names: EventName) -> None:
+        bus = EventBus(reactor)
+        bus.subscribe(sink)
+        for name in names:
+            bus.emit(name, order_id="o1", ca="le")
+
+    def test_udp(self) -> Deferred[None]:
+        collector = _Collector()
+        port = reactor.listenUDP(0, collector, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        sink = self.notifier(f"udp:127.0.0.1:{port.getHost().port}")
+        self.emit(sink, EventName.ORDER_FAILED)
+
+        async def check() -> None:
+            await eventually(lambda: collector.received)
+            self.assertIn(b"event=order.failed order_id=o1 ca=le", collector.received[0])
+            self.assertIsNotNone(RFC5424.fullmatch(collector.received[0].decode()))
+
+        return Deferred.fromCoroutine(check())
+
+    def test_tcp_queues_until_connected_and_drops_oldest(self) -> Deferred[None]:
+        """
+        With no server, messages wait in the bounded queue (the oldest
+        dropped and counted); once a server listens they arrive, octet
+        counted.
+        """
+        probe = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+        port_number = probe.getHost().port
+        dropped: list[Any] = []
+        metrics = Metrics()
+
+        def on_drop(event: Any) -> None:
+            dropped.append(event)
+            metrics.dropped("syslog")
+
+        async def check() -> None:
+            await probe.stopListening()
+            sink = self.notifier(f"tcp:127.0.0.1:{port_number}", queue_size=2, on_drop=on_drop, reconnect_delay=0.05)
+            self.emit(sink, EventName.ORDER_CREATED, EventName.ORDER_PROCESSING, EventName.CERTIFICATE_ISSUED)
+            self.assertEqual(sink.pending(), 2)
+            self.assertEqual([e.name for e in dropped], [EventName.ORDER_CREATED])
+            self.assertEqual(metrics.value("acme_appliance_notifications_dropped_total", sink="syslog"), 1)
+            received: list[bytes] = []
+            server = reactor.listenTCP(port_number, Factory.forProtocol(lambda: _StreamCollector(received)),
+                                       interface="127.0.0.1")
+            self.addCleanup(server.stopListening)
+            await eventually(lambda: len(octet_frames(b"".join(received))) == 2, timeout=10)
+            frames = octet_frames(b"".join(received))
+            self.assertIn(b"event=order.processing", frames[0])
+            self.assertIn(b"event=certificate.issued", frames[1])
+            self.assertEqual(sink.pending(), 0)
+            # Connected: sent at once.
+            self.emit(sink, EventName.CA_UP)
+            await eventually(lambda: len(octet_frames(b"".join(received))) == 3)
+
+        return Deferred.fromCoroutine(check())
+
+    def test_filtered_events(self) -> Deferred[None]:
+        collector = _Collector()
+        port = reactor.listenUDP(0, collector, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        sink = self.notifier(f"udp:127.0.0.1:{port.getHost().port}", events=frozenset({EventName.CA_DOWN}))
+        self.emit(sink, EventName.ORDER_CREATED, EventName.CA_DOWN)
+
+        async def check() -> None:
+            await eventually(lambda: collector.received)
+            await deferLater(reactor, 0.05)
+            self.assertEqual(len(collector.received), 1)
+            self.assertIn(b"event=ca.down", collector.received[0])
+
+        return Deferred.fromCoroutine(check())
+
+    def test_missing_unix_socket(self) -> None:
+        """
+        A local socket that does not exist: events are dropped and counted,
+        startup does not fail.
+        """
+        dropped: list[Any] = []
+        with capturedLogs() as logs:
+            sink = self.notifier("unix:/nonexistent/acme-appliance-log", on_drop=dropped.append)
+        self.emit(sink, EventName.CA_DOWN)
+        self.assertEqual(len(dropped), 1)
+        self.assertTrue(any("cannot open syslog target" in str(e.get("log_format")) for e in logs))

@@ -1,0 +1,73 @@
+"""
+Metrics counted from events, exposed in the Prometheus text format.
+"""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from acme_appliance.notify import EventBus, EventName
+from acme_appliance.stats import Metrics
+
+SPEC_METRICS = {
+    "acme_appliance_upstream_orders_total",
+    "acme_appliance_validations_total",
+    "acme_appliance_certificates_issued_total",
+    "acme_appliance_ca_failovers_total",
+    "acme_appliance_orders_total",
+}
+
+
+class MetricsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.metrics = Metrics()
+        self.bus = EventBus(Clock())
+        self.bus.subscribe(self.metrics.observe)
+
+    def test_counting(self) -> None:
+        emit = self.bus.emit
+        emit(EventName.ORDER_CREATED, order_id="o1")
+        emit(EventName.ORDER_PROCESSING, order_id="o1")
+        emit(EventName.UPSTREAM_ORDER, ca="le")
+        emit(EventName.VALIDATION_SUCCEEDED, ca="le", details=[("method", "dns-cname")])
+        emit(EventName.VALIDATION_FAILED, ca="le", details=[("method", "file-proxy")])
+        emit(EventName.CERTIFICATE_ISSUED, ca="le", details=[("mode", "new")])
+        emit(EventName.CERTIFICATE_ISSUED, ca="le", details=[("mode", "reissue")])
+        emit(EventName.CERTIFICATE_ISSUED, ca="backup", details=[("mode", "reissue")])
+        emit(EventName.CA_FAILOVER, ca="backup", details=[("from_ca", "le"), ("to_ca", "backup")])
+        emit(EventName.ORDER_FAILED, order_id="o2")
+        emit(EventName.CA_DOWN, ca="le")
+        value = self.metrics.value
+        self.assertEqual(value("acme_appliance_upstream_orders_total", ca="le"), 1)
+        self.assertEqual(value("acme_appliance_validations_total", ca="le", method="dns-cname", result="valid"), 1)
+        self.assertEqual(value("acme_appliance_validations_total", ca="le", method="file-proxy", result="invalid"), 1)
+        self.assertEqual(value("acme_appliance_certificates_issued_total", ca="le", mode="new"), 1)
+        self.assertEqual(value("acme_appliance_certificates_issued_total", ca="le", mode="reissue"), 1)
+        self.assertEqual(self.metrics.total("acme_appliance_certificates_issued_total"), 3)
+        self.assertEqual(value("acme_appliance_ca_failovers_total", from_ca="le", to_ca="backup"), 1)
+        self.assertEqual(value("acme_appliance_orders_total", status="valid"), 3)
+        self.assertEqual(value("acme_appliance_orders_total", status="invalid"), 1)
+        self.assertEqual(value("acme_appliance_orders_total", status="pending"), 1)
+        self.assertEqual(value("acme_appliance_ca_up", ca="le"), 0)
+        self.assertEqual(value("acme_appliance_orders_total", status="never"), 0)
+
+    def test_exposition(self) -> None:
+        self.bus.emit(EventName.CERTIFICATE_ISSUED, ca="le", details=[("mode", "new")])
+        self.bus.emit(EventName.CA_FAILOVER, ca="b", details=[("from_ca", "a"), ("to_ca", "b")])
+        self.bus.emit(EventName.UPSTREAM_ORDER, ca="le")
+        self.bus.emit(EventName.VALIDATION_SUCCEEDED, ca="le", details=[("method", "dns-cname")])
+        self.bus.emit(EventName.ORDER_CREATED)
+        samples = {
+            sample.name: sample
+            for family in text_string_to_metric_families(self.metrics.exposition().decode())
+            for sample in family.samples
+        }
+        self.assertLessEqual(SPEC_METRICS, set(samples))
+        self.assertEqual(samples["acme_appliance_certificates_issued_total"].labels, {"ca": "le", "mode": "new"})
+
+    def test_instances_are_separate(self) -> None:
+        other = Metrics()
+        self.bus.emit(EventName.UPSTREAM_ORDER, ca="le")
+        self.assertEqual(other.value("acme_appliance_upstream_orders_total", ca="le"), 0)
