@@ -18,6 +18,17 @@ from ..storage import Store, get_record, load_record, put_record
 TOKEN_BYTES = 24  # 192 bits of randomness
 
 
+def new_secret() -> str:
+    """
+    A random token secret, base64url; never starting with C{-}, which a
+    command line would take for an option (C{token revoke -abc...}).
+    """
+    while True:
+        secret = secrets.token_urlsafe(TOKEN_BYTES)
+        if not secret.startswith("-"):
+            return secret
+
+
 class UnknownToken(LookupError):
     """
     No active token matches.
@@ -66,7 +77,7 @@ class TokenRegistry:
         """
         Make a new token; return it and the secret (shown once, never stored).
         """
-        secret = secrets.token_urlsafe(TOKEN_BYTES)
+        secret = new_secret()
         token = Token(
             id=secrets.token_hex(6),
             secret_hash=hash_secret(secret),

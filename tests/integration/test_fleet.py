@@ -216,6 +216,12 @@ class FailoverTests(SynchronousTestCase):
         while time.monotonic() < deadline and not any("event=order.failed" in m for m in world.syslog.events()):
             time.sleep(0.1)
         self.assertTrue(any("event=order.failed" in m for m in world.syslog.events()), world.syslog.messages)
+        with open(f"{world.appliance.dir}/admin.key") as f:
+            key = f.read().strip()
+        health = requests.get(f"http://127.0.0.1:{world.appliance.admin_port}/health",
+                              headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
+        self.assertEqual(health["status"], "ok")
+        self.assertFalse(health["cas"]["pebble"]["up"])
         # Back: the same process issues again.
         world.backup.start()
         chain, _ = obtain(world, world.appliance.directory("dns"), ["back.shop.test"])

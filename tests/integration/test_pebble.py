@@ -152,7 +152,7 @@ class CertbotThroughPebbleTests(SynchronousTestCase):
         self.assertNotIn("Traceback", self.world.appliance.log())
 
     def certonly(self, policy: str, *names: str) -> str:
-        directory = self.world.appliance.directory(policy)
+        directory = self.directory = self.world.appliance.directory(policy)
         args = [self.certbot, "certonly", "--manual", "--manual-auth-hook", self.hook, "--non-interactive",
                 "--agree-tos", "--register-unsafely-without-email", "--server", directory, "--cert-name", policy,
                 "--config-dir", f"{self.work}/config", "--work-dir", f"{self.work}/work", "--logs-dir", f"{self.work}/logs"]
@@ -181,6 +181,15 @@ class CertbotThroughPebbleTests(SynchronousTestCase):
     def test_file_proxy(self) -> None:
         live = self.certonly("files", "www.shop.test", "api.shop.test")
         self.verify(live)
+        # Revocation goes through to the CA that issued the certificate.
+        result = subprocess.run(
+            [self.certbot, "revoke", "--non-interactive", "--no-delete-after-revoke", "--server",
+             self.directory, "--cert-path", f"{live}/cert.pem", "--key-path",
+             f"{live}/privkey.pem", "--config-dir", f"{self.work}/config", "--work-dir", f"{self.work}/work",
+             "--logs-dir", f"{self.work}/logs"],
+            env=self.world.appliance.env(), capture_output=True, text=True, timeout=120)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr + self.world.appliance.log()[-3000:])
+        self.assertIn("CA pebble: certificate revoked", self.world.appliance.log())
         access = self.world.nginx.access()
         for name in ("www.shop.test", "api.shop.test"):
             fetches = [line for line in access.splitlines()
