@@ -16,7 +16,7 @@ from twisted.internet.task import react
 from ._appliance import StartupError, local_ca, open_store
 from .acme._server import directory_url
 from .config import Config, ConfigError, load_config
-from .policy import InvalidName, TokenRegistry, UnknownToken, name_allowed, normalise_name
+from .policy import BadTokenRequest, TokenRegistry, UnknownToken, token_domains
 from .storage import StorageError
 
 
@@ -67,24 +67,9 @@ def _when(seconds: float | None) -> str:
 
 def _check_domains(config: Config, policy_name: str, domains: Sequence[str]) -> tuple[str, ...]:
     try:
-        policy = config.policy(policy_name)
-    except KeyError:
-        known = ", ".join(p.name for p in config.policies)
-        raise CommandError(f"no policy named {policy_name!r} (configured: {known})") from None
-    result = []
-    for domain in domains:
-        try:
-            name = normalise_name(domain)
-        except InvalidName as e:
-            raise CommandError(f"--domain {domain!r}: {e}") from None
-        if not name_allowed(name, policy.allowed_domains) and not any(
-            name_allowed(p, [name]) for p in policy.allowed_domains
-        ):
-            raise CommandError(
-                f"--domain {name!r} is outside policy {policy.name!r} (allowed: {', '.join(policy.allowed_domains)})"
-            )
-        result.append(name)
-    return tuple(result)
+        return token_domains(config.policies, policy_name, domains)
+    except BadTokenRequest as e:
+        raise CommandError(str(e).replace("domain ", "--domain ", 1) if str(e).startswith("domain ") else str(e)) from None
 
 
 async def _run(reactor: Any, args: argparse.Namespace, out: Any) -> None:

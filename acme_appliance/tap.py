@@ -4,7 +4,9 @@ The twistd plugin's options and service: C{twistd -n acme-appliance --config FIL
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,16 +18,17 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.http import combinedLogFormatter
+from treq.client import HTTPClient
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from ._appliance import StartupError, build_cas, make_responder, open_store_now
 from .acme import AcmeRepository, AcmeServer
-from .acme._server import directory_url
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .issuance import IssuanceService, Revoker
-from .notify import EventBus, SyslogNotifier, parse_syslog_target
+from .notify import EventBus, EventJournal, SyslogNotifier, Webhook, WebhookNotifier, parse_syslog_target
 from .policy import TokenRegistry
 from .stats import Metrics
 from .storage import Store
@@ -33,6 +36,20 @@ from .tls import TLSSetupError, ensure_self_signed
 from .validation import DcvAuthority, DcvDNSServerFactory, FileProxy, ValidationValues, make_dns_services
 
 IDLE_TIMEOUT = 60
+_SEGMENT = re.compile(rb"[a-z][a-z0-9.-]{0,31}")
+
+
+def endpoint_of(path: bytes) -> str:
+    """
+    The metrics label of a request path: the ACME resource after the token
+    (C{new-order}, C{order}, ...), else the first path segment; anything
+    odd is C{other}, so that clients cannot invent label values.
+    """
+    parts = path.split(b"/")
+    segment = parts[3] if len(parts) > 3 and parts[1] == b"acme" else parts[1] if len(parts) > 1 else b""
+    if not segment:
+        return "/"
+    return segment.decode() if _SEGMENT.fullmatch(segment) else "other"
 
 
 class Options(usage.Options):
@@ -56,7 +73,8 @@ class _RedactedRequest:
         parts = request.uri.split(b"/")
         if len(parts) > 2 and parts[1] == b"acme":
             parts[2] = b"<token>"
-        self.uri = b"/".join(parts)
+        # The dashboard's log-in URL carries the admin key.
+        self.uri = re.sub(rb"([?&]key=)[^&]*", rb"\1<key>", b"/".join(parts))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._request, name)
@@ -66,8 +84,23 @@ def redacting_log_formatter(timestamp: str, request: Any) -> str:
     return combinedLogFormatter(timestamp, _RedactedRequest(request))
 
 
-def site(resource: IResource) -> Site:
-    factory = Site(resource, logFormatter=redacting_log_formatter, timeout=IDLE_TIMEOUT)
+class _CountingSite(Site):
+    def __init__(self, resource: IResource, on_request: Callable[[Any], None] | None, **kw: Any) -> None:
+        super().__init__(resource, **kw)
+        self._on_request = on_request
+
+    def log(self, request: Any) -> None:
+        super().log(request)
+        if self._on_request is not None:
+            self._on_request(request)
+
+
+def site(resource: IResource, on_request: Callable[[Any], None] | None = None) -> Site:
+    """
+    A Site with the token-redacting access log; C{on_request} sees every
+    finished request (for the request metrics).
+    """
+    factory = _CountingSite(resource, on_request, logFormatter=redacting_log_formatter, timeout=IDLE_TIMEOUT)
     factory.displayTracebacks = False
     return factory
 
@@ -88,8 +121,10 @@ class ApplianceService(MultiService):
         repository = AcmeRepository(store)
         policies = {p.name: p for p in config.policies}
         self.events = EventBus(clock)
-        self.metrics = Metrics()
+        self.metrics = Metrics(store)
         self.events.subscribe(self.metrics.observe)
+        self.journal = EventJournal(store)
+        self.events.subscribe(self.journal)
         self._notifiers(config, reactor)
         self.values = ValidationValues(store)
         self._validation_listeners(config, reactor)
@@ -126,7 +161,20 @@ class ApplianceService(MultiService):
                 api_key = ensure_api_key(config.admin.api_key_file)
             except (OSError, ValueError) as e:
                 raise StartupError(f"admin.api_key_file: {e}") from None
-            admin = AdminAPI(api_key=api_key, store=store, metrics=self.metrics, ca_health=self.issuance.health.snapshot)
+            admin = AdminAPI(
+                api_key=api_key,
+                store=store,
+                metrics=self.metrics,
+                ca_health=self.issuance.health.snapshot,
+                tokens=self.tokens,
+                repository=repository,
+                journal=self.journal,
+                policies=config.policies,
+                cas={ca.name: ca.kind.value for ca in config.cas},
+                base_url=config.acme.base_url,
+                events=self.events,
+                clock=clock,
+            )
             self._listen("admin", config.admin.listen, admin.resource(), reactor)
 
     def _notifiers(self, config: Config, reactor: Any) -> None:
@@ -138,6 +186,15 @@ class ApplianceService(MultiService):
             syslog = SyslogNotifier(reactor, target, on_drop=lambda event: self.metrics.dropped("syslog"))
             syslog.setServiceParent(self)
             self.events.subscribe(syslog)
+        hooks = [Webhook(url, config.notify.webhook_secret) for url in config.notify.webhooks]
+        if hooks:
+            pool = HTTPConnectionPool(reactor, persistent=True)
+            webhooks = WebhookNotifier(
+                hooks, http=HTTPClient(Agent(reactor, pool=pool, connectTimeout=10)), clock=reactor,
+                on_drop=lambda event: self.metrics.dropped("webhook"),
+            )
+            webhooks.setServiceParent(self)
+            self.events.subscribe(webhooks)
 
     def _validation_listeners(self, config: Config, reactor: Any) -> None:
         validation = config.validation
@@ -161,7 +218,9 @@ class ApplianceService(MultiService):
             endpoint = serverFromString(reactor, description)
         except (ValueError, OSError) as e:
             raise StartupError(f"{name}.listen {description!r}: {e}") from None
-        service = StreamServerEndpointService(endpoint, site(resource))
+        service = StreamServerEndpointService(
+            endpoint, site(resource, lambda request: self.metrics.request(name, endpoint_of(request.path), request.code))
+        )
         service._raiseSynchronously = True
         service.setName(name)
         service.setServiceParent(self)
@@ -174,6 +233,7 @@ class ApplianceService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        Deferred.fromCoroutine(self.metrics.restore())
         Deferred.fromCoroutine(self._greet())
 
     async def _greet(self) -> None:

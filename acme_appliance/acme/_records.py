@@ -158,6 +158,12 @@ class AcmeRepository:
 
     # orders
 
+    async def orders(self) -> list[Order]:
+        """
+        Every order in the store (for the admin API).
+        """
+        return [load_record(Order, value) for _, value in await self.store.scan("order/")]
+
     async def order(self, order_id: str) -> Order | None:
         return await get_record(self.store, Order, f"order/{order_id}")
 

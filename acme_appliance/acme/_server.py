@@ -5,8 +5,7 @@ The RFC 8555 server the edge boxes talk to: one directory per token.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import josepy
@@ -24,6 +23,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from ..config import PolicyConfig, ValidationMethod
 from ..policy import InvalidName, Token, TokenRegistry, UnknownToken, name_allowed, normalise_name
 from ..notify import EventBus, EventName
+from ..notify._events import rfc3339 as _rfc3339
 from . import _messages as m
 from ._csr import KeyRules, check_csr
 from ._jws import (
@@ -81,7 +81,7 @@ def directory_url(base_url: str, secret: str) -> str:
 
 
 def rfc3339(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _rfc3339(seconds, fraction=False)
 
 
 def _serial_hex(certificate: x509.Certificate) -> str:

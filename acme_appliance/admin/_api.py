@@ -8,18 +8,71 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 from klein import Klein
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from ..stats import CONTENT_TYPE, Metrics
+from ..acme._records import AcmeRepository, Order, OrderStatus
+from ..acme._server import directory_url
+from ..config import PolicyConfig
+from ..notify import EventBus, EventJournal, EventName
+from ..notify._events import rfc3339
+from ..policy import BadTokenRequest, Token, TokenRegistry, UnknownToken, token_domains
+from ..stats import CONTENT_TYPE, Metrics, dashboard_data, dashboard_page
 from ..storage import Store
+
+
+COOKIE = b"acme_appliance_admin"
+MAX_BODY = 65536
+
+
+def _reactor_time() -> IReactorTime:
+    from twisted.internet import reactor
+
+    return reactor  # type: ignore[return-value]
+
+
+def _arg(request: IRequest, name: str) -> str | None:
+    values = request.args.get(name.encode()) if request.args else None
+    return values[0].decode("utf-8", "replace") if values else None
+
+
+def _time(seconds: float | None) -> str | None:
+    return None if seconds is None else rfc3339(seconds)
+
+
+def _token_json(token: Token) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "policy": token.policy,
+        "domains": list(token.domains),
+        "created": _time(token.created),
+        "revoked": _time(token.revoked_at),
+        "active": token.active,
+    }
+
+
+def _order_json(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "token_id": order.token_id,
+        "account_id": order.account_id,
+        "policy": order.policy,
+        "names": list(order.names),
+        "status": order.status.value,
+        "ca": order.ca_name,
+        "created": _time(order.created),
+        "processing_since": _time(order.processing_since),
+        "completed": _time(order.completed),
+        "error": order.error,
+    }
 
 
 class AdminError(Exception):
@@ -50,7 +103,9 @@ def ensure_api_key(path: str) -> str:
 
 class AdminAPI:
     """
-    Routes for operators; every route needs C{Authorization: Bearer <key>}.
+    Routes for operators; every route needs the admin key, as
+    C{Authorization: Bearer <key>} or, for the dashboard in a browser, the
+    cookie that C{GET /?key=<key>} sets.
     """
 
     app = Klein()
@@ -63,11 +118,27 @@ class AdminAPI:
         store: Store,
         metrics: Metrics | None = None,
         ca_health: Callable[[], Mapping[str, Mapping[str, object]]] = dict,
+        tokens: TokenRegistry | None = None,
+        repository: AcmeRepository | None = None,
+        journal: EventJournal | None = None,
+        policies: Sequence[PolicyConfig] = (),
+        cas: Mapping[str, str] | None = None,
+        base_url: str = "",
+        events: EventBus | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         self._key = api_key.encode()
         self._store = store
         self._metrics = metrics if metrics is not None else Metrics()
         self._ca_health = ca_health
+        self._tokens = tokens
+        self._repo = repository if repository is not None else AcmeRepository(store)
+        self._journal = journal if journal is not None else EventJournal(store)
+        self._policies = tuple(policies)
+        self._cas = dict(cas or {})
+        self._base_url = base_url
+        self._clock: IReactorTime = clock if clock is not None else _reactor_time()
+        self._events = events if events is not None else EventBus(self._clock)
 
     def resource(self) -> IResource:
         return self.app.resource()
@@ -75,14 +146,31 @@ class AdminAPI:
     def _authorise(self, request: IRequest) -> None:
         header = request.getHeader("authorization") or ""
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._key):
-            request.setHeader("WWW-Authenticate", 'Bearer realm="acme-appliance"')
-            raise AdminError(401, "a valid bearer key is required")
+        cookie = request.getCookie(COOKIE) or b""
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._key):
+            return
+        if cookie and hmac.compare_digest(cookie, self._key):
+            return
+        request.setHeader("WWW-Authenticate", 'Bearer realm="acme-appliance"')
+        raise AdminError(401, "a valid bearer key is required")
 
     def _json(self, request: IRequest, body: Any, status: int = 200) -> bytes:
         request.setResponseCode(status)
         request.setHeader("Content-Type", "application/json")
+        request.setHeader("Cache-Control", "no-store")
         return json.dumps(body, indent=2).encode()
+
+    def _body(self, request: IRequest) -> dict[str, Any]:
+        content = request.content.read(MAX_BODY + 1) if request.content is not None else b""
+        if len(content) > MAX_BODY:
+            raise AdminError(413, f"the request body is over {MAX_BODY} bytes")
+        try:
+            body = json.loads(content or b"{}")
+        except ValueError as e:
+            raise AdminError(400, f"the request body is not JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise AdminError(400, "the request body must be a JSON object")
+        return body
 
     @app.handle_errors(AdminError)
     def _admin_error(self, request: IRequest, failure: Failure) -> bytes:
@@ -97,6 +185,13 @@ class AdminAPI:
     def _bad_method(self, request: IRequest, failure: Failure) -> bytes:
         return self._json(request, {"error": "method not allowed"}, 405)
 
+    @app.handle_errors(Exception)
+    def _unexpected(self, request: IRequest, failure: Failure) -> bytes:
+        self._log.failure("admin request {path} failed", failure, path=request.path)
+        return self._json(request, {"error": "internal error; the operator log has the details"}, 500)
+
+    # health and metrics
+
     @app.route("/health", methods=["GET"])
     async def health(self, request: IRequest) -> bytes:
         self._authorise(request)
@@ -106,7 +201,7 @@ class AdminAPI:
         except Exception as e:
             storage = f"error: {e}"
         healthy = storage == "ok"
-        body = {"status": "ok" if healthy else "degraded", "storage": storage, "cas": dict(self._ca_health())}
+        body = {"status": "ok" if healthy else "degraded", "storage": storage, "cas": self._ca_rows()}
         return self._json(request, body, 200 if healthy else 503)
 
     @app.route("/metrics", methods=["GET"])
@@ -117,3 +212,129 @@ class AdminAPI:
         self._authorise(request)
         request.setHeader("Content-Type", CONTENT_TYPE)
         return self._metrics.exposition()
+
+    def _ca_rows(self) -> dict[str, dict[str, object]]:
+        health = self._ca_health()
+        rows: dict[str, dict[str, object]] = {}
+        for name in sorted(set(self._cas) | set(health)):
+            state = dict(health.get(name, {"up": True, "failures": 0, "down_since": None}))
+            down_since = state.get("down_since")
+            state["down_since"] = rfc3339(float(down_since)) if isinstance(down_since, (int, float)) else None
+            rows[name] = {"kind": self._cas.get(name, "unknown"), **state}
+        return rows
+
+    @app.route("/cas", methods=["GET"])
+    def cas(self, request: IRequest) -> bytes:
+        self._authorise(request)
+        return self._json(request, self._ca_rows())
+
+    # tokens
+
+    def _need_tokens(self) -> TokenRegistry:
+        if self._tokens is None:
+            raise AdminError(404, "tokens are not managed here")
+        return self._tokens
+
+    @app.route("/tokens", methods=["GET"])
+    async def list_tokens(self, request: IRequest) -> bytes:
+        self._authorise(request)
+        return self._json(request, [_token_json(t) for t in await self._need_tokens().list()])
+
+    @app.route("/tokens", methods=["POST"])
+    async def create_token(self, request: IRequest) -> bytes:
+        self._authorise(request)
+        body = self._body(request)
+        policy = body.get("policy")
+        domains = body.get("domains", [])
+        if not isinstance(policy, str) or not policy:
+            raise AdminError(400, "'policy' must be the name of a configured policy")
+        if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+            raise AdminError(400, "'domains' must be an array of DNS names")
+        try:
+            names = token_domains(self._policies, policy, domains)
+        except BadTokenRequest as e:
+            raise AdminError(400, str(e)) from None
+        token, secret = await self._need_tokens().create(policy, names)
+        self._events.emit(EventName.TOKEN_CREATED, token_id=token.id, names=names, details=(("policy", policy),))
+        result = _token_json(token)
+        result["directory_url"] = directory_url(self._base_url, secret)
+        return self._json(request, result, 201)
+
+    @app.route("/tokens/<token_id>", methods=["DELETE"])
+    async def revoke_token(self, request: IRequest, token_id: str) -> bytes:
+        self._authorise(request)
+        try:
+            token = await self._need_tokens().revoke(token_id)
+        except UnknownToken:
+            raise AdminError(404, f"no active token {token_id!r}") from None
+        self._events.emit(EventName.TOKEN_REVOKED, token_id=token.id, names=token.domains)
+        return self._json(request, _token_json(token))
+
+    # orders
+
+    @app.route("/orders", methods=["GET"])
+    async def list_orders(self, request: IRequest) -> bytes:
+        self._authorise(request)
+        status = _arg(request, "status")
+        token = _arg(request, "token")
+        name = _arg(request, "name")
+        limit_text = _arg(request, "limit") or "100"
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+            raise AdminError(400, "'limit' must be a number from 1 to 1000")
+        if status is not None and status not in {s.value for s in OrderStatus}:
+            raise AdminError(400, f"'status' must be one of {', '.join(s.value for s in OrderStatus)}")
+        orders = await self._repo.orders()
+        selected = [
+            o for o in orders
+            if (status is None or o.status.value == status)
+            and (token is None or o.token_id == token)
+            and (name is None or name.lower().rstrip(".") in o.names)
+        ]
+        selected.sort(key=lambda o: o.created, reverse=True)
+        return self._json(request, [_order_json(o) for o in selected[: int(limit_text)]])
+
+    @app.route("/orders/<order_id>", methods=["GET"])
+    async def order(self, request: IRequest, order_id: str) -> bytes:
+        self._authorise(request)
+        order = await self._repo.order(order_id)
+        if order is None:
+            raise AdminError(404, f"no order {order_id!r}")
+        body = _order_json(order)
+        history = await self._journal.order_history(order_id)
+        body["history"] = [e.to_json() for e in history]
+        body["failovers"] = [e.to_json() for e in history if e.name is EventName.CA_FAILOVER]
+        timings: dict[str, float] = {}
+        if order.processing_since is not None:
+            timings["ready_to_finalize"] = round(order.processing_since - order.created, 3)
+            if order.completed is not None:
+                timings["finalize_to_done"] = round(order.completed - order.processing_since, 3)
+        body["timings"] = timings
+        return self._json(request, body)
+
+    # the dashboard
+
+    @app.route("/", methods=["GET"])
+    def dashboard(self, request: IRequest) -> bytes:
+        """
+        The dashboard page.  C{/?key=<admin key>} logs a browser in: the key
+        goes into an HttpOnly cookie and the URL loses it.
+        """
+        given = _arg(request, "key")
+        if given is not None:
+            if not hmac.compare_digest(given.encode(), self._key):
+                raise AdminError(401, "wrong admin key")
+            # IRequest.addCookie's declaration lags twisted.web.server.Request's.
+            cast(Any, request).addCookie(COOKIE, self._key, path="/", httpOnly=True, secure=request.isSecure(),
+                                         sameSite="strict")
+            request.redirect(b"/")
+            return b""
+        self._authorise(request)
+        request.setHeader("Content-Type", "text/html; charset=utf-8")
+        request.setHeader("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; "
+                          "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:")
+        return dashboard_page()
+
+    @app.route("/dashboard.json", methods=["GET"])
+    async def dashboard_json(self, request: IRequest) -> bytes:
+        self._authorise(request)
+        return self._json(request, await dashboard_data(self._journal, self._ca_health(), self._clock.seconds()))

@@ -40,8 +40,13 @@ class EventName(Enum):
 WARNINGS = frozenset({EventName.ORDER_FAILED, EventName.VALIDATION_FAILED, EventName.CA_FAILOVER, EventName.CA_DOWN})
 
 
-def rfc3339(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def rfc3339(seconds: float, *, fraction: bool = True) -> str:
+    """
+    C{seconds} since the epoch as an RFC 3339 UTC time, with microseconds
+    unless C{fraction} is false.
+    """
+    form = "%Y-%m-%dT%H:%M:%S.%fZ" if fraction else "%Y-%m-%dT%H:%M:%SZ"
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime(form)
 
 
 @frozen

@@ -3,9 +3,10 @@ Policy: what a directory token may do.
 """
 
 from ._names import InvalidName, name_allowed, name_matches, normalise_name
-from ._tokens import Token, TokenRegistry, UnknownToken, hash_secret
+from ._tokens import BadTokenRequest, Token, TokenRegistry, UnknownToken, hash_secret, token_domains
 
 __all__ = [
+    "BadTokenRequest",
     "InvalidName",
     "Token",
     "TokenRegistry",
@@ -14,4 +15,5 @@ __all__ = [
     "name_allowed",
     "name_matches",
     "normalise_name",
+    "token_domains",
 ]

@@ -8,12 +8,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable, Sequence
 
 from attrs import evolve, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from ..config import PolicyConfig
 from ..storage import Store, get_record, load_record, put_record
+from ._names import InvalidName, name_allowed, normalise_name
 
 TOKEN_BYTES = 24  # 192 bits of randomness
 
@@ -134,3 +137,37 @@ class TokenRegistry:
         await self._store.delete(f"token-hash/{token.secret_hash}")
         self._log.info("token {token_id} revoked", token_id=token.id)
         return revoked
+
+
+class BadTokenRequest(ValueError):
+    """
+    A token was asked for with an unknown policy or a name outside it.
+    """
+
+
+def token_domains(policies: Sequence[PolicyConfig], policy_name: str, domains: Iterable[str]) -> tuple[str, ...]:
+    """
+    Check a token request (C{token create --policy P --domain D...}, or the
+    admin API's): the policy exists and each name is inside it.  Returns
+    the names normalised.
+
+    @raise BadTokenRequest: naming the policy or the name that is wrong.
+    """
+    policy = next((p for p in policies if p.name == policy_name), None)
+    if policy is None:
+        known = ", ".join(p.name for p in policies)
+        raise BadTokenRequest(f"no policy named {policy_name!r} (configured: {known})")
+    result = []
+    for domain in domains:
+        try:
+            name = normalise_name(domain)
+        except InvalidName as e:
+            raise BadTokenRequest(f"domain {domain!r}: {e}") from None
+        if not name_allowed(name, policy.allowed_domains) and not any(
+            name_allowed(p, [name]) for p in policy.allowed_domains
+        ):
+            raise BadTokenRequest(
+                f"domain {name!r} is outside policy {policy.name!r} (allowed: {', '.join(policy.allowed_domains)})"
+            )
+        result.append(name)
+    return tuple(result)

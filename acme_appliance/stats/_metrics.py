@@ -1,15 +1,23 @@
 """
 The appliance's counters, fed by events, exposed in the Prometheus text
-format with C{prometheus_client}.
+format with C{prometheus_client}.  Counter totals are kept in the store, so a
+restart does not reset them.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+import json
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from ..notify import Event, EventName
+from ..storage import Store
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+TOTALS = "stats/total/"
 
 _ORDER_STATUS = {
     EventName.ORDER_CREATED: "pending",
@@ -17,61 +25,138 @@ _ORDER_STATUS = {
     EventName.CERTIFICATE_ISSUED: "valid",
     EventName.ORDER_FAILED: "invalid",
 }
+_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+def _seconds(event: Event) -> float | None:
+    value = event.detail("seconds")
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
 
 
 class Metrics:
     """
     Counters in a registry of their own (never the process-global one, so
     that several appliances in one test process do not share them).
+
+    With a C{store}, every counter increment is also added to a total in the
+    store, and L{restore} loads those totals at start-up; events observed
+    before L{restore} finished are counted after it, so none is counted
+    twice.
     """
 
-    def __init__(self) -> None:
+    _log = Logger()
+
+    def __init__(self, store: Store | None = None) -> None:
+        self._store = store
+        self._restored = store is None
+        self._pending: list[Event] = []
         self.registry = CollectorRegistry()
         r = self.registry
-        self.upstream_orders = Counter(
-            "acme_appliance_upstream_orders", "Orders placed at upstream CAs.", ["ca"], registry=r
-        )
-        self.validations = Counter(
-            "acme_appliance_validations", "Upstream validations, by outcome.", ["ca", "method", "result"], registry=r
-        )
-        self.certificates_issued = Counter(
-            "acme_appliance_certificates_issued",
+        self._counters: dict[str, Counter] = {}
+        self.upstream_orders = self._counter("upstream_orders", "Orders placed at upstream CAs.", ["ca"])
+        self.validations = self._counter("validations", "Upstream validations, by outcome.", ["ca", "method", "result"])
+        self.certificates_issued = self._counter(
+            "certificates_issued",
             "Certificates issued to clients; mode is new (validated) or reissue (re-used a validation).",
-            ["ca", "mode"], registry=r,
+            ["ca", "mode"],
         )
-        self.ca_failovers = Counter(
-            "acme_appliance_ca_failovers", "Orders moved from one CA to another.", ["from_ca", "to_ca"], registry=r
+        self.ca_failovers = self._counter("ca_failovers", "Orders moved from one CA to another.", ["from_ca", "to_ca"])
+        self.orders = self._counter("orders", "Client orders reaching each status.", ["status"])
+        self.notifications_dropped = self._counter(
+            "notifications_dropped", "Notifications a sink could not take.", ["sink"]
         )
-        self.orders = Counter("acme_appliance_orders", "Client orders reaching each status.", ["status"], registry=r)
-        self.notifications_dropped = Counter(
-            "acme_appliance_notifications_dropped", "Notifications a sink could not take.", ["sink"], registry=r
+        self.requests = self._counter(
+            "http_requests", "HTTP requests by listener, endpoint and status.", ["listener", "endpoint", "status"]
         )
         self.ca_up = Gauge("acme_appliance_ca_up", "1 while a CA is considered up, 0 while down.", ["ca"], registry=r)
+        self.issuance_seconds = Histogram(
+            "acme_appliance_issuance_seconds", "Finalize to valid, per issued certificate.", ["mode"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.validation_seconds = Histogram(
+            "acme_appliance_validation_seconds", "Upstream validation time, by method.", ["method"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+
+    def _counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
+        counter = Counter(f"acme_appliance_{name}", documentation, labels, registry=self.registry)
+        self._counters[name] = counter
+        return counter
+
+    # counting
+
+    def _increments(self, event: Event) -> Iterator[tuple[str, dict[str, str]]]:
+        name = event.name
+        ca = event.ca or "unknown"
+        if name in _ORDER_STATUS:
+            yield "orders", {"status": _ORDER_STATUS[name]}
+        if name is EventName.UPSTREAM_ORDER:
+            yield "upstream_orders", {"ca": ca}
+        elif name in (EventName.VALIDATION_SUCCEEDED, EventName.VALIDATION_FAILED):
+            result = "valid" if name is EventName.VALIDATION_SUCCEEDED else "invalid"
+            yield "validations", {"ca": ca, "method": event.detail("method") or "unknown", "result": result}
+        elif name is EventName.CERTIFICATE_ISSUED:
+            yield "certificates_issued", {"ca": ca, "mode": event.detail("mode") or "new"}
+        elif name is EventName.CA_FAILOVER:
+            yield "ca_failovers", {"from_ca": event.detail("from_ca") or "unknown", "to_ca": event.detail("to_ca") or ca}
 
     def observe(self, event: Event) -> None:
         """
         Count C{event}: an L{EventBus} subscriber.
         """
-        name = event.name
-        ca = event.ca or "unknown"
-        if name in _ORDER_STATUS:
-            self.orders.labels(status=_ORDER_STATUS[name]).inc()
-        if name is EventName.UPSTREAM_ORDER:
-            self.upstream_orders.labels(ca=ca).inc()
-        elif name in (EventName.VALIDATION_SUCCEEDED, EventName.VALIDATION_FAILED):
-            result = "valid" if name is EventName.VALIDATION_SUCCEEDED else "invalid"
-            self.validations.labels(ca=ca, method=event.detail("method") or "unknown", result=result).inc()
-        elif name is EventName.CERTIFICATE_ISSUED:
-            self.certificates_issued.labels(ca=ca, mode=event.detail("mode") or "new").inc()
-        elif name is EventName.CA_FAILOVER:
-            self.ca_failovers.labels(
-                from_ca=event.detail("from_ca") or "unknown", to_ca=event.detail("to_ca") or ca
-            ).inc()
-        elif name in (EventName.CA_UP, EventName.CA_DOWN):
-            self.ca_up.labels(ca=ca).set(1 if name is EventName.CA_UP else 0)
+        if event.name in (EventName.CA_UP, EventName.CA_DOWN):
+            self.ca_up.labels(ca=event.ca or "unknown").set(1 if event.name is EventName.CA_UP else 0)
+        seconds = _seconds(event)
+        if seconds is not None and event.name is EventName.CERTIFICATE_ISSUED:
+            self.issuance_seconds.labels(mode=event.detail("mode") or "new").observe(seconds)
+        elif seconds is not None and event.name is EventName.VALIDATION_SUCCEEDED:
+            self.validation_seconds.labels(method=event.detail("method") or "unknown").observe(seconds)
+        if not self._restored:
+            self._pending.append(event)
+            return
+        for counter, labels in self._increments(event):
+            self._count(counter, labels)
 
     def dropped(self, sink: str) -> None:
-        self.notifications_dropped.labels(sink=sink).inc()
+        self._count("notifications_dropped", {"sink": sink})
+
+    def request(self, listener: str, endpoint: str, status: int) -> None:
+        # Not persisted: a busy ACME listener would write on every request.
+        self.requests.labels(listener=listener, endpoint=endpoint, status=str(status)).inc()
+
+    def _count(self, counter: str, labels: dict[str, str]) -> None:
+        self._counters[counter].labels(**labels).inc()
+        if self._store is not None:
+            key = TOTALS + counter + "/" + json.dumps(labels, sort_keys=True, separators=(",", ":"))
+            d = Deferred.fromCoroutine(self._store.increment(key))
+            d.addErrback(lambda f: self._log.failure("cannot persist counter {counter}", f, counter=counter))
+
+    async def restore(self) -> None:
+        """
+        Load the totals kept in the store, then count what was observed
+        meanwhile.
+        """
+        if self._store is None or self._restored:
+            return
+        try:
+            for key, value in await self._store.scan(TOTALS):
+                counter, _, labels = key[len(TOTALS):].partition("/")
+                if counter in self._counters:
+                    try:
+                        self._counters[counter].labels(**json.loads(labels)).inc(int(value))
+                    except (ValueError, TypeError):
+                        self._log.warn("ignoring unreadable counter total {key}", key=key)
+        finally:
+            self._restored = True
+            pending, self._pending = self._pending, []
+            for event in pending:
+                for name, values in self._increments(event):
+                    self._count(name, values)
+
+    # reading
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

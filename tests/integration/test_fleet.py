@@ -7,7 +7,6 @@ two real Pebbles.
 from __future__ import annotations
 
 import datetime
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,43 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
+from .collectors import SyslogCollector
 from .test_acme_library import Client, new_csr
 from .test_pebble import PebbleWorld
-
-
-class SyslogCollector:
-    """
-    A UDP syslog receiver on loopback, in a thread.
-    """
-
-    def __init__(self, case: SynchronousTestCase) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.settimeout(0.2)
-        self.port = self.socket.getsockname()[1]
-        self.messages: list[str] = []
-        self._running = True
-        self._thread = threading.Thread(target=self._receive, daemon=True)
-        self._thread.start()
-        case.addCleanup(self.close)
-
-    def _receive(self) -> None:
-        while self._running:
-            try:
-                data = self.socket.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.messages.append(data.decode("utf-8", "replace"))
-
-    def events(self) -> list[str]:
-        return [m for m in self.messages if "event=" in m]
-
-    def close(self) -> None:
-        self._running = False
-        self._thread.join(2)
-        self.socket.close()
 
 
 def metrics(world: PebbleWorld) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

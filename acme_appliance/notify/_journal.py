@@ -1,0 +1,82 @@
+"""
+The event journal: events kept in the store, so that an order's history and
+the recent past (for the dashboard) survive restarts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from ..storage import Store
+from ._events import Event, EventName
+
+RETENTION = 30 * 86400.0
+
+
+def event_from_json(data: dict[str, Any]) -> Event:
+    return Event(
+        name=EventName(data["event"]),
+        time=float(data["t"]),
+        order_id=data.get("order_id"),
+        token_id=data.get("token_id"),
+        names=tuple(data.get("names", ())),
+        ca=data.get("ca"),
+        outcome=data.get("outcome"),
+        error=data.get("error"),
+        details=tuple((str(k), str(v)) for k, v in data.get("details", {}).items()),
+    )
+
+
+def _dump(event: Event) -> bytes:
+    body = event.to_json()
+    body["t"] = event.time
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _key_time(seconds: float) -> str:
+    return f"{int(seconds * 1_000_000):020d}"
+
+
+class EventJournal:
+    """
+    An L{EventBus} subscriber that writes every event to the store (kept
+    C{retention} seconds), indexed by time and by order.  Writing happens in
+    the background: a slow or failing store never delays the emitter.
+    """
+
+    _log = Logger()
+
+    def __init__(self, store: Store, *, retention: float = RETENTION) -> None:
+        self._store = store
+        self._retention = retention
+        self._sequence = itertools.count()
+
+    def __call__(self, event: Event) -> None:
+        d = Deferred.fromCoroutine(self.record(event))
+        d.addErrback(lambda f: self._log.failure("cannot journal event {event}", f, event=event.name.value))
+
+    async def record(self, event: Event) -> None:
+        key = f"{_key_time(event.time)}-{next(self._sequence) % 1_000_000:06d}"
+        data = _dump(event)
+        await self._store.set(f"event/{key}", data, ttl=self._retention)
+        if event.order_id is not None:
+            await self._store.set(f"order-event/{event.order_id}/{key}", data, ttl=self._retention)
+
+    async def order_history(self, order_id: str) -> list[Event]:
+        """
+        The events of one order, oldest first.
+        """
+        return [event_from_json(json.loads(v)) for _, v in await self._store.scan(f"order-event/{order_id}/")]
+
+    async def since(self, seconds: float) -> list[Event]:
+        """
+        Every journaled event at or after clock time C{seconds}, oldest
+        first.
+        """
+        start = f"event/{_key_time(seconds)}"
+        return [event_from_json(json.loads(v)) for k, v in await self._store.scan("event/") if k >= start]
