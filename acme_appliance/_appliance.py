@@ -7,6 +7,7 @@ and the same CAs.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from treq.client import HTTPClient
@@ -73,7 +74,13 @@ def make_responder(config: Config, values: ValidationValues, reactor: Any) -> Va
 
 
 def build_cas(
-    config: Config, reactor: Any, *, responder: ChallengeResponder, store: Store, events: EventBus | None = None
+    config: Config,
+    reactor: Any,
+    *,
+    responder: ChallengeResponder,
+    store: Store,
+    events: EventBus | None = None,
+    on_request: Callable[[str, str], object] = lambda ca, result: None,
 ) -> dict[str, CertificateAuthority]:
     """
     Every configured CA: built-in ones loaded (or created) from the state
@@ -101,6 +108,7 @@ def build_cas(
             eab_kid=ca.eab_kid,
             eab_hmac_key=ca.eab_hmac_key,
             events=events,
+            on_request=on_request,
         )
     return cas
 

@@ -43,6 +43,7 @@ __all__ = [
     "IssuanceConfig",
     "KeyType",
     "NotifyConfig",
+    "WebhookConfig",
     "PolicyConfig",
     "StorageConfig",
     "ValidationConfig",
@@ -168,6 +169,16 @@ class ValidationConfig:
 
 
 @frozen
+class WebhookConfig:
+    """
+    One C{[[notify.webhook]]}: a URL and the secret that signs its bodies.
+    """
+
+    url: str
+    secret: str | None = None
+
+
+@frozen
 class NotifyConfig:
     """
     C{[notify]}: where events go.
@@ -178,6 +189,14 @@ class NotifyConfig:
     syslog: str | None = None
     webhooks: tuple[str, ...] = ()
     webhook_secret: str | None = None
+    hooks: tuple[WebhookConfig, ...] = ()
+
+    def all_webhooks(self) -> tuple[WebhookConfig, ...]:
+        """
+        Every webhook: the C{webhooks} URLs (signed with C{webhook_secret})
+        and the C{[[notify.webhook]]} tables (each with its own secret).
+        """
+        return tuple(WebhookConfig(url, self.webhook_secret) for url in self.webhooks) + self.hooks
 
 
 @frozen
@@ -340,7 +359,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "resolver",
         "preflight_http_port",
     ),
-    "notify": ("syslog", "webhooks", "webhook_secret"),
+    "notify": ("syslog", "webhooks", "webhook_secret", "webhook"),
     "issuance": ("order_deadline", "reuse_window", "retry_after", "order_lifetime"),
 }
 _ARRAYS: dict[str, tuple[str, ...]] = {
@@ -679,8 +698,16 @@ class _Parser:
             _url(key, value)
             return value
 
+        hooks = []
+        tables = t._get("webhook", (list,), "an array of tables [[notify.webhook]]", [])
+        for i, data in enumerate(tables):
+            if not isinstance(data, dict):
+                t.fail("webhook", f"entry {i + 1}: expected a table with url and secret, got {_kind(data)}")
+            hook = _Table(data, f"notify.webhook[{i + 1}]", ("url", "secret"))
+            hooks.append(WebhookConfig(url=webhook(hook.key("url"), hook.text("url")), secret=hook.text("secret", None)))
         return NotifyConfig(
-            syslog=syslog, webhooks=t.texts("webhooks", webhook), webhook_secret=t.text("webhook_secret", None)
+            syslog=syslog, webhooks=t.texts("webhooks", webhook), webhook_secret=t.text("webhook_secret", None),
+            hooks=tuple(hooks),
         )
 
     def syslog(self, key: str, value: str) -> str:

@@ -129,7 +129,8 @@ class ApplianceService(MultiService):
         self.values = ValidationValues(store)
         self._validation_listeners(config, reactor)
         cas = build_cas(
-            config, reactor, responder=make_responder(config, self.values, reactor), store=store, events=self.events
+            config, reactor, responder=make_responder(config, self.values, reactor), store=store, events=self.events,
+            on_request=self.metrics.upstream_request,
         )
         self.issuance = IssuanceService(
             repository=repository,
@@ -186,7 +187,7 @@ class ApplianceService(MultiService):
             syslog = SyslogNotifier(reactor, target, on_drop=lambda event: self.metrics.dropped("syslog"))
             syslog.setServiceParent(self)
             self.events.subscribe(syslog)
-        hooks = [Webhook(url, config.notify.webhook_secret) for url in config.notify.webhooks]
+        hooks = [Webhook(hook.url, hook.secret) for hook in config.notify.all_webhooks()]
         if hooks:
             pool = HTTPConnectionPool(reactor, persistent=True)
             webhooks = WebhookNotifier(

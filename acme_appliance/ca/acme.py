@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import josepy
@@ -174,6 +174,8 @@ class AcmeCA:
         C{max_retry_after}).
     @param validation_timeout: how long the CA may take to validate and to
         issue, each.
+    @param on_request: told C{(ca, result)} after each HTTP request, with
+        C{"2xx"}...C{"5xx"} or C{"network-error"} (for the metrics).
     """
 
     _log = Logger()
@@ -191,6 +193,7 @@ class AcmeCA:
         eab_kid: str | None = None,
         eab_hmac_key: str | None = None,
         events: EventBus | None = None,
+        on_request: Callable[[str, str], object] = lambda ca, result: None,
         request_timeout: float = 30.0,
         poll_delays: Sequence[float] = (0.5, 1.0, 2.0, 3.0, 5.0),
         max_retry_after: float = 30.0,
@@ -206,6 +209,7 @@ class AcmeCA:
         self._eab_kid = eab_kid
         self._eab_key = josepy.decode_b64jose(eab_hmac_key) if eab_hmac_key else None
         self._events = events
+        self._on_request = on_request
         self._timeout = request_timeout
         self._poll_delays = tuple(poll_delays)
         self._max_retry_after = max_retry_after
@@ -239,8 +243,10 @@ class AcmeCA:
             )
             body = await response.content()
         except _NETWORK_ERRORS as e:
+            self._on_request(self._name, "network-error")
             raise CAError(f"CA {self._name}: {method} {url} failed: {e.__class__.__name__}: {e}", transient=True) from None
         reply = _Reply(code=response.code, headers=response.headers, body=body, url=url)
+        self._on_request(self._name, f"{response.code // 100}xx")
         nonce = reply.header("replay-nonce")
         if nonce:
             self._nonces.append(nonce)

@@ -71,6 +71,10 @@ class Metrics:
         self.requests = self._counter(
             "http_requests", "HTTP requests by listener, endpoint and status.", ["listener", "endpoint", "status"]
         )
+        self.upstream_requests = Counter(
+            "acme_appliance_upstream_requests", "HTTP requests to upstream CAs, by result.", ["ca", "result"],
+            registry=r,
+        )
         self.ca_up = Gauge("acme_appliance_ca_up", "1 while a CA is considered up, 0 while down.", ["ca"], registry=r)
         self.issuance_seconds = Histogram(
             "acme_appliance_issuance_seconds", "Finalize to valid, per issued certificate.", ["mode"],
@@ -126,6 +130,10 @@ class Metrics:
     def request(self, listener: str, endpoint: str, status: int) -> None:
         # Not persisted: a busy ACME listener would write on every request.
         self.requests.labels(listener=listener, endpoint=endpoint, status=str(status)).inc()
+
+    def upstream_request(self, ca: str, result: str) -> None:
+        # Not persisted, like the request counts.
+        self.upstream_requests.labels(ca=ca, result=result).inc()
 
     def _count(self, counter: str, labels: dict[str, str]) -> None:
         self._counters[counter].labels(**labels).inc()

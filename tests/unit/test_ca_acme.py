@@ -87,6 +87,7 @@ class AcmeCATests(SynchronousTestCase):
         self.notes = MemoryNotifier()
         self.events.subscribe(self.notes)
         self.responder = RecordingResponder()
+        self.calls: list[tuple[str, str]] = []
         self.ca = self.make_ca()
 
     def make_ca(self, **kw: Any) -> AcmeCA:
@@ -99,6 +100,7 @@ class AcmeCATests(SynchronousTestCase):
             responder=self.responder,
             contact=("mailto:ops@example.net",),
             events=self.events,
+            on_request=lambda ca, result: self.calls.append((ca, result)),
             **kw,
         )
 
@@ -139,6 +141,8 @@ class AcmeCATests(SynchronousTestCase):
         self.assertEqual([e.name for e in self.notes.events], [EventName.UPSTREAM_ORDER])
         self.assertEqual(self.notes.events[0].order_id, "o1")
         self.assertEqual(self.notes.events[0].token_id, "t1")
+        self.assertIn(("upstream", "2xx"), self.calls)
+        self.assertNotIn(("upstream", "network-error"), self.calls)
         # Every authorization was valid already: nothing to validate.
         self.assertEqual(self.responder.published, [])
 

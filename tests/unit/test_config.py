@@ -55,6 +55,8 @@ def to_toml(data: dict[str, Any]) -> str:
 
 
 def _value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     text = json.dumps(value, ensure_ascii=False)
@@ -694,6 +696,31 @@ class NotifySectionTests(ConfigTestCase):
 
     def test_webhook_secret(self) -> None:
         self.assertProblem(setting("notify", "webhook_secret", ""), "notify.webhook_secret", "must not be empty")
+
+    def test_webhook_tables(self) -> None:
+        """
+        C{[[notify.webhook]]} tables give each webhook its own secret; the
+        C{webhooks} URLs share C{webhook_secret}.
+        """
+        def change(data: dict[str, Any]) -> None:
+            data.setdefault("notify", {}).update({
+                "webhooks": ["https://a.example/hook"],
+                "webhook_secret": "shared",
+                "webhook": [{"url": "https://b.example/hook", "secret": "own"}, {"url": "http://c.example/"}],
+            })
+
+        config = self.load(change)
+        self.assertEqual(
+            [(h.url, h.secret) for h in config.notify.all_webhooks()],
+            [("https://a.example/hook", "shared"), ("https://b.example/hook", "own"), ("http://c.example/", None)],
+        )
+        self.assertProblem(setting("notify", "webhook", [{"secret": "x"}]), "notify.webhook[1].url",
+                           "missing (required)")
+        self.assertProblem(setting("notify", "webhook", [{"url": "ftp://x"}]), "notify.webhook[1].url",
+                           "must start with https:// or http://")
+        self.assertProblem(setting("notify", "webhook", [{"url": "https://x/", "sekret": "x"}]),
+                           "notify.webhook[1].sekret", "unknown")
+        self.assertProblem(setting("notify", "webhook", ["https://x/"]), "notify.webhook", "expected a table")
 
 
 class IssuanceSectionTests(ConfigTestCase):
