@@ -11,7 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from treq.client import HTTPClient
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.names import client as names_client
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -20,7 +22,7 @@ from .ca import CertificateAuthority, ChallengeResponder
 from .ca.acme import AcmeCA, http_client_for
 from .ca.local import LocalCA, LocalCAError
 from .config import CAKind, Config, state_path
-from .notify import EventBus
+from .notify import EventBus, EventJournal, EventName, SyslogNotifier, Webhook, WebhookNotifier, parse_syslog_target
 from .storage import Store
 from .validation import Preflight, ValidationResponder, ValidationValues
 
@@ -139,3 +141,49 @@ def open_store_now(config: Config, reactor: Any) -> Store:
         except storage.StorageError as e:
             raise StartupError(f"storage.url: {e}") from None
     raise StartupError(f"storage.url: {config.storage.url!r} is not available in this version yet")
+
+
+def make_notifiers(
+    config: Config, reactor: Any, *, on_drop: Callable[[str], object] = lambda sink: None
+) -> list[SyslogNotifier | WebhookNotifier]:
+    """
+    The configured notification sinks (services to start, and L{EventBus}
+    subscribers); C{on_drop} is told the sink's name for each event a sink
+    drops.
+    """
+    sinks: list[SyslogNotifier | WebhookNotifier] = []
+    if config.notify.syslog is not None:
+        try:
+            target = parse_syslog_target(config.notify.syslog)
+        except ValueError as e:
+            raise StartupError(f"notify.syslog: {e}") from None
+        sinks.append(SyslogNotifier(reactor, target, on_drop=lambda event: on_drop("syslog")))
+    hooks = [Webhook(hook.url, hook.secret) for hook in config.notify.all_webhooks()]
+    if hooks:
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        sinks.append(WebhookNotifier(
+            hooks, http=HTTPClient(Agent(reactor, pool=pool, connectTimeout=10)), clock=reactor,
+            on_drop=lambda event: on_drop("webhook"),
+        ))
+    return sinks
+
+
+async def announce(config: Config, store: Store, reactor: Any, name: EventName, *, wait: float = 5.0,
+                   **fields: Any) -> None:
+    """
+    Emit one event from a short-lived process (the CLI): journal it in the
+    store and hand it to the configured sinks, waiting up to C{wait}
+    seconds for them to deliver.
+    """
+    events = EventBus(reactor)
+    sinks = make_notifiers(config, reactor)
+    for sink in sinks:
+        sink.startService()
+        events.subscribe(sink)
+    event = events.emit(name, **fields)
+    await EventJournal(store).record(event)
+    deadline = reactor.seconds() + wait
+    while any(sink.pending() for sink in sinks) and reactor.seconds() < deadline:
+        await deferLater(reactor, 0.05)
+    for sink in sinks:
+        await maybeDeferred(sink.stopService)

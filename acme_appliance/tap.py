@@ -18,17 +18,15 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.http import combinedLogFormatter
-from treq.client import HTTPClient
-from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from ._appliance import StartupError, build_cas, make_responder, open_store_now
+from ._appliance import StartupError, build_cas, make_notifiers, make_responder, open_store_now
 from .acme import AcmeRepository, AcmeServer
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .issuance import IssuanceService, Revoker
-from .notify import EventBus, EventJournal, SyslogNotifier, Webhook, WebhookNotifier, parse_syslog_target
+from .notify import EventBus, EventJournal
 from .policy import TokenRegistry
 from .stats import Metrics
 from .storage import Store
@@ -179,23 +177,9 @@ class ApplianceService(MultiService):
             self._listen("admin", config.admin.listen, admin.resource(), reactor)
 
     def _notifiers(self, config: Config, reactor: Any) -> None:
-        if config.notify.syslog is not None:
-            try:
-                target = parse_syslog_target(config.notify.syslog)
-            except ValueError as e:
-                raise StartupError(f"notify.syslog: {e}") from None
-            syslog = SyslogNotifier(reactor, target, on_drop=lambda event: self.metrics.dropped("syslog"))
-            syslog.setServiceParent(self)
-            self.events.subscribe(syslog)
-        hooks = [Webhook(hook.url, hook.secret) for hook in config.notify.all_webhooks()]
-        if hooks:
-            pool = HTTPConnectionPool(reactor, persistent=True)
-            webhooks = WebhookNotifier(
-                hooks, http=HTTPClient(Agent(reactor, pool=pool, connectTimeout=10)), clock=reactor,
-                on_drop=lambda event: self.metrics.dropped("webhook"),
-            )
-            webhooks.setServiceParent(self)
-            self.events.subscribe(webhooks)
+        for sink in make_notifiers(config, reactor, on_drop=self.metrics.dropped):
+            sink.setServiceParent(self)
+            self.events.subscribe(sink)
 
     def _validation_listeners(self, config: Config, reactor: Any) -> None:
         validation = config.validation

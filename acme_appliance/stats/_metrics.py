@@ -63,6 +63,9 @@ class Metrics:
             "Certificates issued to clients; mode is new (validated) or reissue (re-used a validation).",
             ["ca", "mode"],
         )
+        self.validations_avoided = self._counter(
+            "validations_avoided", "Certificates re-issued on an earlier validation instead of a new one.", ["ca"]
+        )
         self.ca_failovers = self._counter("ca_failovers", "Orders moved from one CA to another.", ["from_ca", "to_ca"])
         self.orders = self._counter("orders", "Client orders reaching each status.", ["status"])
         self.notifications_dropped = self._counter(
@@ -103,7 +106,10 @@ class Metrics:
             result = "valid" if name is EventName.VALIDATION_SUCCEEDED else "invalid"
             yield "validations", {"ca": ca, "method": event.detail("method") or "unknown", "result": result}
         elif name is EventName.CERTIFICATE_ISSUED:
-            yield "certificates_issued", {"ca": ca, "mode": event.detail("mode") or "new"}
+            mode = event.detail("mode") or "new"
+            yield "certificates_issued", {"ca": ca, "mode": mode}
+            if mode == "reissue":
+                yield "validations_avoided", {"ca": ca}
         elif name is EventName.CA_FAILOVER:
             yield "ca_failovers", {"from_ca": event.detail("from_ca") or "unknown", "to_ca": event.detail("to_ca") or ca}
 

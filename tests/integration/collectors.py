@@ -58,6 +58,7 @@ class TCPSyslog:
         self.server.settimeout(0.2)
         self.port = self.server.getsockname()[1]
         self.data = b""
+        self._lock = threading.Lock()
         self._running = True
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -69,18 +70,33 @@ class TCPSyslog:
                 connection, _ = self.server.accept()
             except (TimeoutError, OSError):
                 continue
-            connection.settimeout(0.2)
-            while self._running:
-                try:
-                    chunk = connection.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
+            # One thread per connection: the appliance keeps its connection
+            # open while the CLI opens its own.
+            threading.Thread(target=self._read, args=(connection,), daemon=True).start()
+
+    def _read(self, connection: socket.socket) -> None:
+        connection.settimeout(0.2)
+        buffer = b""
+        while self._running:
+            try:
+                chunk = connection.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            buffer += chunk
+            # Keep whole frames only, so that two connections never interleave
+            # inside a frame.
+            while True:
+                length, space, rest = buffer.partition(b" ")
+                if not space or not length.isdigit() or len(rest) < int(length):
                     break
-                if not chunk:
-                    break
-                self.data += chunk
-            connection.close()
+                with self._lock:
+                    self.data += buffer[: len(length) + 1 + int(length)]
+                buffer = rest[int(length):]
+        connection.close()
 
     def messages(self) -> list[bytes]:
         frames, data = [], self.data

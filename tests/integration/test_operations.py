@@ -154,6 +154,10 @@ allowed_domains = ["dead.test", "*.dead.test"]
                                                   if b"event=certificate.issued" in m]) == 3), syslog.data[-2000:])
         for message in syslog.messages():
             self.assertIsNotNone(RFC5424.fullmatch(message), message)
+        # The CLI's token create reached syslog and the webhook too, from
+        # its own process.
+        self.assertTrue(any(b"event=token.created" in m and b"policy=shop" in m for m in syslog.messages()))
+        self.assertTrue(wait_until(lambda: any(e["event"] == "token.created" for e in hook.events())))
         self.assertTrue(wait_until(lambda: len([e for e in hook.events() if e["event"] == "certificate.issued"]) == 3))
         for body, signature in hook.received:
             self.assertEqual(signature, "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest())

@@ -46,6 +46,7 @@ class MetricsTests(SynchronousTestCase):
         self.assertEqual(value("acme_appliance_certificates_issued_total", ca="le", mode="new"), 1)
         self.assertEqual(value("acme_appliance_certificates_issued_total", ca="le", mode="reissue"), 1)
         self.assertEqual(self.metrics.total("acme_appliance_certificates_issued_total"), 3)
+        self.assertEqual(self.metrics.total("acme_appliance_validations_avoided_total"), 2)
         self.assertEqual(value("acme_appliance_ca_failovers_total", from_ca="le", to_ca="backup"), 1)
         self.assertEqual(value("acme_appliance_orders_total", status="valid"), 3)
         self.assertEqual(value("acme_appliance_orders_total", status="invalid"), 1)
