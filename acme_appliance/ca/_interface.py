@@ -74,6 +74,7 @@ class CAError(Exception):
         C{rateLimited}.  C{False} for client errors (C{badCSR},
         C{rejectedIdentifier}, C{caa}) that no retry fixes.
     @ivar problem_type: the ACME error type to pass on to the client.
+    @ivar ca: the name of the CA that failed last, when known.
     """
 
     def __init__(
@@ -82,11 +83,13 @@ class CAError(Exception):
         *,
         transient: bool,
         problem_type: ProblemType = ProblemType.SERVER_INTERNAL,
+        ca: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.transient = transient
         self.problem_type = problem_type
+        self.ca = ca
 
 
 class ValidationRequired(CAError):

@@ -86,6 +86,7 @@ class FailoverIssuer:
                         issued = await self._cas[name].issue(request)
                     except CAError as e:
                         if not e.transient:
+                            e.ca = e.ca or name
                             raise
                         last = e
                         self._health.failed(name)
@@ -107,5 +108,6 @@ class FailoverIssuer:
                     f"no CA could issue before the order's deadline ({', '.join(cas)}); last error: {detail}",
                     transient=False,
                     problem_type=ProblemType.SERVER_INTERNAL,
+                    ca=current,
                 )
             await self._sleep(delay)

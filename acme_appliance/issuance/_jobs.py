@@ -136,7 +136,7 @@ class IssuanceService(Service):
         except AcmeProblem as problem:
             await self._fail(order_id, problem)
         except CAError as e:
-            await self._fail(order_id, AcmeProblem(e.problem_type, e.detail))
+            await self._fail(order_id, AcmeProblem(e.problem_type, e.detail), ca=e.ca)
         except Exception:
             self._log.failure("issuance of order {order_id} failed unexpectedly", order_id=order_id)
             await self._fail(
@@ -248,11 +248,12 @@ class IssuanceService(Service):
                      ("seconds", f"{now - (order.processing_since or now):.3f}")),
         )
 
-    async def _fail(self, order_id: str, problem: AcmeProblem) -> None:
+    async def _fail(self, order_id: str, problem: AcmeProblem, ca: str | None = None) -> None:
         now = self._clock.seconds()
         failed = await self._repo.update_order(
             order_id,
-            lambda o: evolve(o, status=OrderStatus.INVALID, error=problem.to_json(), completed=now)
+            lambda o: evolve(o, status=OrderStatus.INVALID, error=problem.to_json(), completed=now,
+                             ca_name=ca or o.ca_name)
             if o.status is OrderStatus.PROCESSING
             else None,
         )
@@ -260,7 +261,7 @@ class IssuanceService(Service):
         self._log.warn("order {order_id} failed: {detail}", order_id=order_id, detail=problem.detail)
         self.events.emit(
             EventName.ORDER_FAILED, order_id=order_id, token_id=failed.token_id if failed else None,
-            names=failed.names if failed else (), outcome="invalid", error=f"{problem.type.value}: {problem.detail}",
+            names=failed.names if failed else (), ca=ca, outcome="invalid", error=f"{problem.type.value}: {problem.detail}",
         )
 
 

@@ -103,11 +103,14 @@ def issue(appliance: Appliance, directory: str, name: str = "www.example.com") -
     return time.monotonic() - started
 
 
-class OperationsTests(SynchronousTestCase):
-    def start(self, webhooks: list[str], syslog: str | None = None) -> Appliance:
-        notify = "[notify]\n" + (f'syslog = "{syslog}"\n' if syslog else "")
-        notify += f"webhooks = {json.dumps(webhooks)}\nwebhook_secret = \"{SECRET}\"\n"
-        notify += f"""
+def operations_appliance(case: SynchronousTestCase, webhooks: list[str], syslog: str | None = None) -> Appliance:
+    """
+    An appliance with the built-in CA, a CA that never answers (policy
+    "dead", orders fail after 3 s) and the given notification sinks.
+    """
+    notify = "[notify]\n" + (f'syslog = "{syslog}"\n' if syslog else "")
+    notify += f"webhooks = {json.dumps(webhooks)}\nwebhook_secret = \"{SECRET}\"\n"
+    notify += f"""
 [issuance]
 order_deadline = 3
 
@@ -117,22 +120,27 @@ dns_listen_port = {free_port()}
 dns_listen_interface = "127.0.0.1"
 preflight = false
 """
-        cas = LOCAL_CA + f"""
+    cas = LOCAL_CA + f"""
 [[ca]]
 name = "dead"
 kind = "acme"
 directory = "https://127.0.0.1:{free_port()}/dir"
 """
-        policies = POLICIES + """
+    policies = POLICIES + """
 [[policy]]
 name = "dead"
 primary_ca = "dead"
 validation = "dns-cname"
 allowed_domains = ["dead.test", "*.dead.test"]
 """
-        appliance = Appliance(self, extra=notify, cas=cas, policies=policies)
-        appliance.start()
-        return appliance
+    appliance = Appliance(case, extra=notify, cas=cas, policies=policies)
+    appliance.start()
+    return appliance
+
+
+class OperationsTests(SynchronousTestCase):
+    def start(self, webhooks: list[str], syslog: str | None = None) -> Appliance:
+        return operations_appliance(self, webhooks, syslog)
 
     def test_notifications_metrics_and_restart(self) -> None:
         syslog = TCPSyslog(self)

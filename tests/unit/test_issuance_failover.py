@@ -110,6 +110,7 @@ class FailoverTests(SynchronousTestCase):
         backup = ScriptedCA("backup", [OK], self.clock)
         failure = self.failureResultOf(self.issue(self.issuer(primary, backup), ["primary", "backup"]), CAError)
         self.assertIs(failure.value, refused)
+        self.assertEqual(failure.value.ca, "primary")
         self.assertEqual(backup.calls, [])
         self.assertEqual(self.notes.of(EventName.CA_FAILOVER), [])
 
@@ -134,6 +135,7 @@ class FailoverTests(SynchronousTestCase):
         self.assertFalse(failure.value.transient)
         self.assertIn("no CA could issue before the order's deadline", failure.value.detail)
         self.assertIn("connection refused", failure.value.detail)
+        self.assertEqual(failure.value.ca, "backup")
         self.assertLessEqual(self.clock.seconds(), 30.0)
         self.assertTrue(all(t < 30.0 for t in primary.calls + backup.calls))
         self.assertIn(("primary", False), self.changes)
