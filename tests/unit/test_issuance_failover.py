@@ -227,3 +227,34 @@ class ReuseTests(SynchronousTestCase):
         for client, url in zip(clients, orders):
             self.assertEqual(client.post(url, None).json()["status"], "valid")
         self.assertEqual(len(world.issuance.locks), 0)
+
+    def test_ca_wants_validation_again(self) -> None:
+        """
+        A re-issue the CA refuses without a new validation is validated
+        once, under the lock, and counts as new.
+        """
+        world = World(self)
+        notes = MemoryNotifier()
+        world.issuance.events.subscribe(notes)
+        local = world.ca
+        asked: list[bool] = []
+
+        class Forgetful:
+            name = local.name
+
+            async def issue(self, request: IssueRequest) -> IssuedCertificate:
+                asked.append(request.allow_validation)
+                if not request.allow_validation and len(asked) == 2:
+                    raise ValidationRequired("CA builtin wants example.com validated again")
+                return await local.issue(request)
+
+            async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
+                await local.revoke(certificate_der, reason)
+
+        world.issuance._upstream._cas = {"builtin": Forgetful()}  # type: ignore[dict-item]
+        directory = world.directory()
+        for _ in range(3):
+            order, _ = issued(world, world.client(directory), ["example.com"])
+            self.assertEqual(order["status"], "valid")
+        self.assertEqual([e.detail("mode") for e in notes.of(EventName.CERTIFICATE_ISSUED)], ["new", "new", "reissue"])
+        self.assertEqual(asked, [True, False, True, False])
