@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
 from .collectors import SyslogCollector
+from .test_operations import RFC5424, wait_until
 from .test_acme_library import Client, new_csr
 from .test_pebble import PebbleWorld
 
@@ -135,6 +136,9 @@ class FailoverTests(SynchronousTestCase):
         self.assertEqual(len(failovers), 1, world.syslog.messages)
         self.assertIn("from_ca=pebble", failovers[0])
         self.assertIn("to_ca=backup", failovers[0])
+        self.assertTrue(wait_until(lambda: any("event=certificate.issued" in m for m in world.syslog.events())))
+        for message in world.syslog.messages:
+            self.assertIsNotNone(RFC5424.fullmatch(message.encode()), message)
         values = metrics(world)
         self.assertEqual(values[("acme_appliance_ca_failovers_total", (("from_ca", "pebble"), ("to_ca", "backup")))], 1)
 
