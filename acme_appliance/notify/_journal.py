@@ -38,6 +38,10 @@ def _dump(event: Event) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def _hour_prefix(seconds: float) -> str:
+    return f"event/{int(seconds // 3600):08d}/"
+
+
 def _key_time(seconds: float) -> str:
     return f"{int(seconds * 1_000_000):020d}"
 
@@ -63,7 +67,9 @@ class EventJournal:
     async def record(self, event: Event) -> None:
         key = f"{_key_time(event.time)}-{next(self._sequence) % 1_000_000:06d}"
         data = _dump(event)
-        await self._store.set(f"event/{key}", data, ttl=self._retention)
+        # Grouped by hour, so that the recent past is read without scanning
+        # the whole retention period.
+        await self._store.set(f"{_hour_prefix(event.time)}{key}", data, ttl=self._retention)
         if event.order_id is not None:
             await self._store.set(f"order-event/{event.order_id}/{key}", data, ttl=self._retention)
 
@@ -73,10 +79,15 @@ class EventJournal:
         """
         return [event_from_json(json.loads(v)) for _, v in await self._store.scan(f"order-event/{order_id}/")]
 
-    async def since(self, seconds: float) -> list[Event]:
+    async def between(self, start: float, end: float) -> list[Event]:
         """
-        Every journaled event at or after clock time C{seconds}, oldest
+        Every journaled event from clock time C{start} to C{end}, oldest
         first.
         """
-        start = f"event/{_key_time(seconds)}"
-        return [event_from_json(json.loads(v)) for k, v in await self._store.scan("event/") if k >= start]
+        events = []
+        for hour in range(int(start // 3600), int(end // 3600) + 1):
+            for _, value in await self._store.scan(_hour_prefix(hour * 3600)):
+                event = event_from_json(json.loads(value))
+                if start <= event.time <= end:
+                    events.append(event)
+        return events

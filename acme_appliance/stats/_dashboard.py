@@ -46,7 +46,7 @@ async def dashboard_data(
     validations done and avoided, latencies, CA health and recent failures.
     """
     first_hour = (int(now) // 3600 - (HOURS - 1)) * 3600
-    events = await journal.since(first_hour)
+    events = await journal.between(first_hour, now)
     counts: list[dict[str, int]] = [{"new": 0, "reissue": 0, "failed": 0} for _ in range(HOURS)]
     by_ca: dict[str, dict[str, int]] = {}
     performed = avoided = 0

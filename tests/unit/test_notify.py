@@ -260,3 +260,34 @@ class SyslogSinkTests(TestCase):
         self.emit(sink, EventName.CA_DOWN)
         self.assertEqual(len(dropped), 1)
         self.assertTrue(any("cannot open syslog target" in str(e.get("log_format")) for e in logs))
+
+
+class JournalTests(SynchronousTestCase):
+    def test_history_and_time_range(self) -> None:
+        from acme_appliance.notify import EventJournal
+        from acme_appliance.storage import MemoryStore
+
+        clock = Clock()
+        clock.advance(1_800_000_000)
+        store = MemoryStore(clock)
+        journal = EventJournal(store, retention=7200)
+        bus = EventBus(clock)
+        bus.subscribe(journal)
+        bus.emit(EventName.ORDER_CREATED, order_id="o1", names=["a.test"])
+        clock.advance(3600)
+        bus.emit(EventName.CERTIFICATE_ISSUED, order_id="o1", ca="le", details=[("mode", "new")])
+        bus.emit(EventName.CA_DOWN, ca="le")
+
+        def run(coroutine: Any) -> Any:
+            return self.successResultOf(Deferred.fromCoroutine(coroutine))
+
+        history = run(journal.order_history("o1"))
+        self.assertEqual([e.name for e in history], [EventName.ORDER_CREATED, EventName.CERTIFICATE_ISSUED])
+        self.assertEqual(history[1].detail("mode"), "new")
+        self.assertEqual(history[0].names, ("a.test",))
+        recent = run(journal.between(clock.seconds() - 60, clock.seconds()))
+        self.assertEqual([e.name for e in recent], [EventName.CERTIFICATE_ISSUED, EventName.CA_DOWN])
+        self.assertEqual(len(run(journal.between(0, clock.seconds()))), 3)
+        # Entries expire after the retention period.
+        clock.advance(7201)
+        self.assertEqual(run(journal.order_history("o1")), [])
