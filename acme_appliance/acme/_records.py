@@ -102,6 +102,7 @@ class CertificateRecord:
     issued: float
     revoked_at: float | None = None
     revocation_reason: int | None = None
+    alternates: tuple[str, ...] = ()
 
 
 class ConcurrentUpdate(Exception):

@@ -624,7 +624,36 @@ class AcmeServer:
         )
         request.setHeader("Content-Type", "application/pem-certificate-chain")
         request.setHeader("Link", f'<{self.url(secret, "issuer", record.id)}>;rel="up"')
+        self._link_alternates(request, secret, record, shown=None)
         return record.chain_pem.encode()
+
+    def _link_alternates(self, request: IRequest, secret: str, record: CertificateRecord, shown: int | None) -> None:
+        """
+        RFC 8555 section 7.4.2: C{Link: rel="alternate"} to the other chains
+        the upstream CA offered for the same certificate.
+        """
+        if shown is not None:
+            link = f'<{self.url(secret, "cert", record.id)}>;rel="alternate"'
+            request.responseHeaders.addRawHeader(b"Link", link.encode())
+        for index in range(len(record.alternates)):
+            if index != shown:
+                link = f'<{self.url(secret, "cert", record.id, "alt", str(index))}>;rel="alternate"'
+                request.responseHeaders.addRawHeader(b"Link", link.encode())
+
+    @app.route("/acme/<secret>/cert/<certificate_id>/alt/<int:index>", methods=["POST"])
+    async def alternate_certificate(self, request: IRequest, secret: str, certificate_id: str, index: int) -> bytes:
+        token = await self._token(secret)
+        self._headers(request, secret)
+        _, account = await self._verified(request, secret, token)
+        assert account is not None
+        record: CertificateRecord = await self._owned(
+            await self._repo.certificate(certificate_id), token, account, "certificate"
+        )
+        if not 0 <= index < len(record.alternates):
+            raise malformed("no such alternate chain", status=404)
+        request.setHeader("Content-Type", "application/pem-certificate-chain")
+        self._link_alternates(request, secret, record, shown=index)
+        return record.alternates[index].encode()
 
     @app.route("/acme/<secret>/issuer/<certificate_id>", methods=["GET", "POST"])
     async def issuer(self, request: IRequest, secret: str, certificate_id: str) -> bytes:

@@ -227,6 +227,7 @@ class IssuanceService(Service):
             serial=format(leaf.serial_number, "x"),
             ca_name=issued.ca_name,
             issued=self._clock.seconds(),
+            alternates=tuple(chain.decode("ascii") for chain in issued.alternates),
         )
         await self._repo.put_certificate(record)
         now = self._clock.seconds()

@@ -237,5 +237,10 @@ class ExternalAccountBindingTests(SynchronousTestCase):
         client = Client(world.appliance, world.appliance.directory("dns"))
         pem, _ = new_csr(["www.shop.test"])
         order = client.acme.new_order(pem)
-        final = client.acme.finalize_order(order, datetime.datetime.now() + datetime.timedelta(seconds=90))
+        final = client.acme.finalize_order(order, datetime.datetime.now() + datetime.timedelta(seconds=90),
+                                           fetch_alternative_chains=True)
         self.assertIn("BEGIN CERTIFICATE", final.fullchain_pem)
+        # Pebble's alternate chain (to its second root) reaches the client.
+        self.assertEqual(len(final.alternative_fullchains_pem), 1)
+        world.verify_chain(final.alternative_fullchains_pem[0],
+                           world.pebble.root_pem_at(1))

@@ -164,7 +164,9 @@ class Pebble:
         self.process = Process(
             self.case, self.name, [self.binary, "-config", self.config, "-dnsserver", self.dns_server, "-strict=false"],
             self.dir,
-            env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "100"},
+            # One alternate root: its chain is passed through to the clients.
+            env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "100",
+                 "PEBBLE_ALTERNATE_ROOTS": "1"},
         )
         wait_for_port(self.port, process=self.process.popen)
 
@@ -173,7 +175,11 @@ class Pebble:
             self.process.stop()
 
     def root_pem(self) -> str:
-        response = requests.get(f"https://localhost:{self.management_port}/roots/0", verify=self.tls_ca, timeout=10)
+        return self.root_pem_at(0)
+
+    def root_pem_at(self, index: int) -> str:
+        response = requests.get(f"https://localhost:{self.management_port}/roots/{index}", verify=self.tls_ca,
+                                timeout=10)
         response.raise_for_status()
         return response.text
 

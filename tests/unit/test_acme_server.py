@@ -424,3 +424,43 @@ class RevocationTests(SynchronousTestCase):
         bad_reason = self.client.post(self.client.directory["revokeCert"], {"certificate": b64(self.der), "reason": 8})
         self.assertEqual(bad_reason.problem_type, "badRevocationReason")
         self.assertEqual(self.client.post(self.client.directory["revokeCert"], {"certificate": b64(b"junk")}).problem_type, "malformed")
+
+
+class AlternateChainTests(SynchronousTestCase):
+    def test_alternates_are_linked(self) -> None:
+        """
+        Chains an upstream CA offered besides the default are served at
+        C{Link: rel="alternate"} URLs (RFC 8555 section 7.4.2).
+        """
+        from attrs import evolve
+
+        from acme_appliance.ca import IssuedCertificate, IssueRequest
+
+        world = World(self)
+        local = world.ca
+
+        class WithAlternate:
+            name = local.name
+
+            async def issue(self, request: IssueRequest) -> IssuedCertificate:
+                issued = await local.issue(request)
+                leaf = issued.chain_pem.split(b"-----END CERTIFICATE-----\n")[0] + b"-----END CERTIFICATE-----\n"
+                return evolve(issued, alternates=(leaf + b"# alternate chain\n",))
+
+            async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
+                pass
+
+        world.issuance._upstream._cas = {"builtin": WithAlternate()}  # type: ignore[dict-item]
+        client = world.client()
+        order, _ = issued(world, client, ["example.com"])
+        cert = client.post(order["certificate"], None)
+        links = cert.headers.getRawHeaders("link")
+        alternates = [link.split(">")[0][1:] for link in links if 'rel="alternate"' in link]
+        self.assertEqual(alternates, [order["certificate"] + "/alt/0"])
+        alternate = client.post(alternates[0], None)
+        self.assertEqual(alternate.code, 200)
+        self.assertTrue(alternate.body.endswith(b"# alternate chain\n"))
+        back = [link for link in alternate.headers.getRawHeaders("link") if 'rel="alternate"' in link]
+        self.assertEqual(back, [f'<{order["certificate"]}>;rel="alternate"'])
+        missing = client.post(order["certificate"] + "/alt/1", None)
+        self.assertEqual((missing.code, missing.problem_type), (404, "malformed"))
