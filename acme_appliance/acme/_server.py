@@ -615,6 +615,17 @@ class AcmeServer:
 
     @app.route("/acme/<secret>/cert/<certificate_id>", methods=["POST"])
     async def certificate(self, request: IRequest, secret: str, certificate_id: str) -> bytes:
+        record = await self._account_certificate(request, secret, certificate_id)
+        request.setHeader("Content-Type", "application/pem-certificate-chain")
+        request.setHeader("Link", f'<{self.url(secret, "issuer", record.id)}>;rel="up"')
+        self._link_alternates(request, secret, record, shown=None)
+        return record.chain_pem.encode()
+
+    async def _account_certificate(self, request: IRequest, secret: str, certificate_id: str) -> CertificateRecord:
+        """
+        The certificate a POST-as-GET asks for, if it belongs to the signing
+        account.
+        """
         token = await self._token(secret)
         self._headers(request, secret)
         _, account = await self._verified(request, secret, token)
@@ -622,10 +633,7 @@ class AcmeServer:
         record: CertificateRecord = await self._owned(
             await self._repo.certificate(certificate_id), token, account, "certificate"
         )
-        request.setHeader("Content-Type", "application/pem-certificate-chain")
-        request.setHeader("Link", f'<{self.url(secret, "issuer", record.id)}>;rel="up"')
-        self._link_alternates(request, secret, record, shown=None)
-        return record.chain_pem.encode()
+        return record
 
     def _link_alternates(self, request: IRequest, secret: str, record: CertificateRecord, shown: int | None) -> None:
         """
@@ -642,13 +650,7 @@ class AcmeServer:
 
     @app.route("/acme/<secret>/cert/<certificate_id>/alt/<int:index>", methods=["POST"])
     async def alternate_certificate(self, request: IRequest, secret: str, certificate_id: str, index: int) -> bytes:
-        token = await self._token(secret)
-        self._headers(request, secret)
-        _, account = await self._verified(request, secret, token)
-        assert account is not None
-        record: CertificateRecord = await self._owned(
-            await self._repo.certificate(certificate_id), token, account, "certificate"
-        )
+        record = await self._account_certificate(request, secret, certificate_id)
         if not 0 <= index < len(record.alternates):
             raise malformed("no such alternate chain", status=404)
         request.setHeader("Content-Type", "application/pem-certificate-chain")
