@@ -5,7 +5,6 @@ counting) or a local datagram socket such as C{/dev/log}.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import socket
@@ -17,9 +16,11 @@ from typing import Any
 from attrs import frozen
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import ConnectedDatagramProtocol, DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ._events import WARNINGS, Event, EventName, rfc3339
 
@@ -136,16 +137,38 @@ class _Connection(Protocol):
         self._notifier._disconnected(self)
 
 
+class _LocalSocket(ConnectedDatagramProtocol):
+    """
+    Notes what the connected datagram port reports through its protocol:
+    a socket that could not be connected, or a datagram the daemon refused
+    (it went away, e.g. restarted and made a new socket).
+    """
+
+    failure: Failure | None = None
+    refused = False
+
+    def connectionFailed(self, failure: Failure) -> None:
+        self.failure = failure
+
+    def connectionRefused(self) -> None:
+        self.refused = True
+
+
 class SyslogNotifier(MultiService):
     """
     An L{EventBus} subscriber sending each event to a syslog server.
 
     Sending never blocks issuance: messages wait in a bounded queue while a
-    TCP connection is (re)established; when it is full the oldest is
-    dropped and C{on_drop} is told.  UDP and local datagrams are sent at
-    once (a lost datagram is not noticed: that is UDP).
+    TCP connection is (re)established, or while a UDP host name is resolved
+    (once, at start); when it is full the oldest is dropped and C{on_drop}
+    is told.  UDP datagrams are sent at once (a lost one is not noticed:
+    that is UDP).  A local socket refused or gone (the daemon restarted) is
+    reopened on the next message.
 
     @param events: which events to send; C{None} for all.
+    @param on_drop: told of every event not sent.
+    @param reconnect_delay: the first delay before a TCP reconnection
+        (backing off to 30 seconds).
     """
 
     _log = Logger()
@@ -157,7 +180,7 @@ class SyslogNotifier(MultiService):
         *,
         hostname: str | None = None,
         queue_size: int = 1000,
-        on_drop: Callable[[Event], object] = lambda event: None,
+        on_drop: Callable[[Event], object] | None = None,
         events: frozenset[EventName] | None = None,
         reconnect_delay: float = 1.0,
     ) -> None:
@@ -168,9 +191,13 @@ class SyslogNotifier(MultiService):
         self._procid = str(os.getpid())
         self._queue: deque[tuple[Event, bytes]] = deque()
         self._queue_size = queue_size
-        self._on_drop = on_drop
+        self._on_drop: Callable[[Event], object] = on_drop if on_drop is not None else (lambda event: None)
         self._events = events
         self._datagram: Any = None
+        self._address: tuple[str, int] | None = None
+        self._resolving = False
+        self._local: _LocalSocket | None = None
+        self._local_down = False
         self._stream: Protocol | None = None
         if target.transport is SyslogTransport.TCP:
             endpoint = HostnameEndpoint(reactor, target.host, target.port, timeout=10)
@@ -193,41 +220,110 @@ class SyslogNotifier(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        try:
-            if self.target.transport is SyslogTransport.UDP:
-                self._address = self._udp_address()
-                self._datagram = self._reactor.listenUDP(0, DatagramProtocol(), interface=self._udp_interface())
-            elif self.target.transport is SyslogTransport.UNIX:
-                self._datagram = self._reactor.connectUNIXDatagram(self.target.path, DatagramProtocol())
-        except Exception as e:
-            # Syslog is never in the way: without it, events are dropped
-            # (and counted), not fatal.
-            self._log.error("cannot open syslog target {target}: {error}", target=str(self.target), error=str(e))
-
-    def _udp_address(self) -> tuple[str, int]:
-        try:
-            ipaddress.ip_address(self.target.host)
+        if self.target.transport is SyslogTransport.UDP:
             host = self.target.host
-        except ValueError:
-            # A name is resolved once, at start-up.
-            host = socket.gethostbyname(self.target.host)
-        return host, self.target.port
+            if isIPAddress(host) or isIPv6Address(host):
+                self._listen_udp(host)
+            else:
+                self._resolving = True
+                d = self._reactor.resolve(host)
+                d.addCallbacks(self._listen_udp, self._unresolved)
+        elif self.target.transport is SyslogTransport.UNIX:
+            self._local_reachable(self._open_local())
 
-    def _udp_interface(self) -> str:
-        return "::" if ":" in self._address[0] else ""
+    def _listen_udp(self, address: str) -> None:
+        self._resolving = False
+        if not self.running:
+            return
+        try:
+            self._datagram = self._reactor.listenUDP(0, DatagramProtocol(), interface="::" if ":" in address else "")
+        except Exception as e:
+            self._cannot_open(e)
+            return
+        self._address = (address, self.target.port)
+        while self._queue:
+            event, message = self._queue.popleft()
+            self._send_udp(event, message)
+
+    def _unresolved(self, failure: Failure) -> None:
+        self._resolving = False
+        if self.running:
+            self._cannot_open(failure.value or OSError(failure.getErrorMessage()))
+
+    def _cannot_open(self, error: BaseException) -> None:
+        # Syslog is never in the way: without it, events are dropped (and
+        # counted), not fatal.
+        self._log.error("cannot open syslog target {target}: {error}", target=str(self.target), error=repr(error))
+        while self._queue:
+            self._on_drop(self._queue.popleft()[0])
 
     def _send_datagram(self, event: Event, message: bytes) -> None:
-        if self._datagram is None:
+        if self.target.transport is SyslogTransport.UNIX:
+            self._send_local(event, message)
+        elif self._resolving:
+            self._enqueue(event, message)
+        else:
+            self._send_udp(event, message)
+
+    def _send_udp(self, event: Event, message: bytes) -> None:
+        if self._datagram is None or self._address is None:
             self._on_drop(event)
             return
         try:
-            if self.target.transport is SyslogTransport.UDP:
-                self._datagram.write(message, self._address)
-            else:
-                self._datagram.write(message)
+            self._datagram.write(message, self._address)
         except Exception as e:
-            self._log.warn("syslog message dropped: {error}", error=str(e))
+            self._log.warn("syslog message dropped: {error}", error=repr(e))
             self._on_drop(event)
+
+    def _open_local(self) -> BaseException | None:
+        local = _LocalSocket()
+        try:
+            port = self._reactor.connectUNIXDatagram(self.target.path, local)
+        except Exception as e:
+            return e
+        if local.failure is not None:
+            # The port has already closed itself.
+            return local.failure.value or OSError(local.failure.getErrorMessage())
+        self._datagram, self._local = port, local
+        return None
+
+    def _close_local(self) -> None:
+        if self._datagram is not None:
+            self._datagram.stopListening()
+        self._datagram = self._local = None
+
+    def _write_local(self, message: bytes) -> BaseException | None:
+        if self._datagram is None or self._local is None:
+            return OSError("not open")
+        self._local.refused = False
+        try:
+            self._datagram.write(message)
+        except Exception as e:
+            return e
+        return ConnectionRefusedError("message refused") if self._local.refused else None
+
+    def _send_local(self, event: Event, message: bytes) -> None:
+        if not self.running:
+            self._on_drop(event)
+            return
+        if self._write_local(message) is None:
+            return
+        # Refused or never opened: the daemon may have restarted with a new
+        # socket, so reopen and try once more; a restart loses nothing.
+        self._close_local()
+        error = self._open_local() or self._write_local(message)
+        self._local_reachable(error)
+        if error is not None:
+            self._close_local()
+            self._on_drop(event)
+
+    def _local_reachable(self, error: BaseException | None) -> None:
+        # Logged when it changes, not for every message.
+        if error is None and self._local_down:
+            self._log.info("syslog target {target} reachable again", target=str(self.target))
+        elif error is not None and not self._local_down:
+            self._log.error("cannot open syslog target {target}: {error}", target=str(self.target), error=repr(error))
+        self._local_down = error is not None
 
     # streams
 
@@ -263,5 +359,5 @@ class SyslogNotifier(MultiService):
         d = super().stopService()
         if self._datagram is not None:
             self._datagram.stopListening()
-            self._datagram = None
+        self._datagram = self._local = None
         return d

@@ -5,7 +5,10 @@ sockets.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 from typing import Any
 
 from twisted.internet import reactor as _reactor
@@ -72,6 +75,16 @@ class EventBusTests(SynchronousTestCase):
         self.assertEqual(seen.names(), ["ca.down"])
         self.assertTrue(any("sink on fire" in str(e.get("log_failure")) for e in logs))
         self.flushLoggedErrors(RuntimeError)
+
+    def test_memory_notifier(self) -> None:
+        seen = MemoryNotifier()
+        self.bus.subscribe(seen)
+        self.bus.emit(EventName.ORDER_CREATED, order_id="o1")
+        self.bus.emit(EventName.CA_DOWN, ca="le")
+        self.bus.emit(EventName.ORDER_FAILED, order_id="o1")
+        self.assertEqual(seen.names(), ["order.created", "ca.down", "order.failed"])
+        self.assertEqual([e.order_id for e in seen.of(EventName.ORDER_FAILED)], ["o1"])
+        self.assertEqual(seen.of(EventName.CA_UP), [])
 
     def test_unsubscribe(self) -> None:
         seen = MemoryNotifier()
@@ -259,6 +272,145 @@ class SyslogSinkTests(TestCase):
             sink = self.notifier("unix:/nonexistent/acme-appliance-log", on_drop=dropped.append)
         self.emit(sink, EventName.CA_DOWN)
         self.assertEqual(len(dropped), 1)
+        self.assertTrue(any("cannot open syslog target" in str(e.get("log_format")) for e in logs))
+
+
+    def test_unix(self) -> Deferred[None]:
+        """
+        Datagrams reach a local socket, and still do after the daemon
+        restarts with a new socket at the same path.
+        """
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "log")
+        collector = _Collector()
+        server = reactor.listenUNIXDatagram(path, collector)
+        dropped: list[Any] = []
+        sink = self.notifier(f"unix:{path}", on_drop=dropped.append)
+        self.emit(sink, EventName.CA_DOWN)
+
+        async def check() -> None:
+            nonlocal server
+            await eventually(lambda: collector.received)
+            self.assertIsNotNone(RFC5424.fullmatch(collector.received[0].decode()))
+            await server.stopListening()
+            os.unlink(path)
+            restarted = _Collector()
+            server = reactor.listenUNIXDatagram(path, restarted)
+            self.addCleanup(server.stopListening)
+            self.emit(sink, EventName.CA_UP)
+            await eventually(lambda: restarted.received)
+            self.assertIn(b"event=ca.up", restarted.received[0])
+            self.assertEqual(dropped, [])
+
+        return Deferred.fromCoroutine(check())
+
+    def test_unix_daemon_starts_later(self) -> Deferred[None]:
+        """
+        Until the local socket exists events are dropped, logged once; the
+        first event after it appears is delivered.
+        """
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "log")
+        dropped: list[Any] = []
+        with capturedLogs() as logs:
+            sink = self.notifier(f"unix:{path}", on_drop=dropped.append)
+            self.emit(sink, EventName.ORDER_CREATED, EventName.ORDER_PROCESSING)
+        self.assertEqual(len(dropped), 2)
+        self.assertEqual([e["log_format"] for e in logs if "syslog target" in e["log_format"]],
+                         ["cannot open syslog target {target}: {error}"])
+        collector = _Collector()
+        server = reactor.listenUNIXDatagram(path, collector)
+        self.addCleanup(server.stopListening)
+        with capturedLogs() as logs:
+            self.emit(sink, EventName.CERTIFICATE_ISSUED)
+        self.assertEqual(len(dropped), 2)
+        self.assertTrue(any("reachable again" in e["log_format"] for e in logs))
+
+        async def check() -> None:
+            await eventually(lambda: collector.received)
+            self.assertIn(b"event=certificate.issued", collector.received[0])
+
+        return Deferred.fromCoroutine(check())
+
+    def test_udp_host_name(self) -> Deferred[None]:
+        """
+        A host name is resolved once, without blocking; messages sent
+        meanwhile wait and then go.
+        """
+        collector = _Collector()
+        port = reactor.listenUDP(0, collector, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        sink = self.notifier(f"udp:localhost:{port.getHost().port}")
+        self.emit(sink, EventName.ORDER_CREATED, EventName.CA_UP)
+
+        async def check() -> None:
+            await eventually(lambda: len(collector.received) == 2)
+            self.assertIn(b"event=order.created", collector.received[0])
+
+        return Deferred.fromCoroutine(check())
+
+
+class _UDPPort:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, Any]] = []
+
+    def write(self, data: bytes, address: Any) -> None:
+        self.sent.append((data, address))
+
+    def stopListening(self) -> None:
+        pass
+
+
+class _ResolvingReactor(Clock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.resolving: dict[str, Deferred[str]] = {}
+        self.port = _UDPPort()
+
+    def resolve(self, name: str) -> Deferred[str]:
+        return self.resolving.setdefault(name, Deferred())
+
+    def listenUDP(self, port: int, protocol: Any, interface: str = "") -> _UDPPort:
+        return self.port
+
+
+class ResolutionTests(SynchronousTestCase):
+    def sink(self, **kw: Any) -> tuple[_ResolvingReactor, SyslogNotifier]:
+        fake = _ResolvingReactor()
+        sink = SyslogNotifier(fake, parse_syslog_target("udp:logs.test:514"), hostname="box", **kw)
+        sink.startService()
+        self.addCleanup(sink.stopService)
+        return fake, sink
+
+    def test_queue_while_resolving(self) -> None:
+        dropped: list[Any] = []
+        fake, sink = self.sink(queue_size=2, on_drop=dropped.append)
+        bus = EventBus(fake)
+        bus.subscribe(sink)
+        for name in (EventName.ORDER_CREATED, EventName.ORDER_PROCESSING, EventName.CERTIFICATE_ISSUED):
+            bus.emit(name)
+        self.assertEqual([e.name for e in dropped], [EventName.ORDER_CREATED])
+        fake.resolving["logs.test"].callback("192.0.2.7")
+        self.assertEqual([address for _, address in fake.port.sent], [("192.0.2.7", 514)] * 2)
+        self.assertIn(b"event=order.processing", fake.port.sent[0][0])
+        bus.emit(EventName.CA_UP)
+        self.assertEqual(len(fake.port.sent), 3)
+
+    def test_unresolvable(self) -> None:
+        """
+        A name that does not resolve: logged, queued and later events are
+        dropped, nothing raises (C{on_drop} may be left out).
+        """
+        fake, sink = self.sink()
+        bus = EventBus(fake)
+        bus.subscribe(sink)
+        bus.emit(EventName.CA_DOWN)
+        with capturedLogs() as logs:
+            fake.resolving["logs.test"].errback(OSError("no such host"))
+        bus.emit(EventName.CA_UP)
+        self.assertEqual(fake.port.sent, [])
         self.assertTrue(any("cannot open syslog target" in str(e.get("log_format")) for e in logs))
 
 

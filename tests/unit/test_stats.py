@@ -17,6 +17,8 @@ SPEC_METRICS = {
     "acme_appliance_certificates_issued_total",
     "acme_appliance_ca_failovers_total",
     "acme_appliance_orders_total",
+    "acme_appliance_notifications_dropped_total",
+    "acme_appliance_ca_up",
 }
 
 
@@ -60,12 +62,17 @@ class MetricsTests(SynchronousTestCase):
         self.bus.emit(EventName.UPSTREAM_ORDER, ca="le")
         self.bus.emit(EventName.VALIDATION_SUCCEEDED, ca="le", details=[("method", "dns-cname")])
         self.bus.emit(EventName.ORDER_CREATED)
+        self.bus.emit(EventName.CA_UP, ca="le")
+        self.metrics.dropped("syslog")
         samples = {
             sample.name: sample
             for family in text_string_to_metric_families(self.metrics.exposition().decode())
             for sample in family.samples
         }
         self.assertLessEqual(SPEC_METRICS, set(samples))
+        self.assertFalse([name for name in samples if name.endswith("_total_total")])
+        self.assertEqual(samples["acme_appliance_ca_up"].value, 1)
+        self.assertEqual(samples["acme_appliance_notifications_dropped_total"].labels, {"sink": "syslog"})
         self.assertEqual(samples["acme_appliance_certificates_issued_total"].labels, {"ca": "le", "mode": "new"})
 
     def test_instances_are_separate(self) -> None:
