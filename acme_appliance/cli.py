@@ -68,9 +68,9 @@ def _when(seconds: float | None) -> str:
 
 def _check_domains(config: Config, policy_name: str, domains: Sequence[str]) -> tuple[str, ...]:
     try:
-        return token_domains(config.policies, policy_name, domains)
+        return token_domains(config.policies, policy_name, domains, label="--domain")
     except BadTokenRequest as e:
-        raise CommandError(str(e).replace("domain ", "--domain ", 1) if str(e).startswith("domain ") else str(e)) from None
+        raise CommandError(str(e)) from None
 
 
 async def _run(reactor: Any, args: argparse.Namespace, out: Any) -> None:

@@ -140,12 +140,20 @@ def _problem_error(ca: str, reply: _Reply) -> CAError:
     problem = reply.json_object()
     if problem is None:
         return CAError(f"CA {ca} answered {reply.code} for {reply.url}", transient=True)
+    return _problem(ca, problem, server_error=reply.code >= 500)
+
+
+def _problem(ca: str, problem: Mapping[str, Any], *, server_error: bool = False) -> CAError:
+    """
+    The L{CAError} for an RFC 7807 problem document, from a response or
+    from an order's or challenge's C{error}.
+    """
     problem_type = ProblemType.from_urn(str(problem.get("type", "")))
     detail = str(problem.get("detail") or problem.get("type") or "no detail")
     for sub in problem.get("subproblems") or ():
         if isinstance(sub, dict) and sub.get("detail"):
             detail += f"; {sub.get('identifier', {}).get('value', '?')}: {sub['detail']}"
-    transient = reply.code >= 500 or problem_type is None or problem_type in TRANSIENT_PROBLEMS
+    transient = server_error or problem_type is None or problem_type in TRANSIENT_PROBLEMS
     return CAError(
         f"CA {ca}: {detail}",
         transient=transient,
@@ -430,8 +438,7 @@ class AcmeCA:
     def _order_error(self, resource: Mapping[str, Any]) -> CAError:
         problem = resource.get("error")
         if isinstance(problem, dict):
-            body = json.dumps(problem).encode()
-            return _problem_error(self._name, _Reply(code=400, headers=Headers(), body=body, url=""))
+            return _problem(self._name, problem)
         return CAError(f"CA {self._name}: the order became {resource.get('status')!r}", transient=True)
 
     async def _authorize(self, request: IssueRequest, urls: list[str]) -> None:

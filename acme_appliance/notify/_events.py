@@ -75,6 +75,16 @@ class Event:
                 return v
         return None
 
+    def seconds(self) -> float | None:
+        """
+        The C{seconds} detail (a duration) as a number, if it has one.
+        """
+        value = self.detail("seconds")
+        try:
+            return None if value is None else float(value)
+        except ValueError:
+            return None
+
     def fields(self) -> list[tuple[str, str]]:
         """
         The set fields as C{(key, text)} pairs, details last: what a log

@@ -145,12 +145,15 @@ class BadTokenRequest(ValueError):
     """
 
 
-def token_domains(policies: Sequence[PolicyConfig], policy_name: str, domains: Iterable[str]) -> tuple[str, ...]:
+def token_domains(
+    policies: Sequence[PolicyConfig], policy_name: str, domains: Iterable[str], *, label: str = "domain"
+) -> tuple[str, ...]:
     """
     Check a token request (C{token create --policy P --domain D...}, or the
     admin API's): the policy exists and each name is inside it.  Returns
     the names normalised.
 
+    @param label: how errors call a name (the CLI's C{--domain}).
     @raise BadTokenRequest: naming the policy or the name that is wrong.
     """
     policy = next((p for p in policies if p.name == policy_name), None)
@@ -162,12 +165,12 @@ def token_domains(policies: Sequence[PolicyConfig], policy_name: str, domains: I
         try:
             name = normalise_name(domain)
         except InvalidName as e:
-            raise BadTokenRequest(f"domain {domain!r}: {e}") from None
+            raise BadTokenRequest(f"{label} {domain!r}: {e}") from None
         if not name_allowed(name, policy.allowed_domains) and not any(
             name_allowed(p, [name]) for p in policy.allowed_domains
         ):
             raise BadTokenRequest(
-                f"domain {name!r} is outside policy {policy.name!r} (allowed: {', '.join(policy.allowed_domains)})"
+                f"{label} {name!r} is outside policy {policy.name!r} (allowed: {', '.join(policy.allowed_domains)})"
             )
         result.append(name)
     return tuple(result)

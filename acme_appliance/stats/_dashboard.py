@@ -8,7 +8,7 @@ import importlib.resources
 from collections.abc import Mapping
 from typing import Any
 
-from ..notify import Event, EventJournal, EventName
+from ..notify import EventJournal, EventName
 from ..notify._events import rfc3339
 
 HOURS = 24
@@ -29,13 +29,6 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return round(ordered[index], 3)
 
-
-def _seconds(event: Event) -> float | None:
-    try:
-        value = event.detail("seconds")
-        return None if value is None else float(value)
-    except ValueError:
-        return None
 
 
 async def dashboard_data(
@@ -60,7 +53,7 @@ async def dashboard_data(
             slot[mode] += 1
             avoided += mode == "reissue"
             by_ca.setdefault(event.ca or "unknown", {"issued": 0, "failed": 0})["issued"] += 1
-            seconds = _seconds(event)
+            seconds = event.seconds()
             if seconds is not None:
                 issuance.append(seconds)
         elif event.name is EventName.ORDER_FAILED:
@@ -70,7 +63,7 @@ async def dashboard_data(
                              "ca": event.ca, "error": event.error})
         elif event.name is EventName.VALIDATION_SUCCEEDED:
             performed += 1
-            seconds = _seconds(event)
+            seconds = event.seconds()
             if seconds is not None:
                 validation.append(seconds)
         elif event.name is EventName.VALIDATION_FAILED:

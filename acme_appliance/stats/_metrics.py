@@ -28,14 +28,6 @@ _ORDER_STATUS = {
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
-def _seconds(event: Event) -> float | None:
-    value = event.detail("seconds")
-    try:
-        return None if value is None else float(value)
-    except ValueError:
-        return None
-
-
 class Metrics:
     """
     Counters in a registry of their own (never the process-global one, so
@@ -119,7 +111,7 @@ class Metrics:
         """
         if event.name in (EventName.CA_UP, EventName.CA_DOWN):
             self.ca_up.labels(ca=event.ca or "unknown").set(1 if event.name is EventName.CA_UP else 0)
-        seconds = _seconds(event)
+        seconds = event.seconds()
         if seconds is not None and event.name is EventName.CERTIFICATE_ISSUED:
             self.issuance_seconds.labels(mode=event.detail("mode") or "new").observe(seconds)
         elif seconds is not None and event.name is EventName.VALIDATION_SUCCEEDED:
