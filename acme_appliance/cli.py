@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
 from ._appliance import StartupError, announce, local_ca, open_store
-from .acme._server import directory_url
+from .acme import directory_url
 from .config import Config, ConfigError, load_config
 from .notify import EventName
 from .policy import BadTokenRequest, TokenRegistry, UnknownToken, token_domains

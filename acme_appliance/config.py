@@ -31,6 +31,7 @@ from twisted.internet.endpoints import _parse as _parse_endpoint
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 
+from .policy import KeyType, Policy, ValidationMethod
 from .storage import check_store_url
 
 __all__ = [
@@ -41,13 +42,10 @@ __all__ = [
     "Config",
     "ConfigError",
     "IssuanceConfig",
-    "KeyType",
     "NotifyConfig",
     "WebhookConfig",
-    "PolicyConfig",
     "StorageConfig",
     "ValidationConfig",
-    "ValidationMethod",
     "load_config",
     "state_path",
 ]
@@ -60,25 +58,6 @@ class CAKind(Enum):
 
     ACME = "acme"
     LOCAL = "local"
-
-
-class ValidationMethod(Enum):
-    """
-    How an upstream CA checks control of a policy's names.
-    """
-
-    DNS_CNAME = "dns-cname"
-    FILE_PROXY = "file-proxy"
-    NONE = "none"
-
-
-class KeyType(Enum):
-    """
-    The key algorithms a policy may allow in CSRs.
-    """
-
-    RSA = "rsa"
-    ECDSA = "ecdsa"
 
 
 class ConfigError(Exception):
@@ -237,23 +216,6 @@ class CAConfig:
 
 
 @frozen
-class PolicyConfig:
-    """
-    One C{[[policy]]}: what a directory token bound to it may do.
-
-    @ivar allowed_domains: Normalised names and C{*.} patterns.
-    """
-
-    name: str
-    primary_ca: str
-    backup_ca: str | None
-    validation: ValidationMethod
-    allowed_domains: tuple[str, ...]
-    key_types: frozenset[KeyType] = frozenset(KeyType)
-    rsa_min_bits: int = 2048
-
-
-@frozen
 class Config:
     """
     A whole, checked configuration file.
@@ -269,7 +231,7 @@ class Config:
     notify: NotifyConfig
     issuance: IssuanceConfig
     cas: tuple[CAConfig, ...]
-    policies: tuple[PolicyConfig, ...]
+    policies: tuple[Policy, ...]
 
     def ca(self, name: str) -> CAConfig:
         """
@@ -280,7 +242,7 @@ class Config:
                 return ca
         raise KeyError(name)
 
-    def policy(self, name: str) -> PolicyConfig:
+    def policy(self, name: str) -> Policy:
         """
         @raise KeyError: No C{[[policy]]} is called C{name}.
         """
@@ -915,8 +877,8 @@ class _Parser:
 
     def policies(
         self, tables: list[dict[str, Any]], cas: tuple[CAConfig, ...], validation: ValidationConfig
-    ) -> tuple[PolicyConfig, ...]:
-        result: list[PolicyConfig] = []
+    ) -> tuple[Policy, ...]:
+        result: list[Policy] = []
         for i, data in enumerate(tables):
             name = self.name(_Table(data, f"policy[{i + 1}]", tuple(data)))
             t = _Table(data, f'policy "{name}"', _ARRAYS["policy"])
@@ -927,7 +889,7 @@ class _Parser:
 
     def policy(
         self, t: _Table, name: str, cas: dict[str, CAConfig], validation: ValidationConfig
-    ) -> PolicyConfig:
+    ) -> Policy:
         def known_ca(option: str, ca: str) -> CAConfig:
             if ca not in cas:
                 t.fail(option, f"unknown CA {ca!r} (configured: {', '.join(cas)})")
@@ -958,7 +920,7 @@ class _Parser:
             key_types.add(KeyType(value))
         if not key_types:
             t.fail("key_types", "must name at least one of 'rsa', 'ecdsa'")
-        return PolicyConfig(
+        return Policy(
             name=name,
             primary_ca=primary.name,
             backup_ca=backup.name if backup is not None else None,

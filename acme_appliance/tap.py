@@ -22,7 +22,8 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from ._appliance import StartupError, build_cas, make_notifiers, make_responder, open_store_now
-from .acme import AcmeRepository, AcmeServer
+from .acme import AcmeServer
+from .orders import AcmeRepository
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .issuance import IssuanceService, Revoker

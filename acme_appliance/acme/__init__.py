@@ -2,8 +2,6 @@
 ACME offload: the RFC 8555 server the clients talk to.
 """
 
-from ._problems import AcmeProblem, ProblemType
-from ._records import AcmeRepository, Order, OrderStatus
-from ._server import AcmeServer
+from ._server import AcmeServer, directory_url
 
-__all__ = ["AcmeProblem", "AcmeRepository", "AcmeServer", "Order", "OrderStatus", "ProblemType"]
+__all__ = ["AcmeServer", "directory_url"]

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 
-from ..config import KeyType
-from ._problems import AcmeProblem, ProblemType
+from ..core import AcmeProblem, ProblemType
+from ..policy import KeyType
 
 RSA_MAX_BITS = 8192
 ALLOWED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}

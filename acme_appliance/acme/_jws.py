@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from ._problems import AcmeProblem, ProblemType, malformed
+from ..core import AcmeProblem, ProblemType, malformed
 
 __all__ = [
     "ALLOWED_ALGORITHMS",

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import josepy
 from josepy.errors import DeserializationError
 
-from ._problems import malformed
+from ..core import malformed
 
 _J = TypeVar("_J", bound=josepy.JSONObjectWithFields)
 

@@ -20,10 +20,10 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from ..config import PolicyConfig, ValidationMethod
-from ..policy import InvalidName, Token, TokenRegistry, UnknownToken, name_allowed, normalise_name
+from ..core import AcmeProblem, InvalidName, ProblemType, malformed, name_allowed, normalise_name
+from ..core import rfc3339 as _rfc3339
+from ..policy import Policy, Token, TokenRegistry, UnknownToken, ValidationMethod
 from ..notify import EventBus, EventName
-from ..notify._events import rfc3339 as _rfc3339
 from . import _messages as m
 from ._csr import KeyRules, check_csr
 from ._jws import (
@@ -37,8 +37,7 @@ from ._jws import (
     public_key_of,
 )
 from ._nonces import NonceSource
-from ._problems import AcmeProblem, ProblemType, malformed
-from ._records import (
+from ..orders import (
     Account,
     AccountStatus,
     AcmeRepository,
@@ -105,7 +104,7 @@ class AcmeServer:
         *,
         repository: AcmeRepository,
         tokens: TokenRegistry,
-        policies: Mapping[str, PolicyConfig],
+        policies: Mapping[str, Policy],
         issuance: IssuanceQueue,
         revoker: CertificateRevoker,
         clock: IReactorTime,
@@ -394,7 +393,7 @@ class AcmeServer:
 
     # orders
 
-    def _policy(self, token: Token) -> PolicyConfig:
+    def _policy(self, token: Token) -> Policy:
         policy = self._policies.get(token.policy)
         if policy is None:
             raise AcmeProblem(
@@ -402,7 +401,7 @@ class AcmeServer:
             )
         return policy
 
-    def _check_names(self, token: Token, policy: PolicyConfig, identifiers: tuple[m.Identifier, ...]) -> tuple[str, ...]:
+    def _check_names(self, token: Token, policy: Policy, identifiers: tuple[m.Identifier, ...]) -> tuple[str, ...]:
         if len(identifiers) > MAX_IDENTIFIERS:
             raise AcmeProblem(ProblemType.REJECTED_IDENTIFIER, f"at most {MAX_IDENTIFIERS} names per order")
         names: list[str] = []

@@ -19,11 +19,11 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from ..acme._records import AcmeRepository, Order, OrderStatus
-from ..acme._server import directory_url
-from ..config import PolicyConfig
+from ..acme import directory_url
+from ..core import rfc3339
+from ..orders import AcmeRepository, Order, OrderStatus
+from ..policy import Policy
 from ..notify import EventBus, EventJournal, EventName
-from ..notify._events import rfc3339
 from ..policy import BadTokenRequest, Token, TokenRegistry, UnknownToken, token_domains
 from ..stats import CONTENT_TYPE, Metrics, dashboard_data, dashboard_page
 from ..storage import Store
@@ -121,7 +121,7 @@ class AdminAPI:
         tokens: TokenRegistry | None = None,
         repository: AcmeRepository | None = None,
         journal: EventJournal | None = None,
-        policies: Sequence[PolicyConfig] = (),
+        policies: Sequence[Policy] = (),
         cas: Mapping[str, str] | None = None,
         base_url: str = "",
         events: EventBus | None = None,

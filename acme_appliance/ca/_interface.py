@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from attrs import frozen
 
-from ..acme._problems import ProblemType
+from ..core import ProblemType
 
 
 class ChallengeType(Enum):

@@ -29,7 +29,7 @@ from twisted.web.http_headers import Headers
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 
 from ..acme._jws import jwk_thumbprint, sign_flattened
-from ..acme._problems import ProblemType
+from ..core import ProblemType
 from ..notify import EventBus, EventName
 from ..storage import Store, dump_record, get_record, put_record
 from ._interface import (

@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from ..acme._problems import ProblemType
+from ..core import ProblemType
 from ._interface import CAError, IssuedCertificate, IssueRequest
 
 ROOT_CERT = "root.pem"

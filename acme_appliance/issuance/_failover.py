@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from ..acme._problems import ProblemType
+from ..core import ProblemType
 from ..ca import CAError, CertificateAuthority, IssuedCertificate, IssueRequest
 from ..notify import EventBus, EventName
 from ._health import CAHealth

@@ -16,10 +16,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ..acme._jws import b64decode
-from ..acme._problems import AcmeProblem, ProblemType
-from ..acme._records import AcmeRepository, CertificateRecord, Order, OrderStatus, new_id
+from ..core import AcmeProblem, ProblemType
+from ..orders import AcmeRepository, CertificateRecord, Order, OrderStatus, new_id
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest, ValidationRequired
-from ..config import PolicyConfig, ValidationMethod
+from ..policy import Policy, ValidationMethod
 from ..notify import EventBus, EventName
 from ..storage import get_record, put_record
 from ._failover import FailoverIssuer
@@ -65,7 +65,7 @@ class IssuanceService(Service):
         *,
         repository: AcmeRepository,
         cas: Mapping[str, CertificateAuthority],
-        policies: Mapping[str, PolicyConfig],
+        policies: Mapping[str, Policy],
         clock: IReactorTime,
         events: EventBus | None = None,
         health: CAHealth | None = None,

@@ -7,13 +7,14 @@ or waits for them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from ..core import rfc3339
 
 
 class EventName(Enum):
@@ -38,15 +39,6 @@ class EventName(Enum):
 
 #: Events an operator should look at.
 WARNINGS = frozenset({EventName.ORDER_FAILED, EventName.VALIDATION_FAILED, EventName.CA_FAILOVER, EventName.CA_DOWN})
-
-
-def rfc3339(seconds: float, *, fraction: bool = True) -> str:
-    """
-    C{seconds} since the epoch as an RFC 3339 UTC time, with microseconds
-    unless C{fraction} is false.
-    """
-    form = "%Y-%m-%dT%H:%M:%S.%fZ" if fraction else "%Y-%m-%dT%H:%M:%SZ"
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime(form)
 
 
 @frozen

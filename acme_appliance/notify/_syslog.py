@@ -22,7 +22,8 @@ from twisted.internet.protocol import ConnectedDatagramProtocol, DatagramProtoco
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._events import WARNINGS, Event, EventName, rfc3339
+from ..core import rfc3339
+from ._events import WARNINGS, Event, EventName
 
 #: The structured-data ID: a name with a private enterprise number (RFC 5424
 #: section 7.2.2; 32473 is the one reserved for documentation).

@@ -2,18 +2,17 @@
 Policy: what a directory token may do.
 """
 
-from ._names import InvalidName, name_allowed, name_matches, normalise_name
+from ._policy import KeyType, Policy, ValidationMethod
 from ._tokens import BadTokenRequest, Token, TokenRegistry, UnknownToken, hash_secret, token_domains
 
 __all__ = [
     "BadTokenRequest",
-    "InvalidName",
+    "KeyType",
+    "Policy",
     "Token",
     "TokenRegistry",
     "UnknownToken",
+    "ValidationMethod",
     "hash_secret",
-    "name_allowed",
-    "name_matches",
-    "normalise_name",
     "token_domains",
 ]

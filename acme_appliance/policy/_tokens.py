@@ -14,9 +14,9 @@ from attrs import evolve, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ..config import PolicyConfig
+from ..core import InvalidName, name_allowed, normalise_name
 from ..storage import Store, get_record, load_record, put_record
-from ._names import InvalidName, name_allowed, normalise_name
+from ._policy import Policy
 
 TOKEN_BYTES = 24  # 192 bits of randomness
 
@@ -146,7 +146,7 @@ class BadTokenRequest(ValueError):
 
 
 def token_domains(
-    policies: Sequence[PolicyConfig], policy_name: str, domains: Iterable[str], *, label: str = "domain"
+    policies: Sequence[Policy], policy_name: str, domains: Iterable[str], *, label: str = "domain"
 ) -> tuple[str, ...]:
     """
     Check a token request (C{token create --policy P --domain D...}, or the

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..notify import EventJournal, EventName
-from ..notify._events import rfc3339
+from ..core import rfc3339
 
 HOURS = 24
 RECENT_FAILURES = 20

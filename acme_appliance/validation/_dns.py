@@ -32,7 +32,7 @@ from twisted.names.common import ResolverBase
 from twisted.protocols.basic import Int16StringReceiver
 from twisted.protocols.policies import TimeoutMixin
 
-from ..policy import InvalidName
+from ..core import InvalidName
 from ._names import normalise_domain
 from ._values import ValidationValues
 

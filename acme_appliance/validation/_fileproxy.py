@@ -12,7 +12,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from ..policy import InvalidName
+from ..core import InvalidName
 from ._names import ACME_CHALLENGE_PREFIX, PKI_VALIDATION_PREFIX, InvalidValue, check_http_path, host_from_header
 from ._values import ValidationValues
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ..policy import InvalidName, normalise_name
+from ..core import InvalidName, normalise_name
 
 ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 PKI_VALIDATION_PREFIX = "/.well-known/pki-validation/"

@@ -18,7 +18,7 @@ from twisted.names.error import DomainError, ResolverError
 from twisted.names.error import TimeoutError as DNSTimeoutError
 from twisted.web.http_headers import Headers
 
-from ..acme._problems import ProblemType
+from ..core import ProblemType
 from ..ca import CAError, ChallengeType, PendingChallenge
 from ._names import ACME_CHALLENGE_PREFIX
 from ._values import ValidationValues

@@ -17,10 +17,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.acme import AcmeRepository, AcmeServer
+from acme_appliance.acme import AcmeServer
+from acme_appliance.orders import AcmeRepository
 from acme_appliance.ca.local import LocalCA
-from acme_appliance.config import PolicyConfig, ValidationMethod
-from acme_appliance.config import KeyType
+from acme_appliance.policy import Policy, ValidationMethod
+from acme_appliance.policy import KeyType
 from acme_appliance.issuance import IssuanceService, Revoker
 from acme_appliance.policy import TokenRegistry
 from acme_appliance.storage import MemoryStore
@@ -30,8 +31,8 @@ from ..acme_stub_client import StubAcmeClient, b64, ec_key, make_csr, sign
 BASE = "https://acme.test:8443"
 
 
-def policy(name: str = "shop", domains: tuple[str, ...] = ("example.com", "*.example.com"), **kw: Any) -> PolicyConfig:
-    return PolicyConfig(
+def policy(name: str = "shop", domains: tuple[str, ...] = ("example.com", "*.example.com"), **kw: Any) -> Policy:
+    return Policy(
         name=name,
         primary_ca="builtin",
         backup_ca=None,

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
-from acme_appliance.acme._problems import ProblemType
+from acme_appliance.core import ProblemType
 from acme_appliance.ca import CAError, ChallengeType, IssueRequest, PendingChallenge
 from acme_appliance.ca.acme import AccountRecord, AcmeCA, http_client_for
 from acme_appliance.notify import EventBus, EventName

@@ -23,7 +23,7 @@ from twisted.internet.endpoints import _parse as parse_endpoint
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance import config as config_module
-from acme_appliance.config import KeyType
+from acme_appliance.policy import KeyType
 from acme_appliance.config import (
     CAKind,
     Config,

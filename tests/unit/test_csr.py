@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.acme._csr import KeyRules, KeyType, check_csr, check_key, csr_names
-from acme_appliance.acme._problems import AcmeProblem, ProblemType
+from acme_appliance.core import AcmeProblem, ProblemType
 
 P256 = ec.generate_private_key(ec.SECP256R1())
 ACCOUNT = ec.generate_private_key(ec.SECP256R1())

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.acme._problems import ProblemType
+from acme_appliance.core import ProblemType
 from acme_appliance.ca import CAError, IssuedCertificate, IssueRequest, ValidationRequired
 from acme_appliance.issuance._failover import FailoverIssuer
 from acme_appliance.issuance._health import CAHealth

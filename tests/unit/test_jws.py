@@ -28,7 +28,7 @@ from acme_appliance.acme._jws import (
     parse_jws,
     public_key_of,
 )
-from acme_appliance.acme._problems import AcmeProblem, ProblemType
+from acme_appliance.core import AcmeProblem, ProblemType
 
 URL = "https://acme.test/acme/s3cret/new-order"
 NONCE = "b2xkLW5vbmNl"

@@ -22,7 +22,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.acme._problems import ProblemType
+from acme_appliance.core import ProblemType
 from acme_appliance.ca import CAError, CertificateAuthority, IssuedCertificate, IssueRequest
 from acme_appliance.ca import local
 from acme_appliance.ca.local import CA_FILES, LocalCA, LocalCAError

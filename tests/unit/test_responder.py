@@ -15,7 +15,7 @@ from twisted.names.error import DNSNameError
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import NoResource
 
-from acme_appliance.acme import ProblemType
+from acme_appliance.core import ProblemType
 from acme_appliance.ca import CAError, ChallengeType, PendingChallenge
 from acme_appliance.storage import MemoryStore
 from acme_appliance.validation import FileProxy, Preflight, ValidationResponder, ValidationValues

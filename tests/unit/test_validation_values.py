@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.policy import InvalidName
+from acme_appliance.core import InvalidName
 from acme_appliance.storage import MemoryStore
 from acme_appliance.validation import (
     InvalidValue,
