@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.acme._jws import sign_flattened
+from acme_appliance.wire import sign_flattened
 
 JOSE = {b"Content-Type": [b"application/jose+json"]}
 

@@ -24,9 +24,9 @@ from ..core import AcmeProblem, InvalidName, ProblemType, malformed, name_allowe
 from ..core import rfc3339 as _rfc3339
 from ..policy import Policy, Token, TokenRegistry, UnknownToken, ValidationMethod
 from ..notify import EventBus, EventName
-from . import _messages as m
+from ..wire import messages as m
 from ._csr import KeyRules, check_csr
-from ._jws import (
+from ..wire import (
     AcmeJWS,
     b64decode,
     jwk_from_json,

@@ -26,7 +26,7 @@ from ..policy import Policy
 from ..notify import EventBus, EventJournal, EventName
 from ..policy import BadTokenRequest, Token, TokenRegistry, UnknownToken, token_domains
 from ..stats import CONTENT_TYPE, Metrics, dashboard_data, dashboard_page
-from ..storage import Store
+from ..storage import Store, keys
 
 
 COOKIE = b"acme_appliance_admin"
@@ -196,7 +196,7 @@ class AdminAPI:
     async def health(self, request: IRequest) -> bytes:
         self._authorise(request)
         try:
-            await self._store.get("health/probe")
+            await self._store.get(keys.HEALTH_PROBE)
             storage = "ok"
         except Exception as e:
             storage = f"error: {e}"

@@ -28,10 +28,10 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionP
 from twisted.web.http_headers import Headers
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 
-from ..acme._jws import jwk_thumbprint, sign_flattened
+from ..wire import jwk_thumbprint, sign_flattened
 from ..core import ProblemType
 from ..notify import EventBus, EventName
-from ..storage import Store, dump_record, get_record, put_record
+from ..storage import Store, keys, dump_record, get_record, put_record
 from ._interface import (
     CAError,
     ChallengeResponder,
@@ -324,7 +324,7 @@ class AcmeCA:
 
     @property
     def _account_store_key(self) -> str:
-        return f"ca-account/{self._name}"
+        return keys.ca_account(self._name)
 
     async def _account_key(self) -> ec.EllipticCurvePrivateKey:
         if self._key is None:

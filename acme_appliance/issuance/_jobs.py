@@ -15,13 +15,13 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensur
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ..acme._jws import b64decode
+from ..wire import b64decode
 from ..core import AcmeProblem, ProblemType
 from ..orders import AcmeRepository, CertificateRecord, Order, OrderStatus, new_id
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest, ValidationRequired
 from ..policy import Policy, ValidationMethod
 from ..notify import EventBus, EventName
-from ..storage import get_record, put_record
+from ..storage import get_record, keys, put_record
 from ._failover import FailoverIssuer
 from ._health import CAHealth
 from ._locks import OrderLocks, order_key
@@ -182,7 +182,7 @@ class IssuanceService(Service):
         return (order.processing_since or self._clock.seconds()) + self._deadline
 
     async def _fresh(self, key: str) -> UpstreamOrder | None:
-        return await get_record(self._repo.store, UpstreamOrder, f"upstream/{key}")
+        return await get_record(self._repo.store, UpstreamOrder, keys.upstream_order(key))
 
     async def _reissue(
         self, order: Order, key: str, request: IssueRequest, cas: list[str]
@@ -198,7 +198,7 @@ class IssuanceService(Service):
                 cas=ordered, deadline=self._deadline_of(order),
             )
         except ValidationRequired:
-            await self._repo.store.delete(f"upstream/{key}")
+            await self._repo.store.delete(keys.upstream_order(key))
             return None, "new"
         return issued, "reissue"
 
@@ -209,7 +209,7 @@ class IssuanceService(Service):
             request, order_id=order.id, token_id=order.token_id, cas=cas, deadline=self._deadline_of(order)
         )
         await put_record(
-            self._repo.store, f"upstream/{key}",
+            self._repo.store, keys.upstream_order(key),
             UpstreamOrder(ca=issued.ca_name, order_id=order.id, at=self._clock.seconds()),
             ttl=self._reuse_window,
         )

@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ..storage import Store
+from ..storage import Store, keys
 from ._events import Event, EventName
 
 RETENTION = 30 * 86400.0
@@ -39,7 +39,7 @@ def _dump(event: Event) -> bytes:
 
 
 def _hour_prefix(seconds: float) -> str:
-    return f"event/{int(seconds // 3600):08d}/"
+    return keys.journal_hour(int(seconds // 3600))
 
 
 def _key_time(seconds: float) -> str:
@@ -71,13 +71,13 @@ class EventJournal:
         # the whole retention period.
         await self._store.set(f"{_hour_prefix(event.time)}{key}", data, ttl=self._retention)
         if event.order_id is not None:
-            await self._store.set(f"order-event/{event.order_id}/{key}", data, ttl=self._retention)
+            await self._store.set(keys.order_events(event.order_id) + key, data, ttl=self._retention)
 
     async def order_history(self, order_id: str) -> list[Event]:
         """
         The events of one order, oldest first.
         """
-        return [event_from_json(json.loads(v)) for _, v in await self._store.scan(f"order-event/{order_id}/")]
+        return [event_from_json(json.loads(v)) for _, v in await self._store.scan(keys.order_events(order_id))]
 
     async def between(self, start: float, end: float) -> list[Event]:
         """

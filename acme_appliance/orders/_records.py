@@ -12,7 +12,7 @@ from typing import Any
 
 from attrs import evolve, frozen
 
-from ..storage import Store, dump_record, get_record, load_record, put_record
+from ..storage import Store, keys, dump_record, get_record, load_record, put_record
 
 
 class AccountStatus(Enum):
@@ -122,10 +122,10 @@ class AcmeRepository:
     # accounts
 
     async def account(self, account_id: str) -> Account | None:
-        return await get_record(self.store, Account, f"acct/{account_id}")
+        return await get_record(self.store, Account, keys.account(account_id))
 
     async def account_by_thumbprint(self, token_id: str, thumbprint: str) -> Account | None:
-        account_id = await self.store.get(f"acct-key/{token_id}/{thumbprint}")
+        account_id = await self.store.get(keys.account_by_key(token_id, thumbprint))
         return None if account_id is None else await self.account(account_id.decode())
 
     async def add_account(self, account: Account) -> Account:
@@ -133,28 +133,28 @@ class AcmeRepository:
         Store a new account unless its key already has one under the same
         token; return whichever account owns the key.
         """
-        index = f"acct-key/{account.token_id}/{account.thumbprint}"
+        index = keys.account_by_key(account.token_id, account.thumbprint)
         if not await self.store.add(index, account.id.encode()):
             existing = await self.account_by_thumbprint(account.token_id, account.thumbprint)
             if existing is not None:
                 return existing
             await self.store.set(index, account.id.encode())
-        await put_record(self.store, f"acct/{account.id}", account)
+        await put_record(self.store, keys.account(account.id), account)
         return account
 
     async def put_account(self, account: Account) -> None:
-        await put_record(self.store, f"acct/{account.id}", account)
+        await put_record(self.store, keys.account(account.id), account)
 
     async def rekey_account(self, account: Account, key: dict[str, Any], thumbprint: str) -> bool:
         """
         Move C{account} to a new key; C{False} if the key already belongs to
         another account of the same token.
         """
-        new_index = f"acct-key/{account.token_id}/{thumbprint}"
+        new_index = keys.account_by_key(account.token_id, thumbprint)
         if not await self.store.add(new_index, account.id.encode()):
             return False
         await self.put_account(evolve(account, key=key, thumbprint=thumbprint))
-        await self.store.delete(f"acct-key/{account.token_id}/{account.thumbprint}")
+        await self.store.delete(keys.account_by_key(account.token_id, account.thumbprint))
         return True
 
     # orders
@@ -163,16 +163,16 @@ class AcmeRepository:
         """
         Every order in the store (for the admin API).
         """
-        return [load_record(Order, value) for _, value in await self.store.scan("order/")]
+        return [load_record(Order, value) for _, value in await self.store.scan(keys.ORDER_PREFIX)]
 
     async def order(self, order_id: str) -> Order | None:
-        return await get_record(self.store, Order, f"order/{order_id}")
+        return await get_record(self.store, Order, keys.order(order_id))
 
     async def add_order(self, order: Order, authorizations: list[Authorization]) -> None:
         for authz in authorizations:
-            await put_record(self.store, f"authz/{authz.id}", authz)
-        await put_record(self.store, f"order/{order.id}", order)
-        await self.store.set(f"acct-orders/{order.account_id}/{order.id}", b"")
+            await put_record(self.store, keys.authorization(authz.id), authz)
+        await put_record(self.store, keys.order(order.id), order)
+        await self.store.set(keys.account_orders(order.account_id) + order.id, b"")
 
     async def update_order(
         self, order_id: str, change: Callable[[Order], Order | None], *, attempts: int = 20
@@ -183,7 +183,7 @@ class AcmeRepository:
         C{change} returns C{None} to leave the order alone.  Returns the order
         as stored afterwards, or C{None} if it does not exist.
         """
-        key = f"order/{order_id}"
+        key = keys.order(order_id)
         for _ in range(attempts):
             raw = await self.store.get(key)
             if raw is None:
@@ -197,33 +197,33 @@ class AcmeRepository:
         raise ConcurrentUpdate(order_id)
 
     async def account_order_ids(self, account_id: str) -> list[str]:
-        prefix = f"acct-orders/{account_id}/"
+        prefix = keys.account_orders(account_id)
         return [key[len(prefix) :] for key, _ in await self.store.scan(prefix)]
 
     async def authorization(self, authz_id: str) -> Authorization | None:
-        return await get_record(self.store, Authorization, f"authz/{authz_id}")
+        return await get_record(self.store, Authorization, keys.authorization(authz_id))
 
     # certificates
 
     async def certificate(self, certificate_id: str) -> CertificateRecord | None:
-        return await get_record(self.store, CertificateRecord, f"cert/{certificate_id}")
+        return await get_record(self.store, CertificateRecord, keys.certificate(certificate_id))
 
     async def certificate_by_serial(self, serial: str) -> CertificateRecord | None:
-        certificate_id = await self.store.get(f"cert-serial/{serial}")
+        certificate_id = await self.store.get(keys.certificate_by_serial(serial))
         return None if certificate_id is None else await self.certificate(certificate_id.decode())
 
     async def put_certificate(self, record: CertificateRecord) -> None:
-        await put_record(self.store, f"cert/{record.id}", record)
-        await self.store.set(f"cert-serial/{record.serial}", record.id.encode())
+        await put_record(self.store, keys.certificate(record.id), record)
+        await self.store.set(keys.certificate_by_serial(record.serial), record.id.encode())
 
     # the issuance queue: orders whose finalize was accepted but not finished
 
     async def enqueue(self, order_id: str) -> None:
-        await self.store.set(f"queue/issue/{order_id}", b"")
+        await self.store.set(keys.issue_queue(order_id), b"")
 
     async def dequeue(self, order_id: str) -> None:
-        await self.store.delete(f"queue/issue/{order_id}")
+        await self.store.delete(keys.issue_queue(order_id))
 
     async def queued(self) -> list[str]:
-        prefix = "queue/issue/"
+        prefix = keys.ISSUE_QUEUE_PREFIX
         return [key[len(prefix) :] for key, _ in await self.store.scan(prefix)]

@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ..core import InvalidName, name_allowed, normalise_name
-from ..storage import Store, get_record, load_record, put_record
+from ..storage import Store, keys, get_record, load_record, put_record
 from ._policy import Policy
 
 TOKEN_BYTES = 24  # 192 bits of randomness
@@ -88,7 +88,7 @@ class TokenRegistry:
             domains=domains,
             created=self._clock.seconds(),
         )
-        await put_record(self._store, f"token/{token.id}", token)
+        await put_record(self._store, keys.token(token.id), token)
         await self._store.set(f"token-hash/{token.secret_hash}", token.id.encode())
         self._log.info("token {token_id} created for policy {policy}", token_id=token.id, policy=policy)
         return token, secret
@@ -103,7 +103,7 @@ class TokenRegistry:
         token_id = await self._store.get(f"token-hash/{digest}")
         if token_id is None:
             raise UnknownToken()
-        token = await get_record(self._store, Token, f"token/{token_id.decode()}")
+        token = await get_record(self._store, Token, keys.token(token_id.decode()))
         # The index lookup already matched; the constant-time compare keeps a
         # corrupt or hand-edited index from authorising the wrong token.
         if token is None or not hmac.compare_digest(token.secret_hash, digest) or not token.active:
@@ -111,10 +111,10 @@ class TokenRegistry:
         return token
 
     async def get(self, token_id: str) -> Token | None:
-        return await get_record(self._store, Token, f"token/{token_id}")
+        return await get_record(self._store, Token, keys.token(token_id))
 
     async def list(self) -> list[Token]:
-        rows = await self._store.scan("token/")
+        rows = await self._store.scan(keys.TOKEN_PREFIX)
         tokens = [load_record(Token, value) for _, value in rows]
         return sorted(tokens, key=lambda t: (t.created, t.id))
 
@@ -133,7 +133,7 @@ class TokenRegistry:
         if not token.active:
             raise UnknownToken(secret_or_id)
         revoked = evolve(token, revoked_at=self._clock.seconds())
-        await put_record(self._store, f"token/{token.id}", revoked)
+        await put_record(self._store, keys.token(token.id), revoked)
         await self._store.delete(f"token-hash/{token.secret_hash}")
         self._log.info("token {token_id} revoked", token_id=token.id)
         return revoked

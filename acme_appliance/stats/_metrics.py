@@ -14,10 +14,9 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ..notify import Event, EventName
-from ..storage import Store
+from ..storage import Store, keys
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-TOTALS = "stats/total/"
 
 _ORDER_STATUS = {
     EventName.ORDER_CREATED: "pending",
@@ -136,7 +135,7 @@ class Metrics:
     def _count(self, counter: str, labels: dict[str, str]) -> None:
         self._counters[counter].labels(**labels).inc()
         if self._store is not None:
-            key = TOTALS + counter + "/" + json.dumps(labels, sort_keys=True, separators=(",", ":"))
+            key = keys.COUNTER_PREFIX + counter + "/" + json.dumps(labels, sort_keys=True, separators=(",", ":"))
             d = Deferred.fromCoroutine(self._store.increment(key))
             d.addErrback(lambda f: self._log.failure("cannot persist counter {counter}", f, counter=counter))
 
@@ -148,8 +147,8 @@ class Metrics:
         if self._store is None or self._restored:
             return
         try:
-            for key, value in await self._store.scan(TOTALS):
-                counter, _, labels = key[len(TOTALS):].partition("/")
+            for key, value in await self._store.scan(keys.COUNTER_PREFIX):
+                counter, _, labels = key[len(keys.COUNTER_PREFIX):].partition("/")
                 if counter in self._counters:
                     try:
                         self._counters[counter].labels(**json.loads(labels)).inc(int(value))

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import attrs
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 
+from . import keys
 from ._interface import StorageError, Store
 from ._records import dump_record, get_record, load_record, put_record
 from .memory import MemoryStore
@@ -26,6 +27,7 @@ __all__ = [
     "load_record",
     "get_record",
     "put_record",
+    "keys",
     "open_store",
     "check_store_url",
 ]

@@ -10,11 +10,9 @@ import math
 
 from twisted.logger import Logger
 
-from ..storage import Store
+from ..storage import Store, keys
 from ._names import InvalidValue, check_http_path, normalise_domain, normalise_host
 
-_TXT_PREFIX = "dcv/txt/"
-_HTTP_PREFIX = "dcv/http/"
 MAX_BODY_BYTES = 65536
 
 
@@ -35,7 +33,7 @@ def _check_txt(value: str) -> bytes:
 
 
 def _txt_key(domain: str, value: bytes) -> str:
-    return f"{_TXT_PREFIX}{domain}/{hashlib.sha256(value).hexdigest()[:32]}"
+    return f"{keys.dcv_txt(domain)}{hashlib.sha256(value).hexdigest()[:32]}"
 
 
 class ValidationValues:
@@ -90,7 +88,7 @@ class ValidationValues:
         @raise InvalidName: C{domain} is not a DNS name.
         """
         name = normalise_domain(domain)
-        return [value.decode("ascii") for _, value in await self._store.scan(f"{_TXT_PREFIX}{name}/")]
+        return [value.decode("ascii") for _, value in await self._store.scan(keys.dcv_txt(name))]
 
     async def has_txt_below(self, name: str) -> bool:
         """
@@ -100,8 +98,8 @@ class ValidationValues:
         @param name: Any lower-case name; no syntax is required of it.
         """
         suffix = "." + name.lower().rstrip(".")
-        for key, _ in await self._store.scan(_TXT_PREFIX):
-            domain = key[len(_TXT_PREFIX) :].partition("/")[0]
+        for key, _ in await self._store.scan(keys.DCV_TXT_PREFIX):
+            domain = key[len(keys.DCV_TXT_PREFIX) :].partition("/")[0]
             if domain.endswith(suffix):
                 return True
         return False
@@ -122,7 +120,7 @@ class ValidationValues:
             raise InvalidValue(f"an HTTP validation body must be bytes, not {type(body).__name__}")
         if len(body) > MAX_BODY_BYTES:
             raise InvalidValue(f"an HTTP validation body is at most {MAX_BODY_BYTES} bytes, not {len(body)}")
-        await self._store.set(f"{_HTTP_PREFIX}{name}{path}", body, ttl=_check_ttl(ttl))
+        await self._store.set(keys.dcv_http(name, path), body, ttl=_check_ttl(ttl))
         self._log.info("dcv file {path} added for {host} (ttl {ttl}s)", host=name, path=path, ttl=ttl)
 
     async def remove_http(self, host: str, path: str) -> None:
@@ -133,7 +131,7 @@ class ValidationValues:
         @raise InvalidValue: C{path} is not a servable path.
         """
         name = normalise_host(host)
-        if await self._store.delete(f"{_HTTP_PREFIX}{name}{check_http_path(path)}"):
+        if await self._store.delete(keys.dcv_http(name, check_http_path(path))):
             self._log.info("dcv file {path} removed for {host}", host=name, path=path)
 
     async def http_body(self, host: str, path: str) -> bytes | None:
@@ -144,4 +142,4 @@ class ValidationValues:
         @raise InvalidValue: C{path} is not a servable path.
         """
         name = normalise_host(host)
-        return await self._store.get(f"{_HTTP_PREFIX}{name}{check_http_path(path)}")
+        return await self._store.get(keys.dcv_http(name, check_http_path(path)))

@@ -1,5 +1,5 @@
 """
-Tests for L{acme_appliance.acme._jws}: flattened JWS parsing, the RFC 8555
+Tests for L{acme_appliance.wire._jws}: flattened JWS parsing, the RFC 8555
 header rules, signature checks and the Ed25519 (RFC 8037) additions.
 """
 
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.acme._jws import (
+from acme_appliance.wire._jws import (
     ALLOWED_ALGORITHMS,
     AcmeJWS,
     BadSignatureAlgorithm,

@@ -1,0 +1,126 @@
+"""
+The key space of the store: every key the appliance reads or writes is
+built here, so that one file shows what the store holds.
+
+A name ending in C{_PREFIX} (or a function returning a string ending in
+C{/}) is for L{Store.scan}; the others name one record.
+"""
+
+from __future__ import annotations
+
+# ACME accounts, orders, authorizations and certificates (the orders package)
+
+
+def account(account_id: str) -> str:
+    return f"acct/{account_id}"
+
+
+def account_by_key(token_id: str, thumbprint: str) -> str:
+    """
+    The index from a token's account key (JWK thumbprint) to its account id.
+    """
+    return f"acct-key/{token_id}/{thumbprint}"
+
+
+def account_orders(account_id: str) -> str:
+    """
+    The prefix of the index of an account's orders (the order id follows).
+    """
+    return f"acct-orders/{account_id}/"
+
+
+ORDER_PREFIX = "order/"
+
+
+def order(order_id: str) -> str:
+    return ORDER_PREFIX + order_id
+
+
+def authorization(authz_id: str) -> str:
+    return f"authz/{authz_id}"
+
+
+def certificate(certificate_id: str) -> str:
+    return f"cert/{certificate_id}"
+
+
+def certificate_by_serial(serial: str) -> str:
+    return f"cert-serial/{serial}"
+
+
+ISSUE_QUEUE_PREFIX = "queue/issue/"
+
+
+def issue_queue(order_id: str) -> str:
+    """
+    An order whose finalize was accepted and whose issuance is not finished.
+    """
+    return ISSUE_QUEUE_PREFIX + order_id
+
+
+# issuance: the validated upstream order an order key re-uses, and its lock
+
+
+def upstream_order(order_key: str) -> str:
+    return f"upstream/{order_key}"
+
+
+def order_lock(order_key: str) -> str:
+    return f"lock/order/{order_key}"
+
+
+# tokens (the policy package)
+
+TOKEN_PREFIX = "token/"
+
+
+def token(token_id: str) -> str:
+    return TOKEN_PREFIX + token_id
+
+
+# upstream CAs
+
+def ca_account(ca_name: str) -> str:
+    """
+    The appliance's account (its key) at one upstream CA.
+    """
+    return f"ca-account/{ca_name}"
+
+
+# validation values (the validation package)
+
+DCV_TXT_PREFIX = "dcv/txt/"
+DCV_HTTP_PREFIX = "dcv/http/"
+
+
+def dcv_txt(domain: str) -> str:
+    """
+    The prefix of a domain's TXT values (a hash of each value follows).
+    """
+    return f"{DCV_TXT_PREFIX}{domain}/"
+
+
+def dcv_http(host: str, path: str) -> str:
+    return f"{DCV_HTTP_PREFIX}{host}{path}"
+
+
+# the event journal and the statistics (notify, stats)
+
+
+def journal_hour(hour: int) -> str:
+    """
+    The prefix of the events of one hour (hours since the epoch).
+    """
+    return f"event/{hour:08d}/"
+
+
+def order_events(order_id: str) -> str:
+    """
+    The prefix of one order's events.
+    """
+    return f"order-event/{order_id}/"
+
+
+COUNTER_PREFIX = "stats/total/"
+
+HEALTH_PROBE = "health/probe"
