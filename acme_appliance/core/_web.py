@@ -48,20 +48,20 @@ def route_errors(app: Klein, *, internal: bool = True) -> Callable[[Render], Ren
 
     def register(render: Render) -> Render:
         @app.handle_errors(NotFound)
-        def not_found(instance: Any, request: IRequest, failure: Failure) -> bytes:
-            return render(instance, request, RouteError(HTTPStatus.NOT_FOUND, failure))
+        def not_found(self: Any, request: IRequest, failure: Failure) -> bytes:
+            return render(self, request, RouteError(HTTPStatus.NOT_FOUND, failure))
 
         @app.handle_errors(MethodNotAllowed)
-        def bad_method(instance: Any, request: IRequest, failure: Failure) -> bytes:
+        def bad_method(self: Any, request: IRequest, failure: Failure) -> bytes:
             assert isinstance(failure.value, MethodNotAllowed)
             allowed = tuple(failure.value.valid_methods or ())
-            return render(instance, request, RouteError(HTTPStatus.METHOD_NOT_ALLOWED, failure, allowed))
+            return render(self, request, RouteError(HTTPStatus.METHOD_NOT_ALLOWED, failure, allowed))
 
         if internal:
 
             @app.handle_errors(Exception)
-            def unexpected(instance: Any, request: IRequest, failure: Failure) -> bytes:
-                return render(instance, request, RouteError(HTTPStatus.INTERNAL_SERVER_ERROR, failure))
+            def unexpected(self: Any, request: IRequest, failure: Failure) -> bytes:
+                return render(self, request, RouteError(HTTPStatus.INTERNAL_SERVER_ERROR, failure))
 
         return render
 
