@@ -7,10 +7,10 @@ part Boulder calls the registration authority).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import josepy
-from attrs import evolve
+from attrs import evolve, field, frozen
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from twisted.internet.interfaces import IReactorTime
@@ -116,33 +116,26 @@ def check_names(token: Token, policy: Policy, identifiers: tuple[m.Identifier, .
     return tuple(names)
 
 
+@frozen(kw_only=True)
 class OrderService:
     """
     Orders for accounts of a token: creating them, finalizing them into the
     issuance queue and revoking what they issued.  Authorizations are valid
     from the start.
+
+    Constructed with C{repository}, C{policies} (by name), C{issuance},
+    C{revoker}, C{clock}, C{events} and C{order_lifetime} (seconds).
     """
 
-    _log = Logger()
+    _log: ClassVar[Logger] = Logger()
 
-    def __init__(
-        self,
-        *,
-        repository: AcmeRepository,
-        policies: Mapping[str, Policy],
-        issuance: IssuanceQueue,
-        revoker: CertificateRevoker,
-        clock: IReactorTime,
-        events: EventBus,
-        order_lifetime: float = 7 * 86400,
-    ) -> None:
-        self._repo = repository
-        self._policies = policies
-        self._issuance = issuance
-        self._revoker = revoker
-        self._clock = clock
-        self._events = events
-        self._order_lifetime = order_lifetime
+    _repo: AcmeRepository = field(alias="repository")
+    _policies: Mapping[str, Policy]
+    _issuance: IssuanceQueue
+    _revoker: CertificateRevoker
+    _clock: IReactorTime
+    _events: EventBus
+    _order_lifetime: float = 7 * 86400
 
     def policy(self, token: Token) -> Policy:
         """
