@@ -12,10 +12,16 @@ from ._paths import DirectoryUrls
 
 
 def rfc3339(seconds: float) -> str:
+    """
+    A timestamp as RFC 8555 resources carry it: whole seconds.
+    """
     return _rfc3339(seconds, fraction=False)
 
 
 def directory(urls: DirectoryUrls, terms_of_service: str | None) -> m.Directory:
+    """
+    The directory object of a token.
+    """
     return m.Directory(
         new_nonce=urls("new-nonce"),
         new_account=urls("new-account"),
@@ -27,6 +33,9 @@ def directory(urls: DirectoryUrls, terms_of_service: str | None) -> m.Directory:
 
 
 def account(urls: DirectoryUrls, record: Account) -> m.AccountResource:
+    """
+    An account object.
+    """
     return m.AccountResource(
         status=record.status.value,
         contact=record.contact,
@@ -37,6 +46,9 @@ def account(urls: DirectoryUrls, record: Account) -> m.AccountResource:
 
 
 def order(urls: DirectoryUrls, record: Order) -> m.OrderResource:
+    """
+    An order object.
+    """
     return m.OrderResource(
         status=record.status.value,
         expires=rfc3339(record.expires),
@@ -56,6 +68,9 @@ def challenge_kinds(authz: Authorization) -> tuple[str, ...]:
 
 
 def challenge(urls: DirectoryUrls, authz: Authorization, kind: str) -> m.ChallengeResource:
+    """
+    A challenge of C{authz}, already valid.
+    """
     return m.ChallengeResource(
         type=kind,
         url=urls("chall", authz.id, kind),

@@ -98,11 +98,17 @@ class AcmeServer:
         )
 
     def resource(self) -> IResource:
+        """
+        The Twisted Web resource to serve (at the root of a site).
+        """
         return self.app.resource()
 
     # URLs and responses
 
     def url(self, secret: str, *parts: str) -> str:
+        """
+        The URL of a resource under the directory of C{secret}.
+        """
         return resource_url(self._base_url, secret, *parts)
 
     def _headers(self, request: IRequest, secret: str) -> None:

@@ -43,6 +43,10 @@ class IssuanceQueue(Protocol):
 
 
 class CertificateRevoker(Protocol):
+    """
+    Revokes issued certificates at their CA.
+    """
+
     async def revoke(self, record: CertificateRecord, reason: int | None) -> None:
         """
         Revoke at the CA that issued C{record}; raise L{AcmeProblem}.
