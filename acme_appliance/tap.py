@@ -22,7 +22,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from ._appliance import StartupError, build_cas, make_notifiers, make_responder, open_store_now
-from .acme import AcmeServer
+from .acme import AcmeServer, endpoint_of, redact_token
 from .orders import AcmeRepository
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
@@ -35,20 +35,6 @@ from .tls import TLSSetupError, ensure_self_signed
 from .validation import DcvAuthority, DcvDNSServerFactory, FileProxy, ValidationValues, make_dns_services
 
 IDLE_TIMEOUT = 60
-_SEGMENT = re.compile(rb"[a-z][a-z0-9.-]{0,31}")
-
-
-def endpoint_of(path: bytes) -> str:
-    """
-    The metrics label of a request path: the ACME resource after the token
-    (C{new-order}, C{order}, ...), else the first path segment; anything
-    odd is C{other}, so that clients cannot invent label values.
-    """
-    parts = path.split(b"/")
-    segment = parts[3] if len(parts) > 3 and parts[1] == b"acme" else parts[1] if len(parts) > 1 else b""
-    if not segment:
-        return "/"
-    return segment.decode() if _SEGMENT.fullmatch(segment) else "other"
 
 
 class Options(usage.Options):
@@ -69,11 +55,8 @@ class _RedactedRequest:
 
     def __init__(self, request: Any) -> None:
         self._request = request
-        parts = request.uri.split(b"/")
-        if len(parts) > 2 and parts[1] == b"acme":
-            parts[2] = b"<token>"
         # The dashboard's log-in URL carries the admin key.
-        self.uri = re.sub(rb"([?&]key=)[^&]*", rb"\1<key>", b"/".join(parts))
+        self.uri = re.sub(rb"([?&]key=)[^&]*", rb"\1<key>", redact_token(request.uri))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._request, name)

@@ -2,6 +2,21 @@
 ACME offload: the RFC 8555 server the clients talk to.
 """
 
-from ._server import AcmeServer, directory_url
+from ._auth import AuthenticatedRequest, Authenticator, SignedBy
+from ._nonces import NonceSource
+from ._paths import DirectoryUrls, directory_url, endpoint_of, redact_token, resource_url, secret_of
+from ._server import AcmeServer
 
-__all__ = ["AcmeServer", "directory_url"]
+__all__ = [
+    "AcmeServer",
+    "AuthenticatedRequest",
+    "Authenticator",
+    "DirectoryUrls",
+    "NonceSource",
+    "SignedBy",
+    "directory_url",
+    "endpoint_of",
+    "redact_token",
+    "resource_url",
+    "secret_of",
+]

@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import secrets
+from http import HTTPStatus
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -17,10 +18,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
-from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ..acme import directory_url
-from ..core import rfc3339
+from ..core import RouteError, rfc3339, route_errors
 from ..orders import AcmeRepository, Order, OrderStatus
 from ..policy import Policy
 from ..notify import EventBus, EventJournal, EventName
@@ -177,17 +177,13 @@ class AdminAPI:
         assert isinstance(failure.value, AdminError)
         return self._json(request, {"error": failure.value.detail}, failure.value.status)
 
-    @app.handle_errors(NotFound)
-    def _not_found(self, request: IRequest, failure: Failure) -> bytes:
-        return self._json(request, {"error": "no such resource"}, 404)
-
-    @app.handle_errors(MethodNotAllowed)
-    def _bad_method(self, request: IRequest, failure: Failure) -> bytes:
-        return self._json(request, {"error": "method not allowed"}, 405)
-
-    @app.handle_errors(Exception)
-    def _unexpected(self, request: IRequest, failure: Failure) -> bytes:
-        self._log.failure("admin request {path} failed", failure, path=request.path)
+    @route_errors(app)
+    def _route_error(self, request: IRequest, error: RouteError) -> bytes:
+        if error.status is HTTPStatus.NOT_FOUND:
+            return self._json(request, {"error": "no such resource"}, 404)
+        if error.status is HTTPStatus.METHOD_NOT_ALLOWED:
+            return self._json(request, {"error": "method not allowed"}, 405)
+        self._log.failure("admin request {path} failed", error.failure, path=request.path)
         return self._json(request, {"error": "internal error; the operator log has the details"}, 500)
 
     # health and metrics

@@ -6,13 +6,14 @@ appliance answers from L{ValidationValues}.
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
-from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from ..core import InvalidName
+from ..core import InvalidName, RouteError, route_errors
 from ._names import ACME_CHALLENGE_PREFIX, PKI_VALIDATION_PREFIX, InvalidValue, check_http_path, host_from_header
 from ._values import ValidationValues
 
@@ -78,14 +79,13 @@ class FileProxy:
         self._log.info("file proxy: served {path} for {host}", host=host, path=path)
         return _plain(request, 200, body)
 
-    @app.handle_errors(NotFound)
-    def not_found(self, request: IRequest, failure: object) -> bytes:
+    # Anything else that goes wrong is left to Twisted Web's bare 500.
+    @route_errors(app, internal=False)
+    def route_error(self, request: IRequest, error: RouteError) -> bytes:
+        if error.status is HTTPStatus.METHOD_NOT_ALLOWED:
+            request.setHeader(b"allow", b"GET, HEAD")
+            return _plain(request, 405, "method not allowed\n")
         return _plain(request, 404, "not found\n")
-
-    @app.handle_errors(MethodNotAllowed)
-    def method_not_allowed(self, request: IRequest, failure: object) -> bytes:
-        request.setHeader(b"allow", b"GET, HEAD")
-        return _plain(request, 405, "method not allowed\n")
 
 
 def _plain(request: IRequest, code: int, body: str | bytes) -> bytes:

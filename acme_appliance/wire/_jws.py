@@ -409,15 +409,19 @@ class AcmeJWS:
         return _json_object(self.payload, "JWS payload")
 
 
-def parse_jws(body: bytes, *, inner: bool = False) -> AcmeJWS:
+@frozen
+class _Flattened:
     """
-    Parse a flattened JSON JWS and check its protected header.
+    The decoded members of a flattened JSON JWS.
+    """
 
-    @param inner: parse the inner JWS of a keyChange (RFC 8555 section
-        7.3.5): C{jwk} required, C{nonce} forbidden.
-    @raise AcmeProblem: with the RFC 8555 type for each rule broken.
-    """
-    what = "inner JWS" if inner else "JWS"
+    header: dict[str, Any]
+    payload: bytes
+    signature: bytes
+    signing_input: bytes
+
+
+def _flattened(body: bytes, what: str) -> _Flattened:
     if _COMPACT.fullmatch(body):
         raise malformed(f"{what} must use the flattened JSON serialization, not the compact one")
     outer = _json_object(body, f"{what} body")
@@ -438,8 +442,15 @@ def parse_jws(body: bytes, *, inner: bool = False) -> AcmeJWS:
     signature = b64decode(outer["signature"], f"{what} 'signature'")
     if not signature:
         raise malformed(f"{what} 'signature' is empty")
-    header = _json_object(protected_raw, f"{what} protected header")
+    return _Flattened(
+        header=_json_object(protected_raw, f"{what} protected header"),
+        payload=payload,
+        signature=signature,
+        signing_input=f"{protected_b64}.{payload_b64}".encode("ascii"),
+    )
 
+
+def _alg_of(header: Mapping[str, Any], what: str) -> str:
     if "crit" in header:
         raise malformed(f"{what} 'crit' header is not supported")
     if "alg" not in header:
@@ -449,34 +460,43 @@ def parse_jws(body: bytes, *, inner: bool = False) -> AcmeJWS:
         raise malformed(f"{what} 'alg' must be a string")
     if alg not in ALLOWED_ALGORITHMS:
         raise BadSignatureAlgorithm(f"{what} alg {alg!r} is not supported")
+    return alg
 
+
+def _key_of(header: Mapping[str, Any], alg: str, what: str, inner: bool) -> tuple[josepy.JWK | None, str | None]:
+    """
+    The C{jwk} or the C{kid} of a protected header (exactly one is there).
+    """
     has_jwk, has_kid = "jwk" in header, "kid" in header
     if has_jwk == has_kid:
         raise malformed(f"{what} protected header must have exactly one of 'jwk' and 'kid'")
-    jwk: josepy.JWK | None = None
-    kid: str | None = None
     if has_jwk:
         jwk = _parse_jwk(header["jwk"])
         _check_alg_for_key(alg, jwk)
-    elif inner:
+        return jwk, None
+    if inner:
         raise malformed("inner JWS must carry the new key as 'jwk', not 'kid'")
-    else:
-        kid = header["kid"]
-        if not isinstance(kid, str) or not kid:
-            raise malformed("JWS 'kid' must be a non-empty string (the account URL)")
+    kid = header["kid"]
+    if not isinstance(kid, str) or not kid:
+        raise malformed("JWS 'kid' must be a non-empty string (the account URL)")
+    return None, kid
 
-    nonce = ""
+
+def _nonce_of(header: Mapping[str, Any], inner: bool) -> str:
     if inner:
         if "nonce" in header:
             raise malformed("inner JWS must not have a 'nonce'")
-    elif "nonce" not in header:
+        return ""
+    if "nonce" not in header:
         raise AcmeProblem(ProblemType.BAD_NONCE, "JWS protected header has no 'nonce'")
-    else:
-        nonce = header["nonce"]
-        # RFC 8555 section 6.5.2: a nonce that is not base64url is malformed.
-        if not isinstance(nonce, str) or not nonce or not _B64URL.fullmatch(nonce):
-            raise malformed("JWS 'nonce' must be a non-empty base64url string")
+    nonce = header["nonce"]
+    # RFC 8555 section 6.5.2: a nonce that is not base64url is malformed.
+    if not isinstance(nonce, str) or not nonce or not _B64URL.fullmatch(nonce):
+        raise malformed("JWS 'nonce' must be a non-empty base64url string")
+    return nonce
 
+
+def _url_of(header: Mapping[str, Any], what: str, inner: bool) -> str:
     if "url" not in header:
         if inner:
             raise malformed("inner JWS must have the same 'url' as the outer JWS")
@@ -484,17 +504,33 @@ def parse_jws(body: bytes, *, inner: bool = False) -> AcmeJWS:
     url = header["url"]
     if not isinstance(url, str):
         raise malformed(f"{what} 'url' must be a string")
+    return url
 
+
+def parse_jws(body: bytes, *, inner: bool = False) -> AcmeJWS:
+    """
+    Parse a flattened JSON JWS and check its protected header.
+
+    @param inner: parse the inner JWS of a keyChange (RFC 8555 section
+        7.3.5): C{jwk} required, C{nonce} forbidden.
+    @raise AcmeProblem: with the RFC 8555 type for each rule broken.
+    """
+    what = "inner JWS" if inner else "JWS"
+    flattened = _flattened(body, what)
+    header = flattened.header
+    alg = _alg_of(header, what)
+    jwk, kid = _key_of(header, alg, what, inner)
+    nonce = _nonce_of(header, inner)
     return AcmeJWS(
         alg=alg,
         nonce=nonce,
-        url=url,
+        url=_url_of(header, what, inner),
         jwk=jwk,
         kid=kid,
-        payload=payload,
+        payload=flattened.payload,
         protected=header,
-        signing_input=f"{protected_b64}.{payload_b64}".encode("ascii"),
-        signature=signature,
+        signing_input=flattened.signing_input,
+        signature=flattened.signature,
     )
 
 

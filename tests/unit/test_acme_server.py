@@ -72,6 +72,7 @@ class World:
             clock=self.clock,
             base_url=BASE,
             max_body_bytes=4096,
+            events=self.issuance.events,
         )
         self.treq = StubTreq(self.server.resource())
 

@@ -32,7 +32,6 @@ class AdminTests(SynchronousTestCase):
         self.metrics = Metrics(self.world.store)
         self.successResultOf(Deferred.fromCoroutine(self.metrics.restore()))
         events.subscribe(self.metrics.observe)
-        self.world.server._events = events
         self.admin = AdminAPI(
             api_key=KEY, store=self.world.store, metrics=self.metrics, ca_health=self.world.issuance.health.snapshot,
             tokens=self.world.tokens, repository=self.world.repo, journal=self.journal,

@@ -1,5 +1,5 @@
 """
-Tests for L{acme_appliance.acme._csr}: the finalize-time CSR checks.
+Tests for L{acme_appliance.orders._csr}: the finalize-time CSR checks.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.acme._csr import KeyRules, KeyType, check_csr, check_key, csr_names
+from acme_appliance.orders import KeyRules, check_csr, check_key, csr_names
+from acme_appliance.policy import KeyType
 from acme_appliance.core import AcmeProblem, ProblemType
 
 P256 = ec.generate_private_key(ec.SECP256R1())

@@ -6,7 +6,8 @@ key the policy allows that is not the account key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from attrs import field, frozen, validators
 from cryptography import x509
@@ -55,19 +56,20 @@ def normalise_name(name: str) -> str:
     return name[:-1] if name.endswith(".") else name
 
 
+_NAME_DESCRIPTIONS: tuple[tuple[type, Callable[[Any], str]], ...] = (
+    (x509.IPAddress, lambda n: f"IP address {n.value}"),
+    (x509.RFC822Name, lambda n: f"email address {n.value}"),
+    (x509.UniformResourceIdentifier, lambda n: f"URI {n.value}"),
+    (x509.DirectoryName, lambda n: f"directory name {n.value.rfc4514_string()}"),
+    (x509.RegisteredID, lambda n: f"registered ID {n.value.dotted_string}"),
+    (x509.OtherName, lambda n: f"otherName {n.type_id.dotted_string}"),
+)
+
+
 def _describe_name(name: x509.GeneralName) -> str:
-    if isinstance(name, x509.IPAddress):
-        return f"IP address {name.value}"
-    if isinstance(name, x509.RFC822Name):
-        return f"email address {name.value}"
-    if isinstance(name, x509.UniformResourceIdentifier):
-        return f"URI {name.value}"
-    if isinstance(name, x509.DirectoryName):
-        return f"directory name {name.value.rfc4514_string()}"
-    if isinstance(name, x509.RegisteredID):
-        return f"registered ID {name.value.dotted_string}"
-    if isinstance(name, x509.OtherName):
-        return f"otherName {name.type_id.dotted_string}"
+    for kind, describe in _NAME_DESCRIPTIONS:
+        if isinstance(name, kind):
+            return describe(name)
     return type(name).__name__
 
 

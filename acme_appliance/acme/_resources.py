@@ -1,0 +1,93 @@
+"""
+The RFC 8555 resources the server answers with, built from the stored
+records.
+"""
+
+from __future__ import annotations
+
+from ..core import rfc3339 as _rfc3339
+from ..orders import Account, Authorization, Order
+from ..wire import messages as m
+from ._paths import DirectoryUrls
+
+
+def rfc3339(seconds: float) -> str:
+    """
+    A timestamp as RFC 8555 resources carry it: whole seconds.
+    """
+    return _rfc3339(seconds, fraction=False)
+
+
+def directory(urls: DirectoryUrls, terms_of_service: str | None) -> m.Directory:
+    """
+    The directory object of a token.
+    """
+    return m.Directory(
+        new_nonce=urls("new-nonce"),
+        new_account=urls("new-account"),
+        new_order=urls("new-order"),
+        revoke_cert=urls("revoke-cert"),
+        key_change=urls("key-change"),
+        meta=m.DirectoryMeta(terms_of_service=terms_of_service, external_account_required=False),
+    )
+
+
+def account(urls: DirectoryUrls, record: Account) -> m.AccountResource:
+    """
+    An account object.
+    """
+    return m.AccountResource(
+        status=record.status.value,
+        contact=record.contact,
+        terms_of_service_agreed=record.terms_agreed or None,
+        orders=urls("acct", record.id, "orders"),
+        key=record.key,
+    )
+
+
+def order(urls: DirectoryUrls, record: Order) -> m.OrderResource:
+    """
+    An order object.
+    """
+    return m.OrderResource(
+        status=record.status.value,
+        expires=rfc3339(record.expires),
+        identifiers=tuple(m.Identifier(type="dns", value=n) for n in record.names),
+        authorizations=tuple(urls("authz", a) for a in record.authz_ids),
+        finalize=urls("order", record.id, "finalize"),
+        certificate=urls("cert", record.certificate_id) if record.certificate_id else None,
+        error=record.error,
+    )
+
+
+def challenge_kinds(authz: Authorization) -> tuple[str, ...]:
+    """
+    The challenges an authorization offers: no C{http-01} for wildcards.
+    """
+    return ("dns-01",) if authz.wildcard else ("http-01", "dns-01")
+
+
+def challenge(urls: DirectoryUrls, authz: Authorization, kind: str) -> m.ChallengeResource:
+    """
+    A challenge of C{authz}, already valid.
+    """
+    return m.ChallengeResource(
+        type=kind,
+        url=urls("chall", authz.id, kind),
+        status="valid",
+        token=authz.challenge_token,
+        validated=rfc3339(authz.validated),
+    )
+
+
+def authorization(urls: DirectoryUrls, authz: Authorization) -> m.AuthorizationResource:
+    """
+    An authorization: valid from the start, like its challenges.
+    """
+    return m.AuthorizationResource(
+        identifier=m.Identifier(type="dns", value=authz.name),
+        status="valid",
+        expires=rfc3339(authz.expires),
+        challenges=tuple(challenge(urls, authz, kind) for kind in challenge_kinds(authz)),
+        wildcard=True if authz.wildcard else None,
+    )
