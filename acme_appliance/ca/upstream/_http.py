@@ -72,12 +72,13 @@ class UserAgentAgent:
 @implementer(IResponse)
 class _CountedResponse:
     """
-    A response that reports its request once its body is in (or lost).
+    A response that reports its request once its body is in (or lost);
+    at once when it has none (treq never asks for an empty body).
     """
 
     def __init__(self, original: IResponse, report: Callable[[str], object]) -> None:
         self._original = original
-        self._report = report
+        self._report: Callable[[str], object] | None = report
         self.version = original.version
         self.code = original.code
         self.phrase = original.phrase
@@ -85,9 +86,15 @@ class _CountedResponse:
         self.length = original.length
         self.request = original.request
         self.previousResponse = original.previousResponse
+        if original.length == 0:
+            report(f"{self.code // 100}xx")
+            self._report = None
 
     def deliverBody(self, protocol: IProtocol) -> None:
-        self._original.deliverBody(_BodyWatcher(protocol, self.code, self._report))
+        if self._report is not None:
+            protocol = _BodyWatcher(protocol, self.code, self._report)
+            self._report = None
+        self._original.deliverBody(protocol)
 
     def setPreviousResponse(self, response: IResponse) -> None:
         self.previousResponse = response
