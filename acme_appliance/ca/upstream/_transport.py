@@ -102,13 +102,13 @@ class AcmeTransport:
     ) -> None:
         self._ca = ca
         self._directory_url = directory_url
+        self._directory: Directory | None = None
         self._http = http
         self._clock = clock
+        self._timeout = request_timeout
+        self._nonces: list[str] = []
         self._store = store
         self._registration = registration
-        self._timeout = request_timeout
-        self._directory: Directory | None = None
-        self._nonces: list[str] = []
         self._key: ec.EllipticCurvePrivateKey | None = None
         self._kid: str | None = None
 
