@@ -19,8 +19,8 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from . import storage
 from .ca import CertificateAuthority, ChallengeResponder
-from .ca.acme import AcmeCA, http_client_for
 from .ca.local import LocalCA, LocalCAError
+from .ca.upstream import UpstreamAcmeCA, http_client_for
 from .config import CAKind, Config, state_path
 from .notify import EventBus, EventJournal, EventName, SyslogNotifier, Webhook, WebhookNotifier, parse_syslog_target
 from .storage import Store
@@ -81,13 +81,13 @@ def build_cas(
     *,
     responder: ChallengeResponder,
     store: Store,
-    events: EventBus | None = None,
     on_request: Callable[[str, str], object] = lambda ca, result: None,
 ) -> dict[str, CertificateAuthority]:
     """
     Every configured CA: built-in ones loaded (or created) from the state
     directory, upstream ACME ones as clients sharing the store (for their
-    account keys) and the challenge responder.
+    account keys) and the challenge responder.  C{on_request} is told
+    C{(ca, result)} after each request to an upstream CA.
     """
     cas: dict[str, CertificateAuthority] = {}
     for ca in config.cas:
@@ -96,10 +96,10 @@ def build_cas(
             continue
         assert ca.directory is not None
         try:
-            http = http_client_for(reactor, ca.ca_bundle)
+            http = http_client_for(reactor, ca.ca_bundle, ca=ca.name, on_request=on_request)
         except (OSError, ValueError) as e:
             raise StartupError(f"ca {ca.name!r}.ca_bundle: {e}") from None
-        cas[ca.name] = AcmeCA(
+        cas[ca.name] = UpstreamAcmeCA(
             name=ca.name,
             directory_url=ca.directory,
             http=http,
@@ -109,8 +109,6 @@ def build_cas(
             contact=ca.contact,
             eab_kid=ca.eab_kid,
             eab_hmac_key=ca.eab_hmac_key,
-            events=events,
-            on_request=on_request,
         )
     return cas
 

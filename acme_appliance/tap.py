@@ -111,7 +111,7 @@ class ApplianceService(MultiService):
         self.values = ValidationValues(store)
         self._validation_listeners(config, reactor)
         cas = build_cas(
-            config, reactor, responder=make_responder(config, self.values, reactor), store=store, events=self.events,
+            config, reactor, responder=make_responder(config, self.values, reactor), store=store,
             on_request=self.metrics.upstream_request,
         )
         self.issuance = IssuanceService(

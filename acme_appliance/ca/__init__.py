@@ -12,6 +12,7 @@ from ._interface import (
     PendingChallenge,
     ValidationRequired,
 )
+from ._observer import SilentObserver, ValidationObserver
 
 __all__ = [
     "CAError",
@@ -21,5 +22,7 @@ __all__ = [
     "IssuedCertificate",
     "IssueRequest",
     "PendingChallenge",
+    "SilentObserver",
+    "ValidationObserver",
     "ValidationRequired",
 ]

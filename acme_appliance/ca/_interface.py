@@ -10,9 +10,10 @@ import hashlib
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
-from attrs import frozen
+from attrs import field, frozen
 
 from ..core import ProblemType
+from ._observer import SilentObserver, ValidationObserver
 
 
 class ChallengeType(Enum):
@@ -31,14 +32,14 @@ class IssueRequest:
 
     @ivar csr_der: the DER PKCS#10 request, already checked by the server.
     @ivar names: the order's DNS names, lower-case, wildcards as C{*.x}.
-    @ivar order_id: the appliance's order id, for logs and notifications.
+    @ivar order_id: the appliance's order id, for logs.
     @ivar challenge_type: the challenge an upstream CA should be answered
         with (the policy's method); C{None} for CAs that do not validate.
-    @ivar token_id: the token the order came through, for notifications.
     @ivar allow_validation: C{False} for a re-issue that expects the CA to
         re-use valid authorizations: a CA that wants a new validation raises
         L{ValidationRequired} instead, so that the caller can validate once,
         under the order's lock.
+    @ivar observer: told how the upstream order and its validation go.
     """
 
     csr_der: bytes
@@ -46,7 +47,7 @@ class IssueRequest:
     order_id: str
     challenge_type: ChallengeType | None = None
     allow_validation: bool = True
-    token_id: str | None = None
+    observer: ValidationObserver = field(factory=SilentObserver, eq=False)
 
 
 @frozen

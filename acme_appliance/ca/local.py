@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -149,7 +150,23 @@ class LocalCA:
             public_key = csr.public_key()
         except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm) as e:
             raise CAError(f"cannot read the CSR: {e}", transient=False, problem_type=ProblemType.BAD_CSR) from None
+        leaf = self._sign(self._leaf(request.names, public_key))
+        self._log.info(
+            "local CA {ca} issued serial {serial:x} for {names} (order {order_id})",
+            ca=self._name,
+            serial=leaf.serial_number,
+            names=",".join(request.names),
+            order_id=request.order_id,
+        )
+        chain = leaf.public_bytes(serialization.Encoding.PEM) + self._intermediate.public_bytes(
+            serialization.Encoding.PEM
+        )
+        return IssuedCertificate(chain_pem=chain, ca_name=self._name)
 
+    def _leaf(self, names: tuple[str, ...], public_key: CertificatePublicKeyTypes) -> x509.CertificateBuilder:
+        """
+        The leaf for C{names} and C{public_key}, ready to sign.
+        """
         now = _now(self._clock)
         ca_expires = self._intermediate.not_valid_after_utc
         if now >= ca_expires:
@@ -160,18 +177,18 @@ class LocalCA:
         # A leaf must not outlive the certificate that vouches for it.
         not_after = min(now + self._validity, ca_expires)
 
-        first = request.names[0]
+        first = names[0]
         empty_subject = len(first) > 64
         subject = x509.Name([] if empty_subject else [x509.NameAttribute(NameOID.COMMON_NAME, first)])
         try:
-            san = x509.SubjectAlternativeName([x509.DNSName(n) for n in request.names])
+            san = x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
         except ValueError as e:
             raise CAError(
                 f"cannot put the names in a certificate: {e}",
                 transient=False,
                 problem_type=ProblemType.REJECTED_IDENTIFIER,
             ) from None
-        builder = (
+        return (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self._intermediate.subject)
@@ -196,25 +213,16 @@ class LocalCA:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(_authority_key_id(self._intermediate), critical=False)
         )
+
+    def _sign(self, builder: x509.CertificateBuilder) -> x509.Certificate:
         try:
-            leaf = builder.sign(self._intermediate_key, _hash_for(self._intermediate_key))
+            return builder.sign(self._intermediate_key, _hash_for(self._intermediate_key))
         except (TypeError, ValueError) as e:
             raise CAError(
                 f"cannot sign a certificate for this CSR's key: {e}",
                 transient=False,
                 problem_type=ProblemType.BAD_CSR,
             ) from None
-        self._log.info(
-            "local CA {ca} issued serial {serial:x} for {names} (order {order_id})",
-            ca=self._name,
-            serial=leaf.serial_number,
-            names=",".join(request.names),
-            order_id=request.order_id,
-        )
-        chain = leaf.public_bytes(serialization.Encoding.PEM) + self._intermediate.public_bytes(
-            serialization.Encoding.PEM
-        )
-        return IssuedCertificate(chain_pem=chain, ca_name=self._name)
 
     async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
         """

@@ -7,14 +7,54 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from attrs import evolve, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from ..core import ProblemType
-from ..ca import CAError, CertificateAuthority, IssuedCertificate, IssueRequest
+from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
 from ..notify import EventBus, EventName
+from ..policy import ValidationMethod
 from ._health import CAHealth
+
+
+def _method(challenge: ChallengeType) -> str:
+    """
+    The policy's validation method answered with C{challenge}.
+    """
+    return (ValidationMethod.DNS_CNAME if challenge is ChallengeType.DNS_01 else ValidationMethod.FILE_PROXY).value
+
+
+@frozen
+class OrderEvents:
+    """
+    A L{ValidationObserver} that reports an order's upstream progress as
+    appliance events (C{upstream.order}, C{validation.*}).
+    """
+
+    events: EventBus
+    order_id: str
+    token_id: str
+
+    def ordered(self, ca: str, names: tuple[str, ...], url: str) -> None:
+        self._emit(EventName.UPSTREAM_ORDER, ca, names, details=(("upstream_order", url),))
+
+    def started(self, ca: str, names: tuple[str, ...], challenge: ChallengeType) -> None:
+        self._emit(EventName.VALIDATION_STARTED, ca, names, details=(("method", _method(challenge)),))
+
+    def succeeded(self, ca: str, names: tuple[str, ...], challenge: ChallengeType, seconds: float) -> None:
+        self._emit(EventName.VALIDATION_SUCCEEDED, ca, names, outcome="valid",
+                   details=(("method", _method(challenge)), ("seconds", f"{seconds:.3f}")))
+
+    def failed(self, ca: str, names: tuple[str, ...], challenge: ChallengeType, error: str) -> None:
+        self._emit(EventName.VALIDATION_FAILED, ca, names, error=error, outcome="invalid",
+                   details=(("method", _method(challenge)),))
+
+    def _emit(self, name: EventName, ca: str, names: tuple[str, ...], *, details: tuple[tuple[str, str], ...],
+              outcome: str | None = None, error: str | None = None) -> None:
+        self.events.emit(name, order_id=self.order_id, token_id=self.token_id, names=names, ca=ca,
+                         outcome=outcome, error=error, details=details)
 
 
 class FailoverIssuer:
@@ -63,6 +103,7 @@ class FailoverIssuer:
         @raise CAError: a client error, L{ValidationRequired}, or (not
             transient) every CA failed until the deadline.
         """
+        request = evolve(request, observer=OrderEvents(self._events, order_id, token_id))
         last: CAError | None = None
         current: str | None = None
         round_ = 0

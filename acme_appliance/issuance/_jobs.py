@@ -157,7 +157,6 @@ class IssuanceService(Service):
             names=order.names,
             order_id=order.id,
             challenge_type=CHALLENGE_FOR_METHOD[policy.validation],
-            token_id=order.token_id,
         )
         cas = [policy.primary_ca] + ([policy.backup_ca] if policy.backup_ca else [])
         key = order_key(order.token_id, order.names)

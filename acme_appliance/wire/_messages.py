@@ -156,3 +156,123 @@ class AuthorizationResource(josepy.JSONObjectWithFields):
 
 class OrdersList(josepy.JSONObjectWithFields):
     orders: tuple[str, ...] = josepy.field("orders")
+
+
+# answers of an upstream server, decoded leniently: RFC 8555 lets servers add
+# fields, and only what the client acts on is required.
+
+
+def _optional(kind: type, what: str) -> Any:
+    strict = _typed(kind, what)
+
+    def decode(value: Any) -> Any:
+        return None if value is None else strict(value)
+
+    return decode
+
+
+def _objects(cls: type[_J], what: str) -> Any:
+    """
+    A decoder for a list of C{cls} objects that skips entries which are not
+    JSON objects (a server's extension of the list is none of our business).
+    """
+
+    def decode(value: Any) -> tuple[_J, ...]:
+        if not isinstance(value, list):
+            raise DeserializationError(f"{what} must be a list")
+        return tuple(cls.from_json(item) for item in value if isinstance(item, dict))
+
+    return decode
+
+
+def _identifier(value: Any) -> Identifier | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DeserializationError("identifier must be an object")
+    return Identifier.from_json(value)
+
+
+class Subproblem(josepy.JSONObjectWithFields):
+    type: str | None = josepy.field("type", omitempty=True, decoder=_optional(str, "type"))
+    detail: str | None = josepy.field("detail", omitempty=True, decoder=_optional(str, "detail"))
+    identifier: Identifier | None = josepy.field("identifier", omitempty=True, decoder=_identifier)
+
+
+class Problem(josepy.JSONObjectWithFields):
+    """
+    An RFC 7807 problem document as an upstream server sends it.
+    """
+
+    type: str = josepy.field("type", omitempty=True, default="", decoder=_typed(str, "type"))
+    detail: str | None = josepy.field("detail", omitempty=True, decoder=_optional(str, "detail"))
+    subproblems: tuple[Subproblem, ...] = josepy.field(
+        "subproblems", omitempty=True, default=(), decoder=_objects(Subproblem, "subproblems")
+    )
+
+
+def _problem(value: Any) -> Problem | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DeserializationError("error must be a problem document")
+    return Problem.from_json(value)
+
+
+class DirectoryAnswer(josepy.JSONObjectWithFields):
+    """
+    An upstream directory; the URLs a client cannot do without are checked
+    by the client, so that it can name the missing ones.
+    """
+
+    new_nonce: str | None = josepy.field("newNonce", omitempty=True, decoder=_optional(str, "newNonce"))
+    new_account: str | None = josepy.field("newAccount", omitempty=True, decoder=_optional(str, "newAccount"))
+    new_order: str | None = josepy.field("newOrder", omitempty=True, decoder=_optional(str, "newOrder"))
+    revoke_cert: str | None = josepy.field("revokeCert", omitempty=True, decoder=_optional(str, "revokeCert"))
+    meta: dict[str, Any] | None = josepy.field("meta", omitempty=True, decoder=_optional(dict, "meta"))
+
+    @property
+    def external_account_required(self) -> bool:
+        return bool(self.meta and self.meta.get("externalAccountRequired"))
+
+
+class OrderAnswer(josepy.JSONObjectWithFields):
+    status: str = josepy.field("status", decoder=_typed(str, "status"))
+    authorizations: tuple[str, ...] = josepy.field(
+        "authorizations", omitempty=True, default=(), decoder=_strings("authorizations")
+    )
+    finalize: str | None = josepy.field("finalize", omitempty=True, decoder=_optional(str, "finalize"))
+    certificate: str | None = josepy.field("certificate", omitempty=True, decoder=_optional(str, "certificate"))
+    error: Problem | None = josepy.field("error", omitempty=True, decoder=_problem)
+
+
+class ChallengeAnswer(josepy.JSONObjectWithFields):
+    type: str = josepy.field("type", decoder=_typed(str, "challenge type"))
+    url: str = josepy.field("url", decoder=_typed(str, "challenge url"))
+    status: str | None = josepy.field("status", omitempty=True, decoder=_optional(str, "challenge status"))
+    token: str = josepy.field("token", omitempty=True, default="", decoder=_typed(str, "token"))
+    error: Problem | None = josepy.field("error", omitempty=True, decoder=_problem)
+
+
+class AuthorizationAnswer(josepy.JSONObjectWithFields):
+    identifier: Identifier | None = josepy.field("identifier", omitempty=True, decoder=_identifier)
+    status: str = josepy.field("status", decoder=_typed(str, "status"))
+    challenges: tuple[ChallengeAnswer, ...] = josepy.field(
+        "challenges", omitempty=True, default=(), decoder=_objects(ChallengeAnswer, "challenges")
+    )
+
+    @property
+    def name(self) -> str:
+        return self.identifier.value if self.identifier is not None else "?"
+
+
+def answer(cls: type[_J], value: Any) -> _J | None:
+    """
+    Decode an upstream answer, or C{None} when it is not a C{cls}.
+    """
+    if not isinstance(value, dict):
+        return None
+    try:
+        return cls.from_json(value)
+    except (DeserializationError, TypeError, ValueError):
+        return None

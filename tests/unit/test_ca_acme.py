@@ -1,6 +1,6 @@
 """
-The upstream ACME client (L{AcmeCA}) against the appliance's own ACME server
-in memory: Klein resource through StubTreq, with a Clock.
+The upstream ACME client (L{UpstreamAcmeCA}) against the appliance's own ACME server
+in memory: Klein resource through a RequestTraversalAgent, with a Clock.
 """
 
 from __future__ import annotations
@@ -11,15 +11,19 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from treq.testing import StubTreq
-from twisted.internet.defer import Deferred
+from treq.client import HTTPClient
+from treq.testing import RequestTraversalAgent
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IConsumer
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from acme_appliance.core import ProblemType
 from acme_appliance.ca import CAError, ChallengeType, IssueRequest, PendingChallenge
-from acme_appliance.ca.acme import AccountRecord, AcmeCA, http_client_for
+from acme_appliance.ca.upstream import AccountRecord, UpstreamAcmeCA, http_client_for, upstream_agent
+from acme_appliance.issuance._failover import OrderEvents
 from acme_appliance.notify import EventBus, EventName
 from acme_appliance.notify.testing import MemoryNotifier
 from acme_appliance.storage import MemoryStore, get_record
@@ -75,12 +79,45 @@ class Upstream(Resource):
         return sum(1 for _, p in self.paths if p.endswith(suffix))
 
 
+class BytesProducer:
+    """
+    A body producer that writes everything at once, so that requests need
+    no running reactor.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self.body)
+        return succeed(None)
+
+    def stopProducing(self) -> None:
+        pass
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+
+def http_over(agent: RequestTraversalAgent, calls: list[tuple[str, str]], ca: str = "upstream") -> HTTPClient:
+    """
+    A treq client as L{http_client_for} makes it, over C{agent}, telling
+    C{calls} about each request.
+    """
+    wrapped = upstream_agent(agent, ca=ca, on_request=lambda ca, result: calls.append((ca, result)))
+    return HTTPClient(wrapped, data_to_body_producer=BytesProducer)
+
+
 class AcmeCATests(SynchronousTestCase):
     def setUp(self) -> None:
         self.world = World(self, issue_delay=5.0)
         self.upstream = Upstream(self.world.server.resource())
         self.upstream.clock = self.world.clock
-        self.http = StubTreq(self.upstream)
+        self.agent = RequestTraversalAgent(self.upstream)
         self.directory = self.world.directory()
         self.store = MemoryStore(self.world.clock)
         self.events = EventBus(self.world.clock)
@@ -88,19 +125,18 @@ class AcmeCATests(SynchronousTestCase):
         self.events.subscribe(self.notes)
         self.responder = RecordingResponder()
         self.calls: list[tuple[str, str]] = []
+        self.http = http_over(self.agent, self.calls)
         self.ca = self.make_ca()
 
-    def make_ca(self, **kw: Any) -> AcmeCA:
-        return AcmeCA(
+    def make_ca(self, **kw: Any) -> UpstreamAcmeCA:
+        return UpstreamAcmeCA(
             name="upstream",
             directory_url=self.directory,
-            http=self.http,  # type: ignore[arg-type]
+            http=self.http,
             clock=self.world.clock,
             store=self.store,
             responder=self.responder,
             contact=("mailto:ops@example.net",),
-            events=self.events,
-            on_request=lambda ca, result: self.calls.append((ca, result)),
             **kw,
         )
 
@@ -111,7 +147,7 @@ class AcmeCATests(SynchronousTestCase):
         """
         d: Deferred[T] = Deferred.fromCoroutine(coroutine)
         for _ in range(400):
-            self.http.flush()
+            self.agent.flush()
             if d.called:
                 break
             self.world.clock.advance(0.5)
@@ -121,7 +157,8 @@ class AcmeCATests(SynchronousTestCase):
 
     def request(self, names: tuple[str, ...] = ("www.example.com",)) -> IssueRequest:
         csr, _ = make_csr(list(names))
-        return IssueRequest(csr_der=csr, names=names, order_id="o1", token_id="t1", challenge_type=None)
+        return IssueRequest(csr_der=csr, names=names, order_id="o1", challenge_type=None,
+                            observer=OrderEvents(self.events, order_id="o1", token_id="t1"))
 
     def test_issue(self) -> None:
         """
@@ -172,7 +209,7 @@ class AcmeCATests(SynchronousTestCase):
         A stale nonce costs one retry with the fresh nonce the error
         carries, not the order.
         """
-        self.ca._nonces.append("c3RhbGUtbm9uY2UtZnJvbS1iZWZvcmU")
+        self.ca.transport._nonces.append("c3RhbGUtbm9uY2UtZnJvbS1iZWZvcmU")
         self.drive(self.ca.issue(self.request()))
         self.assertEqual(self.upstream.count("/new-account"), 2)
 
@@ -209,7 +246,9 @@ class AcmeCATests(SynchronousTestCase):
 
     def test_forgotten_account_registers_again(self) -> None:
         self.drive(self.ca.issue(self.request()))
-        self.ca._kid = self.ca._kid.rsplit("/", 1)[0] + "/unknown"  # type: ignore[union-attr]
+        kid = self.ca.transport._kid
+        assert kid is not None
+        self.ca.transport._kid = kid.rsplit("/", 1)[0] + "/unknown"
         self.drive(self.ca.issue(self.request()))
         self.assertEqual(self.upstream.count("/new-account"), 2)
 
@@ -238,8 +277,8 @@ class HTTPClientTests(SynchronousTestCase):
         with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as f:
             f.write(b"not a certificate\n")
         with self.assertRaises(ValueError) as caught:
-            http_client_for(None, f.name)
+            http_client_for(MemoryReactorClock(), f.name)
         self.assertIn("no PEM certificate", str(caught.exception))
 
     def test_missing_bundle(self) -> None:
-        self.assertRaises(OSError, http_client_for, None, "/nonexistent/bundle.pem")
+        self.assertRaises(OSError, http_client_for, MemoryReactorClock(), "/nonexistent/bundle.pem")
