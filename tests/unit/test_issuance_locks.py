@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.issuance._health import CAHealth
 from acme_appliance.issuance._locks import OrderLocks, order_key
+from acme_appliance.storage import MemoryStore
 
 
 class OrderKeyTests(SynchronousTestCase):
@@ -25,7 +26,7 @@ class OrderKeyTests(SynchronousTestCase):
 class OrderLockTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.locks = OrderLocks()
+        self.locks = OrderLocks(MemoryStore(self.clock), self.clock)
         self.log: list[str] = []
 
     async def job(self, key: str, name: str, seconds: float, fail: bool = False) -> None:
