@@ -9,6 +9,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import ClassVar
+
+from attrs import define, field
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -28,6 +31,7 @@ def order_key(token_id: str, names: Iterable[str]) -> str:
     return token_id + "/" + ",".join(sorted(set(names)))
 
 
+@define
 class _Lease:
     """
     A lease held in the store under C{key} with the owner's C{token}: renewed
@@ -35,16 +39,17 @@ class _Lease:
     work but not a dead process.
     """
 
-    _log = Logger()
+    _store: Store
+    _clock: IReactorTime
+    key: str
+    token: bytes
+    _length: float
+    _held: bool = field(default=True, init=False)
+    _call: IDelayedCall | None = field(default=None, init=False)
 
-    def __init__(self, store: Store, clock: IReactorTime, key: str, token: bytes, length: float) -> None:
-        self._store = store
-        self._clock = clock
-        self.key = key
-        self.token = token
-        self._length = length
-        self._held = True
-        self._call: IDelayedCall | None = None
+    _log: ClassVar[Logger] = Logger()
+
+    def __attrs_post_init__(self) -> None:
         self._schedule()
 
     def _schedule(self) -> None:

@@ -212,7 +212,8 @@ class OrderLeaseTests(SynchronousTestCase):
         the lease after its length; the other process takes over.
         """
         dead = OrderLocks(self.store, Clock(), lease=30, poll=0.5)
-        self.start(dead, "dead", Deferred())
+        # Kept referenced: a collected coroutine would run its finally blocks.
+        self.dead = self.start(dead, "dead", Deferred())
         b = self.start(self.mine, "b", succeed(None))
         self.advance(29.5)
         self.assertEqual(self.log, ["dead start"])
