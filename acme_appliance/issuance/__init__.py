@@ -3,5 +3,7 @@ Issuance: background jobs that turn finalized orders into certificates.
 """
 
 from ._jobs import IssuanceService, Revoker
+from ._locks import OrderLocks, order_key
+from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
-__all__ = ["IssuanceService", "Revoker"]
+__all__ = ["IssuanceService", "Revoker", "IssueMode", "OrderLocks", "order_key", "UpstreamOrder", "UpstreamReuse"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from attrs import evolve, frozen
+from attrs import evolve
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.application.service import Service
@@ -18,31 +18,19 @@ from twisted.logger import Logger
 from ..wire import b64decode
 from ..core import AcmeProblem, ProblemType
 from ..orders import AcmeRepository, CertificateRecord, Order, OrderStatus, new_id
-from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest, ValidationRequired
+from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
 from ..policy import Policy, ValidationMethod
 from ..notify import EventBus, EventName
-from ..storage import get_record, keys, put_record
 from ._failover import FailoverIssuer
 from ._health import CAHealth
 from ._locks import OrderLocks, order_key
+from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
 CHALLENGE_FOR_METHOD = {
     ValidationMethod.DNS_CNAME: ChallengeType.DNS_01,
     ValidationMethod.FILE_PROXY: ChallengeType.HTTP_01,
     ValidationMethod.NONE: None,
 }
-
-
-@frozen
-class UpstreamOrder:
-    """
-    A validated upstream order that later orders for the same key may
-    re-issue against (kept in the store for the re-use window).
-    """
-
-    ca: str
-    order_id: str
-    at: float
 
 
 class IssuanceService(Service):
@@ -52,7 +40,9 @@ class IssuanceService(Service):
     Jobs for the same order key (token + set of names) take turns: the
     first validates upstream under the key's lock; the others wait, then
     re-issue against that validation (concurrently once it is done) for as
-    long as C{reuse_window} says it is fresh.
+    long as C{reuse_window} says it is fresh.  The lock is a lease in the
+    store (C{lease} seconds, polled every C{lease_poll} seconds), so that it
+    holds across the processes sharing the store.
 
     @ivar deadline: seconds after finalize after which an order that could
         not be issued becomes C{invalid}.
@@ -73,6 +63,8 @@ class IssuanceService(Service):
         reuse_window: float = 3600.0,
         attempts_per_ca: int = 2,
         retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0),
+        lease: float = 30.0,
+        lease_poll: float = 0.25,
     ) -> None:
         self._repo = repository
         self._policies = policies
@@ -84,8 +76,8 @@ class IssuanceService(Service):
             attempts_per_ca=attempts_per_ca, retry_delays=retry_delays,
         )
         self._deadline = deadline
-        self._reuse_window = reuse_window
-        self.locks = OrderLocks()
+        self.locks = OrderLocks(repository.store, clock, lease=lease, poll=lease_poll)
+        self.reuse = UpstreamReuse(repository.store, clock, self.locks, reuse_window)
         self._running: dict[str, Deferred[None]] = {}
 
     def _health_changed(self, ca: str, up: bool) -> None:
@@ -159,62 +151,25 @@ class IssuanceService(Service):
             challenge_type=CHALLENGE_FOR_METHOD[policy.validation],
         )
         cas = [policy.primary_ca] + ([policy.backup_ca] if policy.backup_ca else [])
-        key = order_key(order.token_id, order.names)
-        issued, mode = await self._reissue(order, key, request, cas)
-        if issued is None:
-            async with self.locks.hold(key):
-                fresh = await self._fresh(key)
-                if fresh is None:
-                    issued = await self._validate_and_issue(order, key, request, cas)
-                    mode = "new"
-            if issued is None:
-                issued, mode = await self._reissue(order, key, request, cas)
-        if issued is None:
-            # The CA wanted a new validation for what was fresh: do it once,
-            # under the lock.
-            async with self.locks.hold(key):
-                issued = await self._validate_and_issue(order, key, request, cas)
-                mode = "new"
+
+        async def reissue(fresh: UpstreamOrder) -> IssuedCertificate:
+            # The CA that validated first: its authorizations are the ones to re-use.
+            ordered = [fresh.ca] + [c for c in cas if c != fresh.ca] if fresh.ca in cas else cas
+            return await self._ask(order, evolve(request, allow_validation=False), ordered)
+
+        issued, mode = await self.reuse.obtain(
+            order_key(order.token_id, order.names), order.id,
+            reissue=reissue, validate=lambda: self._ask(order, request, cas),
+        )
         await self._complete(order, issued, mode)
 
-    def _deadline_of(self, order: Order) -> float:
-        return (order.processing_since or self._clock.seconds()) + self._deadline
-
-    async def _fresh(self, key: str) -> UpstreamOrder | None:
-        return await get_record(self._repo.store, UpstreamOrder, keys.upstream_order(key))
-
-    async def _reissue(
-        self, order: Order, key: str, request: IssueRequest, cas: list[str]
-    ) -> tuple[IssuedCertificate | None, str]:
-        fresh = await self._fresh(key)
-        if fresh is None:
-            return None, "new"
-        # The CA that validated first: its authorizations are the ones to re-use.
-        ordered = [fresh.ca] + [c for c in cas if c != fresh.ca] if fresh.ca in cas else cas
-        try:
-            issued = await self._upstream.issue(
-                evolve(request, allow_validation=False), order_id=order.id, token_id=order.token_id,
-                cas=ordered, deadline=self._deadline_of(order),
-            )
-        except ValidationRequired:
-            await self._repo.store.delete(keys.upstream_order(key))
-            return None, "new"
-        return issued, "reissue"
-
-    async def _validate_and_issue(
-        self, order: Order, key: str, request: IssueRequest, cas: list[str]
-    ) -> IssuedCertificate:
-        issued = await self._upstream.issue(
-            request, order_id=order.id, token_id=order.token_id, cas=cas, deadline=self._deadline_of(order)
+    async def _ask(self, order: Order, request: IssueRequest, cas: list[str]) -> IssuedCertificate:
+        deadline = (order.processing_since or self._clock.seconds()) + self._deadline
+        return await self._upstream.issue(
+            request, order_id=order.id, token_id=order.token_id, cas=cas, deadline=deadline
         )
-        await put_record(
-            self._repo.store, keys.upstream_order(key),
-            UpstreamOrder(ca=issued.ca_name, order_id=order.id, at=self._clock.seconds()),
-            ttl=self._reuse_window,
-        )
-        return issued
 
-    async def _complete(self, order: Order, issued: IssuedCertificate, mode: str) -> None:
+    async def _complete(self, order: Order, issued: IssuedCertificate, mode: IssueMode) -> None:
         leaf = x509.load_pem_x509_certificate(issued.chain_pem)
         record = CertificateRecord(
             id=new_id(),
@@ -239,12 +194,12 @@ class IssuanceService(Service):
         await self._repo.dequeue(order.id)
         self._log.info(
             "order {order_id} issued by {ca} ({mode}, serial {serial})",
-            order_id=order.id, ca=issued.ca_name, mode=mode, serial=record.serial,
+            order_id=order.id, ca=issued.ca_name, mode=mode.value, serial=record.serial,
         )
         self.events.emit(
             EventName.CERTIFICATE_ISSUED, order_id=order.id, token_id=order.token_id, names=order.names,
             ca=issued.ca_name, outcome="valid",
-            details=(("mode", mode), ("serial", record.serial),
+            details=(("mode", mode.value), ("serial", record.serial),
                      ("seconds", f"{now - (order.processing_since or now):.3f}")),
         )
 

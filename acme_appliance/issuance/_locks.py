@@ -1,14 +1,26 @@
 """
 One lock per order key, so that only one job at a time validates a given
-set of names for a given token.
+set of names for a given token: in this process and in every other process
+that shares the store (the CLI, other appliances).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import ClassVar
 
-from twisted.internet.defer import DeferredLock
+from attrs import define, field
+
+from twisted.internet.defer import CancelledError, Deferred, DeferredLock
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from ..storage import Store, keys
+
+_log = Logger()
 
 
 def order_key(token_id: str, names: Iterable[str]) -> str:
@@ -19,22 +31,110 @@ def order_key(token_id: str, names: Iterable[str]) -> str:
     return token_id + "/" + ",".join(sorted(set(names)))
 
 
-class OrderLocks:
+@define
+class _Lease:
     """
-    C{DeferredLock}s created on first use and dropped when nobody holds or
-    waits for them, so that the table does not grow with every order.
+    A lease held in the store under C{key} with the owner's C{token}: renewed
+    every third of its C{length} until released, so that it outlives slow
+    work but not a dead process.
     """
 
-    def __init__(self) -> None:
+    _store: Store
+    _clock: IReactorTime
+    key: str
+    token: bytes
+    _length: float
+    _held: bool = field(default=True, init=False)
+    _call: IDelayedCall | None = field(default=None, init=False)
+
+    _log: ClassVar[Logger] = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self._call = self._clock.callLater(self._length / 3, self._renew)
+
+    def _renew(self) -> None:
+        self._call = None
+        Deferred.fromCoroutine(self._renew_once())
+
+    async def _renew_once(self) -> None:
+        try:
+            kept = await self._store.compare_and_set(self.key, self.token, self.token, ttl=self._length)
+        except Exception:
+            # The lease may well still be there: try again at the next turn.
+            self._log.failure("cannot renew the lease {lease}", lease=self.key)
+            kept = True
+        if not self._held:
+            return
+        if kept:
+            self._schedule()
+        else:
+            self._log.warn("lost the lease {lease}: it expired and another process may hold it", lease=self.key)
+
+    async def release(self) -> None:
+        """
+        Stop renewing and delete the lease if it is still this one's.
+        """
+        self._held = False
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+        # A renewal still under way was queued before this delete on the
+        # same key, so it cannot bring the lease back.
+        await drop_lease(self._store, self.key, self.token)
+
+
+async def drop_lease(store: Store, key: str, token: bytes) -> None:
+    """
+    Delete the lease at C{key} if C{token} holds it.  Never fails: a lease
+    that cannot be deleted expires on its own.
+    """
+    try:
+        await store.compare_and_set(key, token, None)
+    except Exception:
+        _log.failure("cannot release the lease {lease}; it will expire", lease=key)
+
+
+class OrderLocks:
+    """
+    Order-key locks that hold across processes sharing the store.
+
+    Jobs of this process queue in a C{DeferredLock} per key (created on
+    first use and dropped when nobody holds or waits for it); only the job at
+    the head competes for the key's lease in the store, polling every
+    C{poll} seconds while another process holds it.  A held lease is renewed
+    every third of C{lease} seconds; one that is not (its process died)
+    expires after C{lease} seconds and another process takes over.
+    """
+
+    _log = Logger()
+
+    def __init__(self, store: Store, clock: IReactorTime, *, lease: float = 30.0, poll: float = 0.25) -> None:
+        self._store = store
+        self._clock = clock
+        self._lease = lease
+        self._poll = poll
         self._locks: dict[str, DeferredLock] = {}
         self._users: dict[str, int] = {}
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
         """
-        Hold the lock for C{key} for the body of an C{async with}; released on
-        return, error or cancellation (also while still waiting for it).
+        Hold the lock for order key C{key} for the body of an C{async with};
+        released on return, error or cancellation (also while still waiting
+        for it).
         """
+        async with self._local(key):
+            lease = await self._take(keys.order_lock(key))
+            try:
+                yield
+            finally:
+                await lease.release()
+
+    @asynccontextmanager
+    async def _local(self, key: str) -> AsyncIterator[None]:
         lock = self._locks.setdefault(key, DeferredLock())
         self._users[key] = self._users.get(key, 0) + 1
         try:
@@ -49,7 +149,29 @@ class OrderLocks:
                 del self._users[key]
                 del self._locks[key]
 
+    async def _take(self, key: str) -> _Lease:
+        token = secrets.token_hex(16).encode("ascii")
+        waited = False
+        while not await self._add(key, token):
+            if not waited:
+                self._log.info("{waiting_for} is held by another process; waiting for it", waiting_for=key)
+                waited = True
+            await deferLater(self._clock, self._poll)
+        return _Lease(self._store, self._clock, key, token, self._lease)
+
+    async def _add(self, key: str, token: bytes) -> bool:
+        try:
+            return await self._store.add(key, token, ttl=self._lease)
+        except CancelledError:
+            # Only the wait was cancelled: the write may still land, and
+            # nobody would release it.
+            Deferred.fromCoroutine(drop_lease(self._store, key, token))
+            raise
+
     def locked(self, key: str) -> bool:
+        """
+        Whether a job of this process holds or is taking the lock of C{key}.
+        """
         lock = self._locks.get(key)
         return lock is not None and lock.locked
 

@@ -5,7 +5,7 @@ issuance jobs' one-validation-per-order-key re-use, with a Clock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -166,6 +166,28 @@ class FailoverTests(SynchronousTestCase):
         self.assertEqual(self.changes, [("primary", False), ("primary", True)])
 
 
+class RefusingCA:
+    """
+    Wraps a CA: records whether each request may validate (in C{asked}) and
+    refuses a re-issue with L{ValidationRequired} while C{refuse()} says so.
+    """
+
+    def __init__(self, ca: Any, asked: list[bool], refuse: Callable[[], bool]) -> None:
+        self.name = ca.name
+        self._ca = ca
+        self._asked = asked
+        self._refuse = refuse
+
+    async def issue(self, request: IssueRequest) -> IssuedCertificate:
+        self._asked.append(request.allow_validation)
+        if not request.allow_validation and self._refuse():
+            raise ValidationRequired(f"CA {self.name} wants {', '.join(request.names)} validated again")
+        return await self._ca.issue(request)  # type: ignore[no-any-return]
+
+    async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
+        await self._ca.revoke(certificate_der, reason)
+
+
 class ReuseTests(SynchronousTestCase):
     """
     Orders of one token for the same names validate once and re-issue
@@ -236,25 +258,40 @@ class ReuseTests(SynchronousTestCase):
         world = World(self)
         notes = MemoryNotifier()
         world.issuance.events.subscribe(notes)
-        local = world.ca
         asked: list[bool] = []
-
-        class Forgetful:
-            name = local.name
-
-            async def issue(self, request: IssueRequest) -> IssuedCertificate:
-                asked.append(request.allow_validation)
-                if not request.allow_validation and len(asked) == 2:
-                    raise ValidationRequired("CA builtin wants example.com validated again")
-                return await local.issue(request)
-
-            async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
-                await local.revoke(certificate_der, reason)
-
-        world.issuance._upstream._cas = {"builtin": Forgetful()}  # type: ignore[dict-item]
+        forgetful = RefusingCA(world.ca, asked, lambda: len(asked) == 2)
+        world.issuance._upstream._cas = {"builtin": forgetful}  # type: ignore[dict-item]
         directory = world.directory()
         for _ in range(3):
             order, _ = issued(world, world.client(directory), ["example.com"])
             self.assertEqual(order["status"], "valid")
         self.assertEqual([e.detail("mode") for e in notes.of(EventName.CERTIFICATE_ISSUED)], ["new", "new", "reissue"])
         self.assertEqual(asked, [True, False, True, False])
+
+    def test_waiters_and_a_refused_validation(self) -> None:
+        """
+        Orders that arrive together while the CA no longer honours the
+        key's fresh validation: one validates again, the others re-issue
+        against that.
+        """
+        world = World(self, issue_delay=10)
+        notes = MemoryNotifier()
+        world.issuance.events.subscribe(notes)
+        asked: list[bool] = []
+        world.issuance._upstream._cas = {  # type: ignore[dict-item]
+            "builtin": RefusingCA(world.ca, asked, lambda: asked.count(True) < 2)
+        }
+        directory = world.directory()
+        client = world.client(directory)
+        client.register()
+        client.finalize(client.new_order(["example.com"]).json(), make_csr(["example.com"])[0])
+        world.clock.advance(10)
+        for client in [world.client(directory) for _ in range(3)]:
+            client.register()
+            client.finalize(client.new_order(["example.com"]).json(), make_csr(["example.com"])[0])
+        world.clock.advance(10)
+        world.clock.advance(10)
+        self.assertEqual([e.detail("mode") for e in notes.of(EventName.CERTIFICATE_ISSUED)],
+                         ["new", "new", "reissue", "reissue"])
+        self.assertEqual(asked, [True, False, True, False, False])
+        self.assertEqual(len(world.issuance.locks), 0)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.issuance._health import CAHealth
 from acme_appliance.issuance._locks import OrderLocks, order_key
+from acme_appliance.storage import MemoryStore, keys
 
 
 class OrderKeyTests(SynchronousTestCase):
@@ -25,7 +26,7 @@ class OrderKeyTests(SynchronousTestCase):
 class OrderLockTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.locks = OrderLocks()
+        self.locks = OrderLocks(MemoryStore(self.clock), self.clock)
         self.log: list[str] = []
 
     async def job(self, key: str, name: str, seconds: float, fail: bool = False) -> None:
@@ -126,3 +127,126 @@ class CAHealthTests(SynchronousTestCase):
         self.health.succeeded("le")
         self.health.failed("le")
         self.assertTrue(self.health.is_up("le"))
+
+
+class _LateStore(MemoryStore):
+    """
+    A store whose C{add} waits for the test; a cancelled one still writes,
+    as a database thread would.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.gate: Deferred[None] = Deferred()
+
+    async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        try:
+            await self.gate
+        except CancelledError:
+            await super().add(key, value, ttl=ttl)
+            raise
+        return await super().add(key, value, ttl=ttl)
+
+
+class OrderLeaseTests(SynchronousTestCase):
+    """
+    The lock as a lease in a store shared by two processes (two
+    L{OrderLocks} on one store).
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = MemoryStore(self.clock)
+        self.mine = OrderLocks(self.store, self.clock, lease=30, poll=0.5)
+        self.log: list[str] = []
+
+    def lease(self) -> bytes | None:
+        return self.successResultOf(Deferred.fromCoroutine(self.store.get(keys.order_lock("k"))))
+
+    async def job(self, locks: OrderLocks, name: str, work: Deferred[None]) -> None:
+        async with locks.hold("k"):
+            self.log.append(f"{name} start")
+            await work
+            self.log.append(f"{name} end")
+
+    def start(self, locks: OrderLocks, name: str, work: Deferred[None]) -> Deferred[None]:
+        return Deferred.fromCoroutine(self.job(locks, name, work))
+
+    def advance(self, seconds: float, step: float = 0.5) -> None:
+        for _ in range(round(seconds / step)):
+            self.clock.advance(step)
+
+    def test_lease_held_and_released(self) -> None:
+        work: Deferred[None] = Deferred()
+        d = self.start(self.mine, "a", work)
+        self.assertIsNotNone(self.lease())
+        work.callback(None)
+        self.successResultOf(d)
+        self.assertIsNone(self.lease())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_renewed_while_held(self) -> None:
+        """
+        A holder that works for much longer than the lease keeps it: the
+        other process waits until it is done.
+        """
+        other = OrderLocks(self.store, self.clock, lease=30, poll=0.5)
+        work_a: Deferred[None] = Deferred()
+        a = self.start(self.mine, "a", work_a)
+        b = self.start(other, "b", succeed(None))
+        token = self.lease()
+        self.advance(100)
+        self.assertEqual(self.log, ["a start"])
+        self.assertEqual(self.lease(), token)
+        work_a.callback(None)
+        self.successResultOf(a)
+        self.advance(0.5)
+        self.successResultOf(b)
+        self.assertEqual(self.log, ["a start", "a end", "b start", "b end"])
+        self.assertIsNone(self.lease())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_dead_holder_expires(self) -> None:
+        """
+        A process that stops renewing (its clock never turns again) loses
+        the lease after its length; the other process takes over.
+        """
+        dead = OrderLocks(self.store, Clock(), lease=30, poll=0.5)
+        # Kept referenced: a collected coroutine would run its finally blocks.
+        self.dead = self.start(dead, "dead", Deferred())
+        b = self.start(self.mine, "b", succeed(None))
+        self.advance(29.5)
+        self.assertEqual(self.log, ["dead start"])
+        self.advance(0.5)
+        self.successResultOf(b)
+        self.assertEqual(self.log, ["dead start", "b start", "b end"])
+
+    def test_cancel_while_waiting_for_the_lease(self) -> None:
+        other = OrderLocks(self.store, self.clock, lease=30, poll=0.5)
+        work_a: Deferred[None] = Deferred()
+        a = self.start(other, "a", work_a)
+        token = self.lease()
+        b = self.start(self.mine, "b", succeed(None))
+        self.advance(2)
+        b.cancel()
+        self.failureResultOf(b, CancelledError)
+        self.assertEqual(len(self.mine), 0)
+        self.assertEqual(self.lease(), token)
+        work_a.callback(None)
+        self.successResultOf(a)
+        self.assertIsNone(self.lease())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_cancelled_add_is_taken_back(self) -> None:
+        """
+        A cancelled job whose lease write lands anyway (it was already on
+        its way to the database) deletes it again.
+        """
+        store = _LateStore(self.clock)
+        locks = OrderLocks(store, self.clock, lease=30, poll=0.5)
+        d = self.start(locks, "a", succeed(None))
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertIsNone(self.successResultOf(Deferred.fromCoroutine(store.get(keys.order_lock("k")))))
+        self.assertEqual(len(locks), 0)
+        self.assertEqual(self.log, [])

@@ -231,6 +231,20 @@ class StoreContract(_ContractBase):
         self.clock.advance(10)
         self.assertIsNone(await self.store.get("k"))
 
+    async def test_cas_same_value_renews_ttl(self) -> None:
+        """
+        Swapping a value for itself with a C{ttl} extends its life: how a
+        lease is renewed.
+        """
+        await self.store.add("lock/o1", b"token", ttl=30)
+        self.clock.advance(20)
+        self.assertTrue(await self.store.compare_and_set("lock/o1", b"token", b"token", ttl=30))
+        self.clock.advance(20)
+        self.assertEqual(await self.store.get("lock/o1"), b"token")
+        self.assertFalse(await self.store.add("lock/o1", b"other", ttl=30))
+        self.clock.advance(10)
+        self.assertIsNone(await self.store.get("lock/o1"))
+
     async def test_concurrent_cas_one_wins(self) -> None:
         await self.store.set("state", b"processing")
         results = await gather(

@@ -1,0 +1,111 @@
+"""
+One upstream validation per order key: later orders for the same key
+re-issue against it for as long as it is fresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from enum import Enum
+
+from attrs import frozen
+from twisted.internet.interfaces import IReactorTime
+
+from ..ca import IssuedCertificate, ValidationRequired
+from ..storage import Store, dump_record, get_record, keys, put_record
+from ._locks import OrderLocks
+
+
+class IssueMode(Enum):
+    """
+    How a certificate was obtained upstream; the values are those of the
+    C{mode} event detail and metrics label.
+    """
+
+    NEW = "new"
+    REISSUE = "reissue"
+
+
+@frozen
+class UpstreamOrder:
+    """
+    A validated upstream order that later orders for the same key may
+    re-issue against (kept in the store for the re-use window).
+    """
+
+    ca: str
+    order_id: str
+    at: float
+
+
+Reissue = Callable[[UpstreamOrder], Awaitable[IssuedCertificate]]
+Validate = Callable[[], Awaitable[IssuedCertificate]]
+
+
+class UpstreamReuse:
+    """
+    Whether an order key has a fresh upstream validation (an
+    L{UpstreamOrder} kept C{window} seconds in the store), and the way to
+    issue for it with at most one validation at a time per key.
+    """
+
+    def __init__(self, store: Store, clock: IReactorTime, locks: OrderLocks, window: float) -> None:
+        self._store = store
+        self._clock = clock
+        self.locks = locks
+        self._window = window
+
+    async def fresh(self, key: str) -> UpstreamOrder | None:
+        """
+        The validation order key C{key} may re-issue against, if any.
+        """
+        return await get_record(self._store, UpstreamOrder, keys.upstream_order(key))
+
+    async def remember(self, key: str, ca: str, order_id: str) -> None:
+        """
+        Order C{order_id} of C{key} was just validated at C{ca}.
+        """
+        record = UpstreamOrder(ca=ca, order_id=order_id, at=self._clock.seconds())
+        await put_record(self._store, keys.upstream_order(key), record, ttl=self._window)
+
+    async def forget(self, key: str, record: UpstreamOrder) -> None:
+        """
+        The CA no longer honours C{record}.  A newer validation remembered in
+        the meantime stays.
+        """
+        await self._store.compare_and_set(keys.upstream_order(key), dump_record(record), None)
+
+    async def obtain(
+        self, key: str, order_id: str, *, reissue: Reissue, validate: Validate
+    ) -> tuple[IssuedCertificate, IssueMode]:
+        """
+        Issue for order C{order_id} of C{key}: by C{reissue} against a fresh
+        validation, else by C{validate} under the key's lock, which is
+        remembered for the orders that waited for it.
+
+        @param reissue: Asks the CA without validating; raises
+            L{ValidationRequired} when the CA wants a new validation.
+        @param validate: Asks the CA, validating as needed.
+        """
+        while True:
+            issued = await self._reissue(key, reissue)
+            if issued is not None:
+                return issued, IssueMode.REISSUE
+            async with self.locks.hold(key):
+                if await self.fresh(key) is None:
+                    issued = await validate()
+                    await self.remember(key, issued.ca_name, order_id)
+                    return issued, IssueMode.NEW
+            # Another job validated while this one waited: re-issue against
+            # that outside the lock, together with the other waiters.  Each
+            # further turn needs yet another job's validation, so this ends.
+
+    async def _reissue(self, key: str, reissue: Reissue) -> IssuedCertificate | None:
+        fresh = await self.fresh(key)
+        if fresh is None:
+            return None
+        try:
+            return await reissue(fresh)
+        except ValidationRequired:
+            await self.forget(key, fresh)
+            return None
