@@ -1,20 +1,30 @@
 """
-The neutral core every package may import: ACME problems, DNS names and
-times.  It imports nothing else of the appliance.
+The neutral core every package may import: ACME problems, DNS names, times,
+retry delays and private file writes.  It imports nothing else of the
+appliance.
 """
 
-from ._names import InvalidName, name_allowed, name_matches, normalise_name
+from ._backoff import Backoff
+from ._files import fsync_directory, write_private_file, write_private_files
+from ._names import InvalidName, NameProblem, is_label, name_allowed, name_matches, normalise_name, prepare_name
 from ._problems import ACME_ERROR_NS, AcmeProblem, ProblemType, malformed
 from ._times import rfc3339
 
 __all__ = [
     "ACME_ERROR_NS",
     "AcmeProblem",
+    "Backoff",
     "InvalidName",
+    "NameProblem",
     "ProblemType",
+    "fsync_directory",
+    "is_label",
     "malformed",
     "name_allowed",
     "name_matches",
     "normalise_name",
+    "prepare_name",
     "rfc3339",
+    "write_private_file",
+    "write_private_files",
 ]
