@@ -62,7 +62,7 @@ class SyslogTarget:
 
 
 _FORMS = "use udp:HOST:PORT, tcp:HOST:PORT or unix:/path"
-_HOST_PORT = re.compile(r"\[([0-9A-Fa-f:.]+)\]:([^:]*)|([^:\[\]]+):([^:]*)")
+_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[^:\[\]]+")
 
 
 def parse_syslog_target(description: str) -> SyslogTarget:
@@ -81,14 +81,15 @@ def parse_syslog_target(description: str) -> SyslogTarget:
         if not rest.startswith("/"):
             raise ValueError(f"{description!r}: the socket path must be absolute")
         return SyslogTarget(transport, path=rest)
-    match = _HOST_PORT.fullmatch(rest)
-    if match is None or not (match.group(2) or match.group(4)):
+    host, colon, port = rest.rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not bare or not port:
         raise ValueError(f"{description!r}: {_FORMS}")
-    host = match.group(1) or match.group(3)
-    port = match.group(2) or match.group(4)
     if not (port.isascii() and port.isdigit()) or not 0 < int(port) <= 65535:
         raise ValueError(f"{description!r}: port {port!r} is not a number from 1 to 65535")
-    return SyslogTarget(transport, host=host, port=int(port))
+    if not _HOST.fullmatch(host):
+        raise ValueError(f"{description!r}: {_FORMS}")
+    return SyslogTarget(transport, host=bare, port=int(port))
 
 
 def _sd_name(key: str) -> str:
