@@ -198,19 +198,13 @@ class Config:
         """
         @raise KeyError: No C{[[ca]]} is called C{name}.
         """
-        for ca in self.cas:
-            if ca.name == name:
-                return ca
-        raise KeyError(name)
+        return {ca.name: ca for ca in self.cas}[name]
 
     def policy(self, name: str) -> Policy:
         """
         @raise KeyError: No C{[[policy]]} is called C{name}.
         """
-        for policy in self.policies:
-            if policy.name == name:
-                return policy
-        raise KeyError(name)
+        return {policy.name: policy for policy in self.policies}[name]
 
 
 def state_path(config: Config, *parts: str) -> str:

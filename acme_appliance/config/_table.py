@@ -25,24 +25,25 @@ class Problem(Exception):
         self.problem = problem
 
 
+# bool before int: True is an int too.
+_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "a boolean"),
+    (str, "a string"),
+    (int, "an integer"),
+    (float, "a float"),
+    (list, "an array"),
+    (dict, "a table"),
+    ((datetime, date, time), "a date/time"),
+)
+
+
 def kind_of(value: object) -> str:
     """
     What TOML calls C{value}'s type, with an article: C{"an integer"}.
     """
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, (datetime, date, time)):
-        return "a date/time"
+    for types, kind in _KINDS:
+        if isinstance(value, types):
+            return kind
     return type(value).__name__
 
 
