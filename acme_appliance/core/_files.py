@@ -20,7 +20,8 @@ def write_private_files(files: Sequence[tuple[str, bytes, int]], *, exclusive: b
     key is never readable by others, not even for a moment.
 
     @param exclusive: never replace an existing file: raise
-        L{FileExistsError} instead (for a file that must be created once).
+        L{FileExistsError} instead (for a file that must be created once;
+        the files before the existing one are already in place).
     @raise OSError: a directory cannot be made or a file cannot be written;
         no temporary file is left behind.
     """
