@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
@@ -17,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from .core import write_private_files
 
 SELF_SIGNED_VALIDITY = timedelta(days=730)
 BACKDATE = timedelta(hours=1)
@@ -47,22 +48,81 @@ def _alt_name(hostname: str) -> x509.GeneralName:
     return x509.DNSName(name)
 
 
-def _write_new(path: str, data: bytes, mode: int) -> str:
-    # A temporary name next to the target, created with its final mode, so
-    # the key is never readable by others and the target appears complete.
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".new", dir=directory)
+def _check_pair(cert_path: str, key_path: str) -> bool:
+    """
+    C{True} if both files exist; C{False} if neither does.
+
+    @raise TLSSetupError: only one of them exists.
+    """
+    cert_exists = os.path.exists(cert_path)
+    key_exists = os.path.exists(key_path)
+    if cert_exists and key_exists:
+        return True
+    if cert_exists or key_exists:
+        there, missing = (cert_path, key_path) if cert_exists else (key_path, cert_path)
+        raise TLSSetupError(
+            f"{there} exists but {missing} does not; restore it or remove {there} to generate a new pair"
+        )
+    return False
+
+
+def _subject(hostnames: Sequence[str]) -> x509.Name:
+    first = hostnames[0].rstrip(".")
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "acme-appliance self-signed"),
+            *([x509.NameAttribute(NameOID.COMMON_NAME, first)] if 0 < len(first) <= 64 and first.isascii() else []),
+        ]
+    )
+
+
+_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _certificate(key: ec.EllipticCurvePrivateKey, hostnames: Sequence[str], now: datetime) -> x509.Certificate:
+    alt_names = list(dict.fromkeys(_alt_name(h) for h in hostnames))
+    subject = _subject(hostnames)
+    public_key = key.public_key()
+    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + SELF_SIGNED_VALIDITY)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_KEY_USAGE, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _write_pair(cert_path: str, key_path: str, cert_pem: bytes, key_pem: bytes) -> None:
+    if os.path.abspath(cert_path) == os.path.abspath(key_path):
+        files = [(key_path, key_pem + cert_pem, 0o600)]
+    else:
+        # The key goes in first: a crash in between leaves a key without a
+        # certificate, which the next start reports instead of serving it.
+        files = [(key_path, key_pem, 0o600), (cert_path, cert_pem, 0o644)]
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return temporary
+        write_private_files(files)
+    except OSError as e:
+        raise TLSSetupError(f"cannot write the self-signed certificate: {e.filename or cert_path}: {e.strerror}") from None
 
 
 def ensure_self_signed(
@@ -89,80 +149,17 @@ def ensure_self_signed(
     @raise TLSSetupError: only one of the files exists, a hostname is not
         valid, or the files cannot be written.
     """
-    cert_exists = os.path.exists(cert_path)
-    key_exists = os.path.exists(key_path)
-    if cert_exists and key_exists:
+    if _check_pair(cert_path, key_path):
         return False
-    if cert_exists or key_exists:
-        there, missing = (cert_path, key_path) if cert_exists else (key_path, cert_path)
-        raise TLSSetupError(
-            f"{there} exists but {missing} does not; restore it or remove {there} to generate a new pair"
-        )
     if not hostnames:
         raise TLSSetupError("a self-signed certificate needs at least one hostname")
-
-    alt_names = list(dict.fromkeys(_alt_name(h) for h in hostnames))
-    first = hostnames[0].rstrip(".")
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "acme-appliance self-signed"),
-            *([x509.NameAttribute(NameOID.COMMON_NAME, first)] if 0 < len(first) <= 64 and first.isascii() else []),
-        ]
-    )
     key = ec.generate_private_key(ec.SECP256R1())
-    public_key = key.public_key()
     now = datetime.fromtimestamp(clock.seconds(), tz=timezone.utc)
-    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + SELF_SIGNED_VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    certificate = _certificate(key, hostnames, now)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
-    if os.path.abspath(cert_path) == os.path.abspath(key_path):
-        files = [(key_path, key_pem + cert_pem, 0o600)]
-    else:
-        # The key goes in first: a crash in between leaves a key without a
-        # certificate, which the next start reports instead of serving it.
-        files = [(key_path, key_pem, 0o600), (cert_path, cert_pem, 0o644)]
-    written: list[str] = []
-    try:
-        for path, data, mode in files:
-            written.append(_write_new(path, data, mode))
-        for temporary, (path, _, _) in zip(written, files):
-            os.rename(temporary, path)
-    except OSError as e:
-        for temporary in written:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-        raise TLSSetupError(f"cannot write the self-signed certificate: {e.filename or cert_path}: {e.strerror}") from None
+    _write_pair(cert_path, key_path, certificate.public_bytes(serialization.Encoding.PEM), key_pem)
     _log.info(
         "generated a self-signed certificate for {hostnames} in {cert_path}",
         hostnames=", ".join(hostnames),

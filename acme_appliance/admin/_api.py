@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import secrets
 from http import HTTPStatus
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +19,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from ..acme import directory_url
-from ..core import RouteError, rfc3339, route_errors
+from ..core import RouteError, rfc3339, route_errors, write_private_file
 from ..orders import AcmeRepository, Order, OrderStatus
 from ..policy import Policy
 from ..notify import EventBus, EventJournal, EventName
@@ -86,18 +85,14 @@ def ensure_api_key(path: str) -> str:
     """
     Read the admin key from C{path}, creating it (mode 0600) when missing.
     """
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    key = secrets.token_urlsafe(32)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_private_file(path, (key + "\n").encode(), exclusive=True)
     except FileExistsError:
         with open(path) as f:
             key = f.read().strip()
         if len(key) < 16:
             raise ValueError(f"{path}: the admin key must be at least 16 characters") from None
-        return key
-    key = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
     return key
 
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from datetime import datetime, timedelta, timezone
+from collections.abc import Sequence
 from typing import TypeAlias
 
 from cryptography import x509
@@ -23,7 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from ..core import ProblemType
+from ..core import ProblemType, fsync_directory, write_private_files
 from ._interface import CAError, IssuedCertificate, IssueRequest
 
 ROOT_CERT = "root.pem"
@@ -39,6 +40,7 @@ BACKDATE = timedelta(hours=1)
 
 # The key types this module can sign with.
 _SigningKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+_LeafKey: TypeAlias = CertificatePublicKeyTypes
 
 
 class LocalCAError(ValueError):
@@ -145,12 +147,9 @@ class LocalCA:
             await deferLater(self._clock, self._issue_delay, lambda: None)
         if not request.names:
             raise CAError("the request has no names", transient=False, problem_type=ProblemType.BAD_CSR)
-        try:
-            csr = x509.load_der_x509_csr(request.csr_der)
-            public_key = csr.public_key()
-        except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm) as e:
-            raise CAError(f"cannot read the CSR: {e}", transient=False, problem_type=ProblemType.BAD_CSR) from None
-        leaf = self._sign(self._leaf(request.names, public_key))
+        public_key = _csr_public_key(request.csr_der)
+        now = _now(self._clock)
+        leaf = self._sign(self._leaf(request.names, public_key, now))
         self._log.info(
             "local CA {ca} issued serial {serial:x} for {names} (order {order_id})",
             ca=self._name,
@@ -163,11 +162,7 @@ class LocalCA:
         )
         return IssuedCertificate(chain_pem=chain, ca_name=self._name)
 
-    def _leaf(self, names: tuple[str, ...], public_key: CertificatePublicKeyTypes) -> x509.CertificateBuilder:
-        """
-        The leaf for C{names} and C{public_key}, ready to sign.
-        """
-        now = _now(self._clock)
+    def _not_after(self, now: datetime) -> datetime:
         ca_expires = self._intermediate.not_valid_after_utc
         if now >= ca_expires:
             raise CAError(
@@ -175,19 +170,12 @@ class LocalCA:
                 transient=True,
             )
         # A leaf must not outlive the certificate that vouches for it.
-        not_after = min(now + self._validity, ca_expires)
+        return min(now + self._validity, ca_expires)
 
-        first = names[0]
-        empty_subject = len(first) > 64
-        subject = x509.Name([] if empty_subject else [x509.NameAttribute(NameOID.COMMON_NAME, first)])
-        try:
-            san = x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
-        except ValueError as e:
-            raise CAError(
-                f"cannot put the names in a certificate: {e}",
-                transient=False,
-                problem_type=ProblemType.REJECTED_IDENTIFIER,
-            ) from None
+    def _leaf(self, names: Sequence[str], public_key: _LeafKey, now: datetime) -> x509.CertificateBuilder:
+        not_after = self._not_after(now)
+        empty_subject = len(names[0]) > 64
+        subject = x509.Name([] if empty_subject else [x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -197,7 +185,7 @@ class LocalCA:
             .not_valid_before(now - BACKDATE)
             .not_valid_after(not_after)
             # RFC 5280 4.2.1.6: with an empty subject the SAN must be critical.
-            .add_extension(san, critical=empty_subject)
+            .add_extension(_subject_alt_name(names), critical=empty_subject)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 _key_usage(
@@ -258,6 +246,24 @@ class LocalCA:
 
 def _now(clock: IReactorTime) -> datetime:
     return datetime.fromtimestamp(clock.seconds(), tz=timezone.utc)
+
+
+def _csr_public_key(csr_der: bytes) -> _LeafKey:
+    try:
+        return x509.load_der_x509_csr(csr_der).public_key()
+    except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm) as e:
+        raise CAError(f"cannot read the CSR: {e}", transient=False, problem_type=ProblemType.BAD_CSR) from None
+
+
+def _subject_alt_name(names: Sequence[str]) -> x509.SubjectAlternativeName:
+    try:
+        return x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
+    except ValueError as e:
+        raise CAError(
+            f"cannot put the names in a certificate: {e}",
+            transient=False,
+            problem_type=ProblemType.REJECTED_IDENTIFIER,
+        ) from None
 
 
 def _present(directory: str) -> list[str]:
@@ -341,20 +347,17 @@ def _ca_certificate(
     )
 
 
-def _write(path: str, data: bytes, mode: int) -> None:
-    # O_EXCL with the final mode: a key is never readable by others, not even
-    # for the moment between creating and chmod-ing it.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _create(name: str, directory: str, now: datetime) -> bool:
     """
     Create the CA in C{directory}; C{False} if another process got there
     first.
+    """
+    return _install(_new_ca_files(name, now), directory)
+
+
+def _new_ca_files(name: str, now: datetime) -> dict[str, tuple[bytes, int]]:
+    """
+    A new root and intermediate: each file's contents and mode.
     """
     root_key = ec.generate_private_key(ec.SECP384R1())
     root_name = _ca_name(name, "Root")
@@ -377,13 +380,19 @@ def _create(name: str, directory: str, now: datetime) -> bool:
         validity=INTERMEDIATE_VALIDITY,
         path_length=0,
     )
-    contents = {
+    return {
         ROOT_CERT: (root.public_bytes(serialization.Encoding.PEM), 0o644),
         ROOT_KEY: (_key_pem(root_key), 0o600),
         INTERMEDIATE_CERT: (intermediate.public_bytes(serialization.Encoding.PEM), 0o644),
         INTERMEDIATE_KEY: (_key_pem(intermediate_key), 0o600),
     }
 
+
+def _install(contents: dict[str, tuple[bytes, int]], directory: str) -> bool:
+    """
+    Write C{contents} to a fresh directory renamed to C{directory}; C{False}
+    if C{directory} exists and is not empty by then.
+    """
     parent, base = os.path.split(directory)
     try:
         os.makedirs(parent, exist_ok=True)
@@ -391,8 +400,7 @@ def _create(name: str, directory: str, now: datetime) -> bool:
     except OSError as e:
         raise LocalCAError(f"cannot create the local CA in {directory}: {e.strerror}") from None
     try:
-        for filename, (data, mode) in contents.items():
-            _write(os.path.join(staging, filename), data, mode)
+        write_private_files([(os.path.join(staging, file), data, mode) for file, (data, mode) in contents.items()])
         try:
             # Replaces a missing or empty directory, never a non-empty one.
             os.rename(staging, directory)
@@ -400,20 +408,12 @@ def _create(name: str, directory: str, now: datetime) -> bool:
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
             return False
-        _fsync_directory(parent)
+        fsync_directory(parent)
         return True
     except OSError as e:
         raise LocalCAError(f"cannot create the local CA in {directory}: {e.strerror}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

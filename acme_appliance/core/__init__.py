@@ -1,9 +1,12 @@
 """
-The neutral core every package may import: ACME problems, DNS names,
-times and Klein error handling.  It imports nothing else of the appliance.
+The neutral core every package may import: ACME problems, DNS names, times,
+retry delays, private file writes and Klein error handling.  It imports
+nothing else of the appliance.
 """
 
-from ._names import InvalidName, name_allowed, name_matches, normalise_name
+from ._backoff import Backoff
+from ._files import fsync_directory, write_private_file, write_private_files
+from ._names import InvalidName, NameProblem, is_label, name_allowed, name_matches, normalise_name, prepare_name
 from ._problems import ACME_ERROR_NS, AcmeProblem, ProblemType, malformed
 from ._times import rfc3339
 from ._web import RouteError, route_errors
@@ -11,13 +14,20 @@ from ._web import RouteError, route_errors
 __all__ = [
     "ACME_ERROR_NS",
     "AcmeProblem",
+    "Backoff",
     "InvalidName",
+    "NameProblem",
     "ProblemType",
     "RouteError",
+    "fsync_directory",
+    "is_label",
     "malformed",
     "name_allowed",
     "name_matches",
     "normalise_name",
+    "prepare_name",
     "rfc3339",
     "route_errors",
+    "write_private_file",
+    "write_private_files",
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections import deque
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
@@ -24,6 +23,7 @@ from twisted.python.failure import Failure
 
 from ..core import rfc3339
 from ._events import WARNINGS, Event, EventName
+from ._queue import BoundedQueue
 
 #: The structured-data ID: a name with a private enterprise number (RFC 5424
 #: section 7.2.2; 32473 is the one reserved for documentation).
@@ -61,32 +61,35 @@ class SyslogTarget:
         return f"{self.transport.value}:{host}:{self.port}"
 
 
+_FORMS = "use udp:HOST:PORT, tcp:HOST:PORT or unix:/path"
+_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[^:\[\]]+")
+
+
 def parse_syslog_target(description: str) -> SyslogTarget:
     """
     Parse C{udp:HOST:PORT}, C{tcp:HOST:PORT} (IPv6 hosts in brackets) or
     C{unix:/absolute/path}.
 
-    @raise ValueError: with what is wrong, in one line.
+    @raise ValueError: with what is wrong, in one line, starting with the
+        quoted C{description}.
     """
     kind, sep, rest = description.partition(":")
-    try:
-        transport = SyslogTransport(kind.lower())
-    except ValueError:
-        raise ValueError(f"{description!r}: expected udp:HOST:PORT, tcp:HOST:PORT or unix:/path") from None
-    if not sep or not rest:
-        raise ValueError(f"{description!r}: nothing after {kind!r}:")
+    if not sep or not rest or kind not in {t.value for t in SyslogTransport}:
+        raise ValueError(f"{description!r}: {_FORMS}")
+    transport = SyslogTransport(kind)
     if transport is SyslogTransport.UNIX:
         if not rest.startswith("/"):
             raise ValueError(f"{description!r}: the socket path must be absolute")
         return SyslogTarget(transport, path=rest)
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", rest)
-    if match is None:
-        raise ValueError(f"{description!r}: expected {kind}:HOST:PORT")
-    host = match.group(1) or match.group(3)
-    port = int(match.group(2) or match.group(4))
-    if not 0 < port < 65536:
-        raise ValueError(f"{description!r}: port {port} is out of range")
-    return SyslogTarget(transport, host=host, port=port)
+    host, colon, port = rest.rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not bare or not port:
+        raise ValueError(f"{description!r}: {_FORMS}")
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) <= 65535:
+        raise ValueError(f"{description!r}: port {port!r} is not a number from 1 to 65535")
+    if not _HOST.fullmatch(host):
+        raise ValueError(f"{description!r}: {_FORMS}")
+    return SyslogTarget(transport, host=bare, port=int(port))
 
 
 def _sd_name(key: str) -> str:
@@ -190,9 +193,8 @@ class SyslogNotifier(MultiService):
         self.target = target
         self._hostname = hostname or socket.gethostname()
         self._procid = str(os.getpid())
-        self._queue: deque[tuple[Event, bytes]] = deque()
-        self._queue_size = queue_size
         self._on_drop: Callable[[Event], object] = on_drop if on_drop is not None else (lambda event: None)
+        self._queue: BoundedQueue[tuple[Event, bytes]] = BoundedQueue(queue_size, lambda item: self._on_drop(item[0]))
         self._events = events
         self._datagram: Any = None
         self._address: tuple[str, int] | None = None
@@ -212,7 +214,7 @@ class SyslogNotifier(MultiService):
             return
         message = format_rfc5424(event, hostname=self._hostname, procid=self._procid)
         if self.target.transport is SyslogTransport.TCP:
-            self._enqueue(event, b"%d %s" % (len(message), message))
+            self._queue.append((event, b"%d %s" % (len(message), message)))
             self._pump()
         else:
             self._send_datagram(event, message)
@@ -255,14 +257,13 @@ class SyslogNotifier(MultiService):
         # Syslog is never in the way: without it, events are dropped (and
         # counted), not fatal.
         self._log.error("cannot open syslog target {target}: {error}", target=str(self.target), error=repr(error))
-        while self._queue:
-            self._on_drop(self._queue.popleft()[0])
+        self._queue.drop_all()
 
     def _send_datagram(self, event: Event, message: bytes) -> None:
         if self.target.transport is SyslogTransport.UNIX:
             self._send_local(event, message)
         elif self._resolving:
-            self._enqueue(event, message)
+            self._queue.append((event, message))
         else:
             self._send_udp(event, message)
 
@@ -327,12 +328,6 @@ class SyslogNotifier(MultiService):
         self._local_down = error is not None
 
     # streams
-
-    def _enqueue(self, event: Event, frame: bytes) -> None:
-        self._queue.append((event, frame))
-        while len(self._queue) > self._queue_size:
-            dropped, _ = self._queue.popleft()
-            self._on_drop(dropped)
 
     def _pump(self) -> None:
         stream = self._stream

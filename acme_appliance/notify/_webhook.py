@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -21,7 +20,9 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 
+from ..core import Backoff
 from ._events import Event
+from ._queue import BoundedQueue
 
 SIGNATURE_HEADER = b"X-Signature"
 
@@ -44,10 +45,20 @@ class Webhook:
 
 
 class _Delivery:
-    def __init__(self, hook: Webhook) -> None:
+    def __init__(self, hook: Webhook, queue_size: int, on_drop: Callable[[_Delivery, Event, str], None]) -> None:
         self.hook = hook
-        self.queue: deque[tuple[Event, bytes]] = deque()
+        self.queue: BoundedQueue[tuple[Event, bytes]] = BoundedQueue(
+            queue_size, lambda item: on_drop(self, item[0], "queue full")
+        )
         self.worker: Deferred[None] | None = None
+
+    def first_is(self, event: Event) -> bool:
+        """
+        Whether C{event} is still the next to deliver (a full queue may have
+        dropped it).
+        """
+        first = self.queue.first()
+        return first is not None and first[0] is event
 
 
 class WebhookNotifier(Service):
@@ -56,7 +67,8 @@ class WebhookNotifier(Service):
     webhook.  Each webhook has its own queue (at most C{queue_size} events;
     the oldest is dropped) and a worker that delivers in order, retrying a
     failure (network, timeout, non-2xx) after each of C{retry_delays}
-    before dropping the event.  Dropped events go to C{on_drop}.
+    (a L{Backoff} or its delays) before dropping the event.  Dropped events
+    go to C{on_drop}.
     """
 
     _log = Logger()
@@ -69,24 +81,20 @@ class WebhookNotifier(Service):
         clock: IReactorTime,
         queue_size: int = 1000,
         timeout: float = 10.0,
-        retry_delays: Sequence[float] = (1.0, 5.0, 30.0, 120.0),
+        retry_delays: Sequence[float] | Backoff = Backoff((1.0, 5.0, 30.0, 120.0)),
         on_drop: Callable[[Event], object] = lambda event: None,
     ) -> None:
-        self._deliveries = [_Delivery(h) for h in hooks]
+        self._deliveries = [_Delivery(h, queue_size, self._drop) for h in hooks]
         self._http = http
         self._clock = clock
-        self._queue_size = queue_size
         self._timeout = timeout
-        self._delays = tuple(retry_delays)
+        self._backoff = retry_delays if isinstance(retry_delays, Backoff) else Backoff(retry_delays)
         self._on_drop = on_drop
 
     def __call__(self, event: Event) -> None:
         body = json.dumps(event.to_json(), sort_keys=True).encode()
         for delivery in self._deliveries:
             delivery.queue.append((event, body))
-            while len(delivery.queue) > self._queue_size:
-                dropped, _ = delivery.queue.popleft()
-                self._drop(delivery, dropped, "queue full")
             if delivery.worker is None and self.running:
                 self._start(delivery)
 
@@ -121,24 +129,18 @@ class WebhookNotifier(Service):
         self._on_drop(event)
 
     async def _work(self, delivery: _Delivery) -> None:
-        while delivery.queue:
-            event, body = delivery.queue[0]
-            problem = None
-            for attempt in range(len(self._delays) + 1):
-                problem = await self._post(delivery.hook, body)
-                if problem is None or not self._queued_first(delivery, event):
+        while (first := delivery.queue.first()) is not None:
+            event, body = first
+            problem = await self._post(delivery.hook, body)
+            for delay in self._backoff:
+                if problem is None or not delivery.first_is(event):
                     break
-                if attempt < len(self._delays):
-                    await deferLater(self._clock, self._delays[attempt])
-            # A full queue may have dropped it meanwhile.
-            if self._queued_first(delivery, event):
+                await deferLater(self._clock, delay)
+                problem = await self._post(delivery.hook, body)
+            if delivery.first_is(event):
                 delivery.queue.popleft()
                 if problem is not None:
                     self._drop(delivery, event, problem)
-
-    @staticmethod
-    def _queued_first(delivery: _Delivery, event: Event) -> bool:
-        return bool(delivery.queue) and delivery.queue[0][0] is event
 
     async def _post(self, hook: Webhook, body: bytes) -> str | None:
         headers = Headers({b"Content-Type": [b"application/json"], b"User-Agent": [b"acme-appliance"]})

@@ -149,6 +149,21 @@ class TargetTests(SynchronousTestCase):
                 parse_syslog_target(bad)
             self.assertIn(repr(bad), str(caught.exception))
 
+    def test_wording(self) -> None:
+        """
+        The problems are worded as the configuration reports them.
+        """
+        for bad, problem in [
+            ("smtp:a:25", "use udp:HOST:PORT, tcp:HOST:PORT or unix:/path"),
+            ("udp::514", "use udp:HOST:PORT, tcp:HOST:PORT or unix:/path"),
+            ("udp:a:b:514", "use udp:HOST:PORT, tcp:HOST:PORT or unix:/path"),
+            ("udp:host:0", "port '0' is not a number from 1 to 65535"),
+            ("unix:dev/log", "the socket path must be absolute"),
+        ]:
+            with self.assertRaises(ValueError, msg=bad) as caught:
+                parse_syslog_target(bad)
+            self.assertEqual(str(caught.exception), f"{bad!r}: {problem}")
+
 
 class _Collector(DatagramProtocol):
     def __init__(self) -> None:

@@ -1,0 +1,90 @@
+"""
+Reading the TOML file into a L{Config}.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from typing import Any
+
+from . import _authorities, _sections
+from ._model import Config, ConfigError
+from ._sections import SECTIONS
+from ._table import Problem, Table, kind_of, unknown
+
+_ARRAYS: dict[str, tuple[str, ...]] = {"ca": _authorities.CA_KEYS, "policy": _authorities.POLICY_KEYS}
+
+
+def load_config(path: str) -> Config:
+    """
+    Read and check the TOML configuration file at C{path}.
+
+    @raise ConfigError: The file cannot be read, is not TOML, or a key is
+        missing, unknown or wrong.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(path, None, f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, None, f"not UTF-8 text (byte {e.start}): TOML files must be UTF-8") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, None, f"not valid TOML: {e}") from None
+    try:
+        return _config(os.path.abspath(path), data)
+    except Problem as p:
+        raise ConfigError(path, p.key, p.problem) from None
+
+
+def _config(path: str, data: dict[str, Any]) -> Config:
+    base = os.path.dirname(path)
+
+    def resolve(relative: str) -> str:
+        return os.path.normpath(os.path.join(base, relative))
+
+    for name in data:
+        if name not in SECTIONS and name not in _ARRAYS:
+            unknown(name, name, [*SECTIONS, *_ARRAYS])
+    acme = _sections.acme(_section(data, "acme", required=True), resolve)
+    admin = _sections.admin(_section(data, "admin", required=True), resolve) if "admin" in data else None
+    storage = _sections.storage(_section(data, "storage", required=True), resolve)
+    validation = _sections.validation(_section(data, "validation", required=False), resolve)
+    notify = _sections.notify(_section(data, "notify", required=False), resolve)
+    issuance = _sections.issuance(_section(data, "issuance", required=False), resolve)
+    cas = _authorities.cas(_array(data, "ca"), resolve)
+    policies = _authorities.policies(_array(data, "policy"), cas, validation)
+    return Config(
+        path=path,
+        acme=acme,
+        admin=admin,
+        storage=storage,
+        validation=validation,
+        notify=notify,
+        issuance=issuance,
+        cas=cas,
+        policies=policies,
+    )
+
+
+def _section(data: dict[str, Any], name: str, *, required: bool) -> Table:
+    if name not in data:
+        if required:
+            raise Problem(name, f"missing required section [{name}]")
+        return Table({}, name, SECTIONS[name])
+    value = data[name]
+    if not isinstance(value, dict):
+        raise Problem(name, f"expected a table [{name}], got {kind_of(value)}")
+    return Table(value, name, SECTIONS[name])
+
+
+def _array(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    value = data.get(name)
+    if value is None:
+        raise Problem(name, f"at least one [[{name}]] table is required")
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise Problem(name, f"expected an array of tables [[{name}]], got {kind_of(value)}")
+    if not value:
+        raise Problem(name, f"at least one [[{name}]] table is required")
+    return value
