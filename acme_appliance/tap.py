@@ -63,7 +63,8 @@ class _RedactedRequest:
 
 
 def redacting_log_formatter(timestamp: str, request: Any) -> str:
-    return combinedLogFormatter(timestamp, _RedactedRequest(request))
+    line: str = combinedLogFormatter(timestamp, _RedactedRequest(request))
+    return line
 
 
 class _CountingSite(Site):

@@ -32,12 +32,6 @@ COOKIE = b"acme_appliance_admin"
 MAX_BODY = 65536
 
 
-def _reactor_time() -> IReactorTime:
-    from twisted.internet import reactor
-
-    return reactor  # type: ignore[return-value]
-
-
 def _arg(request: IRequest, name: str) -> str | None:
     values = request.args.get(name.encode()) if request.args else None
     return values[0].decode("utf-8", "replace") if values else None
@@ -111,6 +105,7 @@ class AdminAPI:
         *,
         api_key: str,
         store: Store,
+        clock: IReactorTime,
         metrics: Metrics | None = None,
         ca_health: Callable[[], Mapping[str, Mapping[str, object]]] = dict,
         tokens: TokenRegistry | None = None,
@@ -120,7 +115,6 @@ class AdminAPI:
         cas: Mapping[str, str] | None = None,
         base_url: str = "",
         events: EventBus | None = None,
-        clock: IReactorTime | None = None,
     ) -> None:
         self._key = api_key.encode()
         self._store = store
@@ -132,7 +126,7 @@ class AdminAPI:
         self._policies = tuple(policies)
         self._cas = dict(cas or {})
         self._base_url = base_url
-        self._clock: IReactorTime = clock if clock is not None else _reactor_time()
+        self._clock = clock
         self._events = events if events is not None else EventBus(self._clock)
 
     def resource(self) -> IResource:

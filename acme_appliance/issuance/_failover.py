@@ -23,7 +23,8 @@ def _method(challenge: ChallengeType) -> str:
     """
     The policy's validation method answered with C{challenge}.
     """
-    return (ValidationMethod.DNS_CNAME if challenge is ChallengeType.DNS_01 else ValidationMethod.FILE_PROXY).value
+    method = ValidationMethod.DNS_CNAME if challenge is ChallengeType.DNS_01 else ValidationMethod.FILE_PROXY
+    return str(method.value)
 
 
 @frozen

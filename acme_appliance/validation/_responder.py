@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IResolver
 from twisted.logger import Logger
 from twisted.names import dns
 from twisted.names.error import DomainError, ResolverError
-from twisted.names.error import TimeoutError as DNSTimeoutError
+from twisted.internet.defer import TimeoutError as DNSTimeoutError
 from twisted.web.http_headers import Headers
 
 from ..core import ProblemType
