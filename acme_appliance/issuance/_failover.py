@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from ..core import ProblemType
+from ..core import Backoff, ProblemType
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
 from ..notify import EventBus, EventName
 from ..policy import ValidationMethod
@@ -86,10 +86,7 @@ class FailoverIssuer:
         self._clock = clock
         self._events = events
         self._attempts = attempts_per_ca
-        self._delays = retry_delays
-
-    def _delay(self, attempt: int) -> float:
-        return self._delays[min(attempt, len(self._delays) - 1)]
+        self._backoff = Backoff(retry_delays)
 
     async def _sleep(self, seconds: float) -> None:
         await deferLater(self._clock, seconds)
@@ -134,7 +131,7 @@ class FailoverIssuer:
                         self._health.failed(name)
                         self._log.warn("order {order_id}: CA {ca} failed ({error})",
                                        order_id=order_id, ca=name, error=e.detail)
-                        delay = self._delay(attempt)
+                        delay = self._backoff.delay(attempt)
                         if attempt + 1 < self._attempts and self._clock.seconds() + delay < deadline:
                             await self._sleep(delay)
                             continue
@@ -142,7 +139,7 @@ class FailoverIssuer:
                     else:
                         self._health.succeeded(name)
                         return issued
-            delay = self._delay(round_)
+            delay = self._backoff.delay(round_)
             round_ += 1
             if self._clock.seconds() + delay >= deadline:
                 detail = last.detail if last else "no CA could be reached"
