@@ -12,7 +12,14 @@ from typing import Any
 
 from treq.client import HTTPClient
 from twisted.internet.defer import maybeDeferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import (
+    IReactorCore,
+    IReactorFromThreads,
+    IReactorSSL,
+    IReactorTime,
+    IReactorUNIX,
+    IReactorUNIXDatagram,
+)
 from twisted.internet.task import deferLater
 from twisted.names import client as names_client
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -20,11 +27,22 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from . import storage
 from .ca import CertificateAuthority, ChallengeResponder
 from .ca.local import LocalCA, LocalCAError
-from .ca.upstream import UpstreamAcmeCA, http_client_for
+from .ca.upstream import IUpstreamReactor, UpstreamAcmeCA, http_client_for
 from .config import CAKind, Config, state_path
 from .notify import EventBus, EventJournal, EventName, SyslogNotifier, Webhook, WebhookNotifier, parse_syslog_target
 from .storage import Store
-from .validation import Preflight, ValidationResponder, ValidationValues
+from .validation import IDNSReactor, Preflight, ValidationResponder, ValidationValues
+
+
+class IApplianceReactor(
+    IUpstreamReactor, IDNSReactor, IReactorCore, IReactorSSL, IReactorUNIX, IReactorUNIXDatagram, IReactorFromThreads
+):
+    """
+    What the appliance needs of its reactor: listeners of every kind, UDP
+    and unix datagrams (DNS, syslog), threads (SQLite), name resolution
+    and time.  The global reactor provides it; only C{tap} and the CLI
+    name that.
+    """
 
 
 class StartupError(Exception):
@@ -55,7 +73,7 @@ def local_ca(config: Config, name: str, clock: IReactorTime) -> LocalCA:
         raise StartupError(f"ca {name!r}: {e}") from None
 
 
-def make_responder(config: Config, values: ValidationValues, reactor: Any) -> ValidationResponder:
+def make_responder(config: Config, values: ValidationValues, reactor: IApplianceReactor) -> ValidationResponder:
     """
     What answers upstream challenges: the dcv zone and the file proxy, with
     preflight checks through the configured resolver.
@@ -77,7 +95,7 @@ def make_responder(config: Config, values: ValidationValues, reactor: Any) -> Va
 
 def build_cas(
     config: Config,
-    reactor: Any,
+    reactor: IApplianceReactor,
     *,
     responder: ChallengeResponder,
     store: Store,
@@ -113,7 +131,7 @@ def build_cas(
     return cas
 
 
-async def open_store(config: Config, reactor: Any) -> Store:
+async def open_store(config: Config, reactor: IApplianceReactor) -> Store:
     """
     Open the configured store (for the CLI, inside a running reactor).
     """
@@ -122,7 +140,7 @@ async def open_store(config: Config, reactor: Any) -> Store:
     )
 
 
-def open_store_now(config: Config, reactor: Any) -> Store:
+def open_store_now(config: Config, reactor: IApplianceReactor) -> Store:
     """
     Open the configured store before the reactor runs (for C{twistd}), so
     that a bad database path stops start-up with one line.
@@ -142,7 +160,7 @@ def open_store_now(config: Config, reactor: Any) -> Store:
 
 
 def make_notifiers(
-    config: Config, reactor: Any, *, on_drop: Callable[[str], object] = lambda sink: None
+    config: Config, reactor: IApplianceReactor, *, on_drop: Callable[[str], object] = lambda sink: None
 ) -> list[SyslogNotifier | WebhookNotifier]:
     """
     The configured notification sinks (services to start, and L{EventBus}
@@ -166,7 +184,7 @@ def make_notifiers(
     return sinks
 
 
-async def announce(config: Config, store: Store, reactor: Any, name: EventName, *, wait: float = 5.0,
+async def announce(config: Config, store: Store, reactor: IApplianceReactor, name: EventName, *, wait: float = 5.0,
                    **fields: Any) -> None:
     """
     Emit one event from a short-lived process (the CLI): journal it in the

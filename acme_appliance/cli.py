@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
-from ._appliance import StartupError, announce, local_ca, open_store
+from ._appliance import IApplianceReactor, StartupError, announce, local_ca, open_store
 from .acme import directory_url
 from .config import Config, ConfigError, load_config
 from .notify import EventName
@@ -73,7 +73,7 @@ def _check_domains(config: Config, policy_name: str, domains: Sequence[str]) -> 
         raise CommandError(str(e)) from None
 
 
-async def _run(reactor: Any, args: argparse.Namespace, out: Any) -> None:
+async def _run(reactor: IApplianceReactor, args: argparse.Namespace, out: Any) -> None:
     config = load_config(args.config)
     if args.command == "ca":
         out.write(local_ca(config, args.name, reactor).root_pem().decode())
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     if not getattr(args, "config", None):
         _parser().error("--config FILE is required")
 
-    def run(reactor: Any) -> Deferred[None]:
+    def run(reactor: IApplianceReactor) -> Deferred[None]:
         async def guarded() -> None:
             try:
                 await _run(reactor, args, sys.stdout)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from twisted.application.internet import StreamServerEndpointService
@@ -15,13 +15,14 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from ._appliance import StartupError, build_cas, make_notifiers, make_responder, open_store_now
+from ._appliance import IApplianceReactor, StartupError, build_cas, make_notifiers, make_responder, open_store_now
 from .acme import AcmeServer, endpoint_of, redact_token
 from .orders import AcmeRepository
 from .admin import AdminAPI, ensure_api_key
@@ -95,7 +96,7 @@ class ApplianceService(MultiService):
 
     _log = Logger()
 
-    def __init__(self, config: Config, store: Store, reactor: Any) -> None:
+    def __init__(self, config: Config, store: Store, reactor: IApplianceReactor) -> None:
         super().__init__()
         self.config = config
         self.store = store
@@ -141,32 +142,35 @@ class ApplianceService(MultiService):
         )
         self._listen("acme", config.acme.listen, self.acme.resource(), reactor)
         if config.admin is not None:
-            try:
-                api_key = ensure_api_key(config.admin.api_key_file)
-            except (OSError, ValueError) as e:
-                raise StartupError(f"admin.api_key_file: {e}") from None
-            admin = AdminAPI(
-                api_key=api_key,
-                store=store,
-                metrics=self.metrics,
-                ca_health=self.issuance.health.snapshot,
-                tokens=self.tokens,
-                repository=repository,
-                journal=self.journal,
-                policies=config.policies,
-                cas={ca.name: ca.kind.value for ca in config.cas},
-                base_url=config.acme.base_url,
-                events=self.events,
-                clock=clock,
-            )
-            self._listen("admin", config.admin.listen, admin.resource(), reactor)
+            self._listen("admin", config.admin.listen, self._admin(config, repository, clock).resource(), reactor)
 
-    def _notifiers(self, config: Config, reactor: Any) -> None:
+    def _admin(self, config: Config, repository: AcmeRepository, clock: IReactorTime) -> AdminAPI:
+        assert config.admin is not None
+        try:
+            api_key = ensure_api_key(config.admin.api_key_file)
+        except (OSError, ValueError) as e:
+            raise StartupError(f"admin.api_key_file: {e}") from None
+        return AdminAPI(
+            api_key=api_key,
+            store=self.store,
+            metrics=self.metrics,
+            ca_health=self.issuance.health.snapshot,
+            tokens=self.tokens,
+            repository=repository,
+            journal=self.journal,
+            policies=config.policies,
+            cas={ca.name: ca.kind.value for ca in config.cas},
+            base_url=config.acme.base_url,
+            events=self.events,
+            clock=clock,
+        )
+
+    def _notifiers(self, config: Config, reactor: IApplianceReactor) -> None:
         for sink in make_notifiers(config, reactor, on_drop=self.metrics.dropped):
             sink.setServiceParent(self)
             self.events.subscribe(sink)
 
-    def _validation_listeners(self, config: Config, reactor: Any) -> None:
+    def _validation_listeners(self, config: Config, reactor: IApplianceReactor) -> None:
         validation = config.validation
         if validation.fileproxy_listen is not None:
             self._listen("validation.fileproxy", validation.fileproxy_listen, FileProxy(self.values).resource(), reactor)
@@ -183,7 +187,7 @@ class ApplianceService(MultiService):
             ):
                 service.setServiceParent(self)
 
-    def _listen(self, name: str, description: str, resource: IResource, reactor: Any) -> None:
+    def _listen(self, name: str, description: str, resource: IResource, reactor: IApplianceReactor) -> None:
         try:
             endpoint = serverFromString(reactor, description)
         except (ValueError, OSError) as e:
@@ -231,8 +235,10 @@ class ApplianceService(MultiService):
 
 
 def makeService(options: Options) -> IService:
-    from twisted.internet import reactor
+    from twisted.internet import reactor as global_reactor
 
+    # The one place that names the global reactor, which provides all of it.
+    reactor = cast(IApplianceReactor, global_reactor)
     try:
         config = load_config(options["config"])
         if config.acme.self_signed_tls and config.acme.tls_cert and config.acme.tls_key:

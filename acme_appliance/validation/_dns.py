@@ -24,7 +24,7 @@ from twisted.application.internet import StreamServerEndpointService, UDPServer
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTCP, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol, ServerFactory
 from twisted.logger import Logger
 from twisted.names import dns, error
@@ -511,8 +511,14 @@ class _DcvStreamProtocol(Int16StringReceiver, TimeoutMixin):
         self.setTimeout(None)
 
 
+class IDNSReactor(IReactorUDP, IReactorTCP):
+    """
+    What the DNS listeners need of the reactor.
+    """
+
+
 def make_dns_services(
-    factory: DcvDNSServerFactory, *, port: int, interface: str, reactor: Any
+    factory: DcvDNSServerFactory, *, port: int, interface: str, reactor: IDNSReactor
 ) -> list[IService]:
     """
     A UDP and a TCP listener for C{factory} on the same port.  Both bind in
@@ -520,7 +526,6 @@ def make_dns_services(
     L{CannotListenError} there.
 
     @param interface: An IPv4 or IPv6 address to listen on.
-    @param reactor: Provides C{IReactorUDP} and C{IReactorTCP}.
     """
     udp = UDPServer(port, factory.datagram_protocol(), interface=interface, reactor=reactor)
     udp.setName("dns-udp")
