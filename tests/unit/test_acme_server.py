@@ -6,96 +6,13 @@ the built-in CA and a Clock.
 from __future__ import annotations
 
 import json
-import tempfile
-from typing import Any
 
 import josepy
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-
-from acme_appliance.acme import AcmeServer
-from acme_appliance.orders import AcmeRepository
-from acme_appliance.ca.local import LocalCA
-from acme_appliance.policy import Policy, ValidationMethod
-from acme_appliance.policy import KeyType
-from acme_appliance.issuance import IssuanceService, Revoker
-from acme_appliance.policy import TokenRegistry
-from acme_appliance.storage import MemoryStore
-
-from ..acme_stub_client import StubAcmeClient, b64, ec_key, make_csr, sign
-
-BASE = "https://acme.test:8443"
-
-
-def policy(name: str = "shop", domains: tuple[str, ...] = ("example.com", "*.example.com"), **kw: Any) -> Policy:
-    return Policy(
-        name=name,
-        primary_ca="builtin",
-        backup_ca=None,
-        validation=kw.pop("validation", ValidationMethod.NONE),
-        allowed_domains=domains,
-        key_types=frozenset({KeyType.RSA, KeyType.ECDSA}),
-        rsa_min_bits=2048,
-    )
-
-
-class World:
-    """
-    One appliance in memory.
-    """
-
-    def __init__(self, case: SynchronousTestCase, *, issue_delay: float = 0.0, store: MemoryStore | None = None,
-                 clock: Clock | None = None, ca_dir: str | None = None) -> None:
-        self.case = case
-        if clock is None:
-            clock = Clock()
-            clock.advance(1_800_000_000)
-        self.clock = clock
-        self.store = store or MemoryStore(self.clock)
-        self.tokens = TokenRegistry(self.store, self.clock)
-        self.repo = AcmeRepository(self.store)
-        self.ca_dir = ca_dir or tempfile.mkdtemp()
-        self.ca = LocalCA.load_or_create("builtin", self.ca_dir, clock=self.clock, issue_delay=issue_delay)
-        self.policies = {p.name: p for p in (policy(), policy("other", ("other.org",)),
-                                             policy("files", ("files.net", "*.files.net"), validation=ValidationMethod.FILE_PROXY))}
-        self.issuance = IssuanceService(repository=self.repo, cas={"builtin": self.ca}, policies=self.policies, clock=self.clock)
-        self.server = AcmeServer(
-            repository=self.repo,
-            tokens=self.tokens,
-            policies=self.policies,
-            issuance=self.issuance,
-            revoker=Revoker(self.repo, {"builtin": self.ca}, self.clock),
-            clock=self.clock,
-            base_url=BASE,
-            max_body_bytes=4096,
-            events=self.issuance.events,
-        )
-        self.treq = StubTreq(self.server.resource())
-
-    def directory(self, policy: str = "shop", domains: tuple[str, ...] = ()) -> str:
-        _, secret = self.case.successResultOf(Deferred.fromCoroutine(self.tokens.create(policy, domains)))
-        return f"{BASE}/acme/{secret}/directory"
-
-    def client(self, directory: str | None = None, **kw: Any) -> StubAcmeClient:
-        return StubAcmeClient(self.case, self.treq, directory or self.directory(), **kw)
-
-
-def issued(world: World, client: StubAcmeClient, names: list[str]) -> tuple[dict[str, Any], Any]:
-    """
-    Register, order, finalize and return the final order and the leaf key.
-    """
-    if client.kid is None:
-        world.case.assertEqual(client.register().code, 201)
-    order_response = client.new_order(names)
-    world.case.assertEqual(order_response.code, 201, order_response.body)
-    csr, key = make_csr(names)
-    final = client.finalize(order_response.json(), csr)
-    world.case.assertEqual(final.code, 200, final.body)
-    return client.post(order_response.header("location"), None).json(), key
+from acme_appliance.testing import BASE_URL, World, b64, ec_key, issued, make_csr, sign
 
 
 class DirectoryTests(SynchronousTestCase):
@@ -115,7 +32,7 @@ class DirectoryTests(SynchronousTestCase):
 
     def test_unknown_token(self) -> None:
         client = self.world.client()
-        response = client.get(f"{BASE}/acme/not-a-token/directory")
+        response = client.get(f"{BASE_URL}/acme/not-a-token/directory")
         self.assertEqual((response.code, response.problem_type), (404, "malformed"))
 
     def test_revoked_token(self) -> None:
