@@ -192,7 +192,7 @@ class HTTPClientTests(SynchronousTestCase):
         with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as f:
             f.write(b"not a certificate\n")
         with self.assertRaises(ValueError) as caught:
-            http_client_for(MemoryReactorClock(), f.name)
+            http_client_for(MemoryReactorClock(), f.name)  # type: ignore[arg-type]
         self.assertIn("no PEM certificate", str(caught.exception))
 
     def test_missing_bundle(self) -> None:

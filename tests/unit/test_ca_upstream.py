@@ -235,7 +235,7 @@ class ObserverTests(SynchronousTestCase):
                                  poll_delays=(1.0,))
 
     def issue(self, authz_after: dict[str, Any], observer: Any = None) -> Deferred[Any]:
-        self.ca.transport = ScriptedTransport({
+        self.ca.transport = ScriptedTransport({  # type: ignore[assignment]
             "new-order": [(201, PENDING_ORDER)],
             "authz": [(200, PENDING_AUTHZ), (200, PENDING_AUTHZ), (200, authz_after)],
             "chall": [(200, {})],

@@ -189,7 +189,7 @@ class ReuseTests(SynchronousTestCase):
             client.register()
             response = client.new_order(["example.com"])
             client.finalize(response.json(), make_csr(["example.com"])[0])
-            orders.append(response.header("location"))
+            orders.append(response.location)
         self.assertEqual(len(world.issuance.locks), 1)
         world.clock.advance(10)
         self.assertEqual([e.detail("mode") for e in notes.of(EventName.CERTIFICATE_ISSUED)], ["new"])
