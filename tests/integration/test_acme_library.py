@@ -34,7 +34,8 @@ class Client:
     def __init__(self, appliance: Appliance, directory_url: str) -> None:
         self.appliance = appliance
         self.key = account_key()
-        self.net = client.ClientNetwork(self.key, alg=josepy.ES256, verify_ssl=appliance.tls_cert, user_agent="tests")
+        self.net = client.ClientNetwork(self.key, alg=josepy.ES256, verify_ssl=appliance.tls_cert,  # type: ignore[arg-type]
+                                      user_agent="tests")
         self.directory = client.ClientV2.get_directory(directory_url, self.net)
         self.acme = client.ClientV2(self.directory, self.net)
         self.regr = self.acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))

@@ -24,6 +24,7 @@ from .collectors import SyslogCollector
 from .test_operations import RFC5424, wait_until
 from .test_acme_library import Client, new_csr
 from .test_pebble import PebbleWorld
+from .world import Pebble
 
 
 def metrics(world: PebbleWorld) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -117,6 +118,8 @@ class FailoverWorld(PebbleWorld):
     """
     Two Pebbles, primary and backup, and a syslog collector.
     """
+
+    backup: Pebble
 
     def __init__(self, case: SynchronousTestCase) -> None:
         self.syslog = SyslogCollector(case)

@@ -149,7 +149,8 @@ class QuickStartConfigTests(SynchronousTestCase):
         process = subprocess.Popen([os.path.join(BIN, "twistd"), "-n", "--pidfile=", "acme-appliance", "--config", config],
                                    cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
-        self.addCleanup(lambda: (process.terminate(), process.wait(10)))
+        self.addCleanup(process.wait, 10)
+        self.addCleanup(process.terminate)
         wait_for_port(ports["18443"], process=process)
         with open(os.path.join(work, "twistd.log")) as f:
             self.assertIn("token create --config", f.read())

@@ -274,7 +274,7 @@ stub-zone:
             with open(self.config) as f:
                 config = f.read().replace(f"port: {old}\n", f"port: {self.port}\n")
             _write(self.config, config)
-        raise AssertionError(f"unbound did not answer:\n{self.process.log()}")
+        raise AssertionError(f"unbound did not answer:\n{self.process.log() if self.process else ''}")
 
 
 class Nginx:

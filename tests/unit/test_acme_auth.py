@@ -23,10 +23,8 @@ from acme_appliance.orders import Account, AccountStatus, AcmeRepository
 from acme_appliance.policy import TokenRegistry
 from acme_appliance.storage import MemoryStore
 from acme_appliance.wire import jwk_thumbprint, jwk_to_json
+from acme_appliance.testing import BASE_URL, ec_key, sign
 
-from ..acme_stub_client import ec_key, sign
-
-BASE = "https://acme.test:8443"
 T = TypeVar("T")
 
 
@@ -50,7 +48,7 @@ class AuthenticatorTests(SynchronousTestCase):
         self.repo = AcmeRepository(store)
         self.nonces = NonceSource(self.clock)
         self.auth = Authenticator(
-            tokens=self.tokens, repository=self.repo, nonces=self.nonces, base_url=BASE + "/", max_body_bytes=2048
+            tokens=self.tokens, repository=self.repo, nonces=self.nonces, base_url=BASE_URL + "/", max_body_bytes=2048
         )
         self.token, self.secret = self.wait(self.tokens.create("shop"))
         self.key = ec_key()
@@ -59,13 +57,13 @@ class AuthenticatorTests(SynchronousTestCase):
             id="acct1", token_id=self.token.id, key=jwk_to_json(public), thumbprint=jwk_thumbprint(public),
             status=AccountStatus.VALID, contact=(), created=self.clock.seconds(),
         )))
-        self.kid = f"{BASE}/acme/{self.secret}/acct/acct1"
+        self.kid = f"{BASE_URL}/acme/{self.secret}/acct/acct1"
 
     def wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.successResultOf(Deferred.fromCoroutine(coroutine))
 
     def url(self, resource: str = "new-order") -> str:
-        return f"{BASE}/acme/{self.secret}/{resource}"
+        return f"{BASE_URL}/acme/{self.secret}/{resource}"
 
     def signed(self, key: josepy.JWK | None = None, *, kid: str | None = "", url: str | None = None,
                nonce: str | None = "") -> bytes:
@@ -147,13 +145,13 @@ class AuthenticatorTests(SynchronousTestCase):
         self.assertEqual(self.refused(self.signed(), SignedBy.JWK), (400, "malformed"))
 
     def test_unknown_kid(self) -> None:
-        for kid in (self.kid + "x", self.kid + "/orders", f"{BASE}/acme/other/acct/acct1", "acct1"):
+        for kid in (self.kid + "x", self.kid + "/orders", f"{BASE_URL}/acme/other/acct/acct1", "acct1"):
             self.assertEqual(self.refused(self.signed(kid=kid)), (400, "accountDoesNotExist"), kid)
 
     def test_account_of_another_token(self) -> None:
         other, secret = self.wait(self.tokens.create("shop"))
-        kid = f"{BASE}/acme/{secret}/acct/acct1"
-        body = sign(self.key, {}, url=f"{BASE}/acme/{secret}/new-order", nonce=self.nonces.new(), kid=kid)
+        kid = f"{BASE_URL}/acme/{secret}/acct/acct1"
+        body = sign(self.key, {}, url=f"{BASE_URL}/acme/{secret}/new-order", nonce=self.nonces.new(), kid=kid)
         self.assertEqual(
             self.refused(body, path=f"/acme/{secret}/new-order", secret=secret), (400, "accountDoesNotExist")
         )

@@ -6,96 +6,13 @@ the built-in CA and a Clock.
 from __future__ import annotations
 
 import json
-import tempfile
-from typing import Any
 
 import josepy
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-
-from acme_appliance.acme import AcmeServer
-from acme_appliance.orders import AcmeRepository
-from acme_appliance.ca.local import LocalCA
-from acme_appliance.policy import Policy, ValidationMethod
-from acme_appliance.policy import KeyType
-from acme_appliance.issuance import IssuanceService, Revoker
-from acme_appliance.policy import TokenRegistry
-from acme_appliance.storage import MemoryStore
-
-from ..acme_stub_client import StubAcmeClient, b64, ec_key, make_csr, sign
-
-BASE = "https://acme.test:8443"
-
-
-def policy(name: str = "shop", domains: tuple[str, ...] = ("example.com", "*.example.com"), **kw: Any) -> Policy:
-    return Policy(
-        name=name,
-        primary_ca="builtin",
-        backup_ca=None,
-        validation=kw.pop("validation", ValidationMethod.NONE),
-        allowed_domains=domains,
-        key_types=frozenset({KeyType.RSA, KeyType.ECDSA}),
-        rsa_min_bits=2048,
-    )
-
-
-class World:
-    """
-    One appliance in memory.
-    """
-
-    def __init__(self, case: SynchronousTestCase, *, issue_delay: float = 0.0, store: MemoryStore | None = None,
-                 clock: Clock | None = None, ca_dir: str | None = None) -> None:
-        self.case = case
-        if clock is None:
-            clock = Clock()
-            clock.advance(1_800_000_000)
-        self.clock = clock
-        self.store = store or MemoryStore(self.clock)
-        self.tokens = TokenRegistry(self.store, self.clock)
-        self.repo = AcmeRepository(self.store)
-        self.ca_dir = ca_dir or tempfile.mkdtemp()
-        self.ca = LocalCA.load_or_create("builtin", self.ca_dir, clock=self.clock, issue_delay=issue_delay)
-        self.policies = {p.name: p for p in (policy(), policy("other", ("other.org",)),
-                                             policy("files", ("files.net", "*.files.net"), validation=ValidationMethod.FILE_PROXY))}
-        self.issuance = IssuanceService(repository=self.repo, cas={"builtin": self.ca}, policies=self.policies, clock=self.clock)
-        self.server = AcmeServer(
-            repository=self.repo,
-            tokens=self.tokens,
-            policies=self.policies,
-            issuance=self.issuance,
-            revoker=Revoker(self.repo, {"builtin": self.ca}, self.clock),
-            clock=self.clock,
-            base_url=BASE,
-            max_body_bytes=4096,
-            events=self.issuance.events,
-        )
-        self.treq = StubTreq(self.server.resource())
-
-    def directory(self, policy: str = "shop", domains: tuple[str, ...] = ()) -> str:
-        _, secret = self.case.successResultOf(Deferred.fromCoroutine(self.tokens.create(policy, domains)))
-        return f"{BASE}/acme/{secret}/directory"
-
-    def client(self, directory: str | None = None, **kw: Any) -> StubAcmeClient:
-        return StubAcmeClient(self.case, self.treq, directory or self.directory(), **kw)
-
-
-def issued(world: World, client: StubAcmeClient, names: list[str]) -> tuple[dict[str, Any], Any]:
-    """
-    Register, order, finalize and return the final order and the leaf key.
-    """
-    if client.kid is None:
-        world.case.assertEqual(client.register().code, 201)
-    order_response = client.new_order(names)
-    world.case.assertEqual(order_response.code, 201, order_response.body)
-    csr, key = make_csr(names)
-    final = client.finalize(order_response.json(), csr)
-    world.case.assertEqual(final.code, 200, final.body)
-    return client.post(order_response.header("location"), None).json(), key
+from acme_appliance.testing import BASE_URL, World, b64, ec_key, issued, make_csr, sign
 
 
 class DirectoryTests(SynchronousTestCase):
@@ -115,7 +32,7 @@ class DirectoryTests(SynchronousTestCase):
 
     def test_unknown_token(self) -> None:
         client = self.world.client()
-        response = client.get(f"{BASE}/acme/not-a-token/directory")
+        response = client.get(f"{BASE_URL}/acme/not-a-token/directory")
         self.assertEqual((response.code, response.problem_type), (404, "malformed"))
 
     def test_revoked_token(self) -> None:
@@ -181,13 +98,13 @@ class AccountTests(SynchronousTestCase):
 
     def test_update_and_deactivate(self) -> None:
         self.client.register()
-        updated = self.client.post(self.client.kid, {"contact": ["mailto:new@example.com"]})
+        updated = self.client.post(self.client.account, {"contact": ["mailto:new@example.com"]})
         self.assertEqual(updated.json()["contact"], ["mailto:new@example.com"])
-        fetched = self.client.post(self.client.kid, None)
+        fetched = self.client.post(self.client.account, None)
         self.assertEqual(fetched.json()["contact"], ["mailto:new@example.com"])
-        bad = self.client.post(self.client.kid, {"status": "revoked"})
+        bad = self.client.post(self.client.account, {"status": "revoked"})
         self.assertEqual(bad.problem_type, "malformed")
-        gone = self.client.post(self.client.kid, {"status": "deactivated"})
+        gone = self.client.post(self.client.account, {"status": "deactivated"})
         self.assertEqual(gone.json()["status"], "deactivated")
         after = self.client.new_order(["example.com"])
         self.assertEqual((after.code, after.problem_type), (403, "unauthorized"))
@@ -196,13 +113,13 @@ class AccountTests(SynchronousTestCase):
         self.client.register()
         second = self.world.client(self.client.directory_url)
         second.register()
-        response = second.post(self.client.kid, None)
+        response = second.post(self.client.account, None)
         self.assertEqual(response.problem_type, "unauthorized")
 
     def test_orders_list(self) -> None:
         self.client.register()
         order = self.client.new_order(["example.com"])
-        listed = self.client.post(self.client.kid + "/orders", None)
+        listed = self.client.post(self.client.account + "/orders", None)
         self.assertEqual(listed.json()["orders"], [order.header("location")])
 
     def test_key_change(self) -> None:
@@ -213,10 +130,10 @@ class AccountTests(SynchronousTestCase):
                                 url=url, nonce=None))
         response = self.client.post(url, inner)
         self.assertEqual(response.code, 200, response.body)
-        old = self.client.post(self.client.kid, None)
+        old = self.client.post(self.client.account, None)
         self.assertEqual(old.problem_type, "malformed")  # old key no longer verifies
         self.client.key = new_key
-        self.assertEqual(self.client.post(self.client.kid, None).code, 200)
+        self.assertEqual(self.client.post(self.client.account, None).code, 200)
 
     def test_key_change_to_used_key(self) -> None:
         self.client.register()
@@ -238,28 +155,28 @@ class JWSRequestTests(SynchronousTestCase):
 
     def test_replayed_nonce(self) -> None:
         nonce = self.client.nonce()
-        first = self.client.post(self.client.kid, None, nonce=nonce)
+        first = self.client.post(self.client.account, None, nonce=nonce)
         self.assertEqual(first.code, 200)
-        replay = self.client.post(self.client.kid, None, nonce=nonce)
+        replay = self.client.post(self.client.account, None, nonce=nonce)
         self.assertEqual((replay.code, replay.problem_type), (400, "badNonce"))
         self.assertTrue(replay.header("replay-nonce"))
 
     def test_unknown_nonce(self) -> None:
-        response = self.client.post(self.client.kid, None, nonce="made-up")
+        response = self.client.post(self.client.account, None, nonce="made-up")
         self.assertEqual(response.problem_type, "badNonce")
 
     def test_nonce_expires(self) -> None:
         nonce = self.client.nonce()
         self.world.clock.advance(2 * 3600)
-        self.assertEqual(self.client.post(self.client.kid, None, nonce=nonce).problem_type, "badNonce")
+        self.assertEqual(self.client.post(self.client.account, None, nonce=nonce).problem_type, "badNonce")
 
     def test_wrong_url(self) -> None:
-        response = self.client.post(self.client.kid, None, jws_url=self.client.directory["newOrder"])
+        response = self.client.post(self.client.account, None, jws_url=self.client.directory["newOrder"])
         self.assertEqual((response.code, response.problem_type), (403, "unauthorized"))
 
     def test_content_type(self) -> None:
-        body = sign(self.client.key, None, url=self.client.kid, nonce=self.client.nonce(), kid=self.client.kid)
-        response = self.client.post_raw(self.client.kid, body, headers={b"Content-Type": [b"application/json"]})
+        body = sign(self.client.key, None, url=self.client.account, nonce=self.client.nonce(), kid=self.client.kid)
+        response = self.client.post_raw(self.client.account, body, headers={b"Content-Type": [b"application/json"]})
         self.assertEqual((response.code, response.problem_type), (415, "malformed"))
 
     def test_body_limit(self) -> None:
@@ -277,7 +194,7 @@ class JWSRequestTests(SynchronousTestCase):
         self.assertEqual(response.problem_type, "malformed")
 
     def test_bad_signature(self) -> None:
-        response = self.client.post(self.client.kid, None, key=ec_key())
+        response = self.client.post(self.client.account, None, key=ec_key())
         self.assertEqual(response.problem_type, "malformed")
 
 
@@ -336,7 +253,9 @@ class OrderTests(SynchronousTestCase):
         names = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
         self.assertEqual(sorted(names), ["example.com", "www.example.com"])
         self.assertEqual(chain[0].public_key(), key.public_key())
-        issuer = self.client.get(cert.header("link").split(">")[0][1:])
+        link = cert.header("link")
+        assert link is not None
+        issuer = self.client.get(link.split(">")[0][1:])
         self.assertEqual(x509.load_pem_x509_certificates(issuer.body), chain[1:])
 
     def test_processing_then_valid(self) -> None:
@@ -347,12 +266,12 @@ class OrderTests(SynchronousTestCase):
         response = client.finalize(order.json(), make_csr(["example.com"])[0])
         self.assertEqual(response.json()["status"], "processing")
         self.assertEqual(response.header("retry-after"), "2")
-        polled = client.post(order.header("location"), None)
+        polled = client.post(order.location, None)
         self.assertEqual((polled.json()["status"], polled.header("retry-after")), ("processing", "2"))
         again = client.finalize(order.json(), make_csr(["example.com"])[0])
         self.assertEqual((again.code, again.problem_type), (403, "orderNotReady"))
         world.clock.advance(30)
-        self.assertEqual(client.post(order.header("location"), None).json()["status"], "valid")
+        self.assertEqual(client.post(order.location, None).json()["status"], "valid")
 
     def test_resume_after_restart(self) -> None:
         world = World(self, issue_delay=30)
@@ -364,7 +283,7 @@ class OrderTests(SynchronousTestCase):
         world.issuance.stopService()
         restarted = World(self, store=world.store, clock=world.clock, ca_dir=world.ca_dir)
         restarted.issuance.startService()
-        self.assertEqual(client.post(order.header("location"), None).json()["status"], "valid")
+        self.assertEqual(client.post(order.location, None).json()["status"], "valid")
 
     def test_bad_csrs(self) -> None:
         order = self.client.new_order(["example.com"]).json()
@@ -381,13 +300,13 @@ class OrderTests(SynchronousTestCase):
         order = self.client.new_order(["example.com"])
         other = self.world.client(self.client.directory_url)
         other.register()
-        self.assertEqual(other.post(order.header("location"), None).problem_type, "unauthorized")
+        self.assertEqual(other.post(order.location, None).problem_type, "unauthorized")
         self.assertEqual(other.post(order.json()["authorizations"][0], None).problem_type, "unauthorized")
 
     def test_order_expires(self) -> None:
         order = self.client.new_order(["example.com"])
         self.world.clock.advance(8 * 86400)
-        expired = self.client.post(order.header("location"), None)
+        expired = self.client.post(order.location, None)
         self.assertEqual(expired.json()["status"], "invalid", expired.body)
         late = self.client.finalize(order.json(), make_csr(["example.com"])[0])
         self.assertEqual(late.problem_type, "orderNotReady")
@@ -456,13 +375,13 @@ class AlternateChainTests(SynchronousTestCase):
         client = world.client()
         order, _ = issued(world, client, ["example.com"])
         cert = client.post(order["certificate"], None)
-        links = cert.headers.getRawHeaders("link")
+        links = cert.headers.getRawHeaders("link", [])
         alternates = [link.split(">")[0][1:] for link in links if 'rel="alternate"' in link]
         self.assertEqual(alternates, [order["certificate"] + "/alt/0"])
         alternate = client.post(alternates[0], None)
         self.assertEqual(alternate.code, 200)
         self.assertTrue(alternate.body.endswith(b"# alternate chain\n"))
-        back = [link for link in alternate.headers.getRawHeaders("link") if 'rel="alternate"' in link]
+        back = [link for link in alternate.headers.getRawHeaders("link", []) if 'rel="alternate"' in link]
         self.assertEqual(back, [f'<{order["certificate"]}>;rel="alternate"'])
         missing = client.post(order["certificate"] + "/alt/1", None)
         self.assertEqual((missing.code, missing.problem_type), (404, "malformed"))

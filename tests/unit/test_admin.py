@@ -17,7 +17,7 @@ from acme_appliance.admin import AdminAPI
 from acme_appliance.notify import EventBus, EventJournal, EventName
 from acme_appliance.stats import Metrics
 
-from .test_acme_server import BASE, World, issued
+from acme_appliance.testing import BASE_URL, World, issued
 
 KEY = "k" * 32
 AUTH = {b"Authorization": [f"Bearer {KEY}".encode()]}
@@ -35,7 +35,7 @@ class AdminTests(SynchronousTestCase):
         self.admin = AdminAPI(
             api_key=KEY, store=self.world.store, metrics=self.metrics, ca_health=self.world.issuance.health.snapshot,
             tokens=self.world.tokens, repository=self.world.repo, journal=self.journal,
-            policies=tuple(self.world.policies.values()), cas={"builtin": "local"}, base_url=BASE, events=events,
+            policies=tuple(self.world.policies.values()), cas={"builtin": "local"}, base_url=BASE_URL, events=events,
             clock=self.world.clock,
         )
         self.http = StubTreq(self.admin.resource())
@@ -44,7 +44,7 @@ class AdminTests(SynchronousTestCase):
         kw: dict[str, Any] = {"headers": headers, "allow_redirects": False}
         if body is not None:
             kw["data"] = body if isinstance(body, bytes) else json.dumps(body).encode()
-        d = self.http.request(method, f"http://admin.test{path}", **kw)
+        d = self.http.request(method, f"http://admin.test{path}", **kw)  # type: ignore[attr-defined]
         self.http.flush()
         response = self.successResultOf(d)
         content = self.successResultOf(response.content())
@@ -64,7 +64,7 @@ class AdminTests(SynchronousTestCase):
         code, _, created = self.request("POST", "/tokens", body={"policy": "shop", "domains": ["WWW.example.com."]})
         self.assertEqual(code, 201, created)
         self.assertEqual(created["domains"], ["www.example.com"])
-        self.assertTrue(created["directory_url"].startswith(f"{BASE}/acme/"))
+        self.assertTrue(created["directory_url"].startswith(f"{BASE_URL}/acme/"))
         # The directory URL works for a client.
         client = self.world.client(created["directory_url"])
         order, _ = issued(self.world, client, ["www.example.com"])

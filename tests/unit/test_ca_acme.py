@@ -11,112 +11,27 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IConsumer
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.resource import IResource, Resource
-from twisted.web.server import Request
 
 from acme_appliance.core import ProblemType
 from acme_appliance.ca import CAError, ChallengeType, IssueRequest, PendingChallenge
-from acme_appliance.ca.upstream import AccountRecord, UpstreamAcmeCA, http_client_for, upstream_agent
+from acme_appliance.ca.upstream import AccountRecord, UpstreamAcmeCA, http_client_for
 from acme_appliance.issuance._failover import OrderEvents
 from acme_appliance.notify import EventBus, EventName
 from acme_appliance.notify.testing import MemoryNotifier
 from acme_appliance.storage import MemoryStore, get_record
-
-from ..acme_stub_client import make_csr
-from .test_acme_server import World
+from acme_appliance.testing import RecordingResponder, RecordingUpstream, World, http_over, make_csr
 
 T = TypeVar("T")
-
-
-class RecordingResponder:
-    """
-    A L{ChallengeResponder} that remembers what it was asked to do.
-    """
-
-    def __init__(self) -> None:
-        self.published: list[PendingChallenge] = []
-        self.withdrawn: list[PendingChallenge] = []
-
-    async def publish(self, challenge: PendingChallenge) -> None:
-        self.published.append(challenge)
-
-    async def withdraw(self, challenge: PendingChallenge) -> None:
-        self.withdrawn.append(challenge)
-
-
-class Upstream(Resource):
-    """
-    The appliance's ACME resource, seen as an upstream CA: it records each
-    request's path and can answer some with an error instead.
-    """
-
-    isLeaf = True
-
-    def __init__(self, inner: IResource) -> None:
-        super().__init__()
-        self.inner = inner
-        self.paths: list[tuple[float, str]] = []
-        self.fail: dict[str, tuple[int, bytes, bytes]] = {}
-        self.clock: Any = None
-
-    def render(self, request: Request) -> Any:
-        path = request.path.decode()
-        self.paths.append((self.clock.seconds(), path))
-        for suffix, (code, content_type, body) in list(self.fail.items()):
-            if path.endswith(suffix):
-                request.setResponseCode(code)
-                request.setHeader("Content-Type", content_type)
-                return body
-        return self.inner.render(request)
-
-    def count(self, suffix: str) -> int:
-        return sum(1 for _, p in self.paths if p.endswith(suffix))
-
-
-class BytesProducer:
-    """
-    A body producer that writes everything at once, so that requests need
-    no running reactor.
-    """
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self.body)
-        return succeed(None)
-
-    def stopProducing(self) -> None:
-        pass
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-
-def http_over(agent: RequestTraversalAgent, calls: list[tuple[str, str]], ca: str = "upstream") -> HTTPClient:
-    """
-    A treq client as L{http_client_for} makes it, over C{agent}, telling
-    C{calls} about each request.
-    """
-    wrapped = upstream_agent(agent, ca=ca, on_request=lambda ca, result: calls.append((ca, result)))
-    return HTTPClient(wrapped, data_to_body_producer=BytesProducer)
 
 
 class AcmeCATests(SynchronousTestCase):
     def setUp(self) -> None:
         self.world = World(self, issue_delay=5.0)
-        self.upstream = Upstream(self.world.server.resource())
-        self.upstream.clock = self.world.clock
+        self.upstream = RecordingUpstream(self.world.server.resource(), self.world.clock)
         self.agent = RequestTraversalAgent(self.upstream)
         self.directory = self.world.directory()
         self.store = MemoryStore(self.world.clock)
@@ -277,7 +192,7 @@ class HTTPClientTests(SynchronousTestCase):
         with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as f:
             f.write(b"not a certificate\n")
         with self.assertRaises(ValueError) as caught:
-            http_client_for(MemoryReactorClock(), f.name)
+            http_client_for(MemoryReactorClock(), f.name)  # type: ignore[arg-type]
         self.assertIn("no PEM certificate", str(caught.exception))
 
     def test_missing_bundle(self) -> None:

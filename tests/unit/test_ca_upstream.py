@@ -33,16 +33,14 @@ from acme_appliance.issuance._failover import OrderEvents
 from acme_appliance.notify import EventBus, EventName
 from acme_appliance.notify.testing import MemoryNotifier
 from acme_appliance.storage import MemoryStore
-
-from .test_acme_server import World
-from .test_ca_acme import BytesProducer, RecordingResponder, Upstream, http_over
+from acme_appliance.testing import BytesProducer, RecordingResponder, RecordingUpstream, World, http_over
 
 BAD_NONCE = b'{"type": "urn:ietf:params:acme:error:badNonce", "detail": "stale"}'
 
 
-class OnceUpstream(Upstream):
+class OnceUpstream(RecordingUpstream):
     """
-    An L{Upstream} whose C{fail_once} answers are given only the first time.
+    A L{RecordingUpstream} whose C{fail_once} answers are given only the first time.
     """
 
     def __init__(self, *args: Any) -> None:
@@ -77,8 +75,7 @@ class Refused:
 class TransportTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.world = World(self)
-        self.upstream = OnceUpstream(self.world.server.resource())
-        self.upstream.clock = self.world.clock
+        self.upstream = OnceUpstream(self.world.server.resource(), self.world.clock)
         self.agent = RequestTraversalAgent(self.upstream)
         self.calls: list[tuple[str, str]] = []
         self.store = MemoryStore(self.world.clock)
@@ -238,7 +235,7 @@ class ObserverTests(SynchronousTestCase):
                                  poll_delays=(1.0,))
 
     def issue(self, authz_after: dict[str, Any], observer: Any = None) -> Deferred[Any]:
-        self.ca.transport = ScriptedTransport({
+        self.ca.transport = ScriptedTransport({  # type: ignore[assignment]
             "new-order": [(201, PENDING_ORDER)],
             "authz": [(200, PENDING_AUTHZ), (200, PENDING_AUTHZ), (200, authz_after)],
             "chall": [(200, {})],

@@ -5,7 +5,7 @@ issuance jobs' one-validation-per-order-key re-use, with a Clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -13,42 +13,15 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.core import ProblemType
-from acme_appliance.ca import CAError, IssuedCertificate, IssueRequest, ValidationRequired
+from acme_appliance.ca import CAError, IssueRequest, ValidationRequired
 from acme_appliance.issuance._failover import FailoverIssuer
 from acme_appliance.issuance._health import CAHealth
 from acme_appliance.notify import EventBus, EventName
 from acme_appliance.notify.testing import MemoryNotifier
-
-from ..acme_stub_client import make_csr
-from .test_acme_server import World, issued
+from acme_appliance.testing import RefusingCA, ScriptedCA, World, issued, make_csr
 
 DOWN = CAError("connection refused", transient=True)
 OK = "ok"
-
-
-class ScriptedCA:
-    """
-    A CA whose answers are scripted: each call takes the next outcome (the
-    last one repeats).
-    """
-
-    def __init__(self, name: str, outcomes: Sequence[CAError | str], clock: Clock) -> None:
-        self.name = name
-        self.outcomes = list(outcomes)
-        self.clock = clock
-        self.calls: list[float] = []
-        self.requests: list[IssueRequest] = []
-
-    async def issue(self, request: IssueRequest) -> IssuedCertificate:
-        self.calls.append(self.clock.seconds())
-        self.requests.append(request)
-        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
-        if isinstance(outcome, CAError):
-            raise outcome
-        return IssuedCertificate(chain_pem=b"chain", ca_name=self.name)
-
-    async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
-        pass
 
 
 class FailoverTests(SynchronousTestCase):
@@ -166,28 +139,6 @@ class FailoverTests(SynchronousTestCase):
         self.assertEqual(self.changes, [("primary", False), ("primary", True)])
 
 
-class RefusingCA:
-    """
-    Wraps a CA: records whether each request may validate (in C{asked}) and
-    refuses a re-issue with L{ValidationRequired} while C{refuse()} says so.
-    """
-
-    def __init__(self, ca: Any, asked: list[bool], refuse: Callable[[], bool]) -> None:
-        self.name = ca.name
-        self._ca = ca
-        self._asked = asked
-        self._refuse = refuse
-
-    async def issue(self, request: IssueRequest) -> IssuedCertificate:
-        self._asked.append(request.allow_validation)
-        if not request.allow_validation and self._refuse():
-            raise ValidationRequired(f"CA {self.name} wants {', '.join(request.names)} validated again")
-        return await self._ca.issue(request)  # type: ignore[no-any-return]
-
-    async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
-        await self._ca.revoke(certificate_der, reason)
-
-
 class ReuseTests(SynchronousTestCase):
     """
     Orders of one token for the same names validate once and re-issue
@@ -238,7 +189,7 @@ class ReuseTests(SynchronousTestCase):
             client.register()
             response = client.new_order(["example.com"])
             client.finalize(response.json(), make_csr(["example.com"])[0])
-            orders.append(response.header("location"))
+            orders.append(response.location)
         self.assertEqual(len(world.issuance.locks), 1)
         world.clock.advance(10)
         self.assertEqual([e.detail("mode") for e in notes.of(EventName.CERTIFICATE_ISSUED)], ["new"])

@@ -33,8 +33,7 @@ from acme_appliance.storage import MemoryStore
 from acme_appliance.wire import jwk_thumbprint, jwk_to_json
 from acme_appliance.wire import messages as m
 
-from ..acme_stub_client import b64, ec_key, make_csr
-from .test_acme_server import policy
+from acme_appliance.testing import b64, ec_key, make_csr, sample_policy
 
 T = TypeVar("T")
 
@@ -82,7 +81,7 @@ class OrderServiceTests(SynchronousTestCase):
         events = EventBus(self.clock)
         self.events: list[Event] = []
         events.subscribe(self.events.append)
-        policies = {p.name: p for p in (policy(), policy("files", ("files.net", "*.files.net"),
+        policies = {p.name: p for p in (sample_policy(), sample_policy("files", ("files.net", "*.files.net"),
                                                          validation=ValidationMethod.FILE_PROXY))}
         self.service = OrderService(
             repository=self.repo, policies=policies, issuance=self.queue, revoker=self.revoker, clock=self.clock,

@@ -31,6 +31,7 @@ class Receiver(Resource):
     def render_POST(self, request: Request) -> Any:
         if self.hang:
             return NOT_DONE_YET
+        assert request.content is not None
         body = request.content.read()
         signature = request.getHeader("x-signature")
         self.bodies.append((body, signature))

@@ -1,0 +1,478 @@
+"""
+Fakes and in-memory drivers for testing the appliance, and code built on
+it, without a network or a running reactor (as C{treq.testing} ships with
+treq): a whole appliance on a L{Clock} (L{World}), an ACME client that talks
+to it through C{StubTreq} (L{StubAcmeClient}), scripted CAs, a recording
+challenge responder and an upstream CA made of the appliance's own server.
+
+Nothing here imports C{twisted.trial} at run time: the helpers that check
+results take the test case they report to.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import josepy
+import treq
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from treq.client import HTTPClient
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IConsumer, IReactorTime
+from twisted.internet.task import Clock
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
+from zope.interface import implementer
+
+from .acme import AcmeServer
+from .ca import CAError, CertificateAuthority, IssuedCertificate, IssueRequest, PendingChallenge, ValidationRequired
+from .ca.local import LocalCA
+from .ca.upstream import upstream_agent
+from .issuance import IssuanceService, Revoker
+from .notify.testing import MemoryNotifier
+from .orders import AcmeRepository
+from .policy import KeyType, Policy, TokenRegistry, ValidationMethod
+from .storage import MemoryStore
+from .wire import sign_flattened
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import SynchronousTestCase
+
+__all__ = [
+    "BASE_URL",
+    "BytesProducer",
+    "MemoryNotifier",
+    "RecordingResponder",
+    "RecordingUpstream",
+    "RefusingCA",
+    "ScriptedCA",
+    "StubAcmeClient",
+    "StubResponse",
+    "World",
+    "b64",
+    "ec_key",
+    "http_over",
+    "issued",
+    "make_csr",
+    "rsa_jwk",
+    "sample_policy",
+    "sign",
+]
+
+BASE_URL = "https://acme.test:8443"
+"""The public URL of a L{World}'s ACME server."""
+
+_JOSE = {b"Content-Type": [b"application/jose+json"]}
+
+
+def b64(data: bytes) -> str:
+    """URL-safe base64 without padding, as JOSE writes it."""
+    return josepy.json_util.encode_b64jose(data)
+
+
+def ec_key() -> josepy.JWKEC:
+    """A fresh P-256 account key."""
+    return josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+
+
+def rsa_jwk(bits: int = 2048) -> josepy.JWKRSA:
+    """A fresh RSA account key of C{bits}."""
+    return josepy.JWKRSA(key=rsa.generate_private_key(65537, bits))
+
+
+def sign(
+    key: josepy.JWK,
+    payload: Any,
+    *,
+    url: str,
+    nonce: str | None,
+    kid: str | None = None,
+    alg: josepy.JWASignature | None = None,
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """
+    A flattened JWS.  C{payload=None} makes a POST-as-GET; C{bytes} are sent
+    as they are.
+    """
+    if alg is None:
+        alg = josepy.ES256 if isinstance(key, josepy.JWKEC) else josepy.RS256
+    protected: dict[str, Any] = {"alg": alg.name, "url": url}
+    if nonce is not None:
+        protected["nonce"] = nonce
+    if kid is not None:
+        protected["kid"] = kid
+    else:
+        protected["jwk"] = key.public_key().to_partial_json()
+    protected.update(extra or {})
+    body = b"" if payload is None else payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return sign_flattened(key.key, alg, protected, body)
+
+
+def make_csr(names: list[str], key: Any = None) -> tuple[bytes, Any]:
+    """
+    A DER CSR for C{names} (the first one also the common name), and its
+    key: C{key}, or a fresh P-256 one.
+    """
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.DER), key
+
+
+class StubResponse:
+    """
+    A response the L{StubAcmeClient} has read in full.
+    """
+
+    def __init__(self, code: int, headers: Headers, body: bytes) -> None:
+        self.code = code
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> str | None:
+        """The first value of header C{name}, if any."""
+        values = self.headers.getRawHeaders(name)
+        return values[0] if values else None
+
+    @property
+    def location(self) -> str:
+        """The C{Location} header, which the response must have."""
+        location = self.header("location")
+        if location is None:
+            raise AssertionError(f"no Location in a {self.code} response: {self.body!r}")
+        return location
+
+    def json(self) -> Any:
+        """The body, parsed."""
+        return json.loads(self.body)
+
+    @property
+    def problem_type(self) -> str | None:
+        """The last part of the problem document's type, or C{None}."""
+        if self.header("content-type") != "application/problem+json":
+            return None
+        return str(self.json()["type"]).rsplit(":", 1)[-1]
+
+
+class _StubHttp(Protocol):
+    """The parts of C{StubTreq} the client uses (it sets them at run time)."""
+
+    def get(self, url: str) -> Deferred[IResponse]: ...
+
+    def head(self, url: str) -> Deferred[IResponse]: ...
+
+    def post(self, url: str, *, data: bytes, headers: dict[bytes, list[bytes]]) -> Deferred[IResponse]: ...
+
+    def flush(self) -> None: ...
+
+
+class StubAcmeClient:
+    """
+    Drives one account through an in-memory ACME server, synchronously: each
+    request is delivered at once and its response read in full.
+    """
+
+    def __init__(self, case: SynchronousTestCase, treq: StubTreq, directory_url: str,
+                 key: josepy.JWK | None = None) -> None:
+        self.case = case
+        self.treq = treq
+        self._http = cast(_StubHttp, treq)
+        self.directory_url = directory_url
+        self.key = key or ec_key()
+        self.kid: str | None = None
+        self._nonce: str | None = None
+        self.directory = self.get(directory_url).json()
+
+    @property
+    def account(self) -> str:
+        """The account URL (the C{kid}); the client must have registered."""
+        if self.kid is None:
+            raise AssertionError("the client has no account yet")
+        return self.kid
+
+    def _done(self, d: Deferred[IResponse]) -> StubResponse:
+        self._http.flush()
+        response = self.case.successResultOf(d)
+        body = self.case.successResultOf(treq.content(response))
+        nonce = response.headers.getRawHeaders("replay-nonce")
+        if nonce:
+            self._nonce = nonce[0]
+        return StubResponse(response.code, response.headers, body)
+
+    def get(self, url: str) -> StubResponse:
+        """C{GET url}."""
+        return self._done(self._http.get(url))
+
+    def head(self, url: str) -> StubResponse:
+        """C{HEAD url}."""
+        return self._done(self._http.head(url))
+
+    def nonce(self) -> str:
+        """A fresh nonce: the last one a response carried, or a new one."""
+        if self._nonce is None:
+            self.head(self.directory["newNonce"])
+        assert self._nonce is not None
+        nonce, self._nonce = self._nonce, None
+        return nonce
+
+    def post_raw(self, url: str, body: bytes, headers: dict[bytes, list[bytes]] | None = None) -> StubResponse:
+        """Send C{body} as it is (a JOSE content type unless C{headers})."""
+        return self._done(self._http.post(url, data=body, headers=_JOSE if headers is None else headers))
+
+    def post(self, url: str, payload: Any, *, key: josepy.JWK | None = None, use_jwk: bool = False,
+             **kw: Any) -> StubResponse:
+        """
+        Sign and send; like real clients, retry once on C{badNonce} unless
+        the test chose the nonce.
+        """
+        kid = None if use_jwk else kw.pop("kid", self.kid)
+        jws_url = kw.pop("jws_url", url)
+        chosen = kw.pop("nonce", None)
+        for attempt in (1, 2):
+            body = sign(key or self.key, payload, url=jws_url, nonce=chosen or self.nonce(), kid=kid, **kw)
+            response = self.post_raw(url, body)
+            if chosen is not None or response.problem_type != "badNonce":
+                break
+        return response
+
+    def register(self, **payload: Any) -> StubResponse:
+        """C{newAccount} (terms agreed), remembering the account URL."""
+        response = self.post(self.directory["newAccount"], {"termsOfServiceAgreed": True, **payload}, use_jwk=True)
+        if response.code in (200, 201):
+            self.kid = response.header("location")
+        return response
+
+    def new_order(self, names: list[str]) -> StubResponse:
+        """C{newOrder} for the DNS C{names}."""
+        return self.post(self.directory["newOrder"], {"identifiers": [{"type": "dns", "value": n} for n in names]})
+
+    def finalize(self, order: dict[str, Any], csr_der: bytes) -> StubResponse:
+        """Finalize C{order} (its JSON) with C{csr_der}."""
+        return self.post(order["finalize"], {"csr": b64(csr_der)})
+
+
+def sample_policy(name: str = "shop", domains: tuple[str, ...] = ("example.com", "*.example.com"),
+                  **kw: Any) -> Policy:
+    """
+    A policy on the built-in CA for C{domains}, any key type, validated
+    as C{validation=} says (by default not at all).
+    """
+    return Policy(
+        name=name,
+        primary_ca="builtin",
+        backup_ca=None,
+        validation=kw.pop("validation", ValidationMethod.NONE),
+        allowed_domains=domains,
+        key_types=frozenset({KeyType.RSA, KeyType.ECDSA}),
+        rsa_min_bits=2048,
+    )
+
+
+class World:
+    """
+    One appliance in memory: a L{MemoryStore}, the built-in CA, issuance and
+    the ACME server behind C{StubTreq}, all on one L{Clock}.  Its policies:
+    C{shop} (example.com), C{other} (other.org) and C{files} (files.net,
+    validated through the file proxy).
+    """
+
+    def __init__(self, case: SynchronousTestCase, *, issue_delay: float = 0.0, store: MemoryStore | None = None,
+                 clock: Clock | None = None, ca_dir: str | None = None) -> None:
+        self.case = case
+        if clock is None:
+            clock = Clock()
+            clock.advance(1_800_000_000)
+        self.clock = clock
+        self.store = store or MemoryStore(self.clock)
+        self.tokens = TokenRegistry(self.store, self.clock)
+        self.repo = AcmeRepository(self.store)
+        self.ca_dir = ca_dir or tempfile.mkdtemp()
+        self.ca = LocalCA.load_or_create("builtin", self.ca_dir, clock=self.clock, issue_delay=issue_delay)
+        self.policies = {p.name: p for p in (
+            sample_policy(), sample_policy("other", ("other.org",)),
+            sample_policy("files", ("files.net", "*.files.net"), validation=ValidationMethod.FILE_PROXY))}
+        self.issuance = IssuanceService(repository=self.repo, cas={"builtin": self.ca}, policies=self.policies,
+                                        clock=self.clock)
+        self.server = AcmeServer(
+            repository=self.repo,
+            tokens=self.tokens,
+            policies=self.policies,
+            issuance=self.issuance,
+            revoker=Revoker(self.repo, {"builtin": self.ca}, self.clock),
+            clock=self.clock,
+            base_url=BASE_URL,
+            max_body_bytes=4096,
+            events=self.issuance.events,
+        )
+        self.treq = StubTreq(self.server.resource())
+
+    def directory(self, policy: str = "shop", domains: tuple[str, ...] = ()) -> str:
+        """The directory URL of a new token for C{policy}."""
+        _, secret = self.case.successResultOf(Deferred.fromCoroutine(self.tokens.create(policy, domains)))
+        return f"{BASE_URL}/acme/{secret}/directory"
+
+    def client(self, directory: str | None = None, **kw: Any) -> StubAcmeClient:
+        """A client of C{directory} (by default a new C{shop} token's)."""
+        return StubAcmeClient(self.case, self.treq, directory or self.directory(), **kw)
+
+
+def issued(world: World, client: StubAcmeClient, names: list[str]) -> tuple[dict[str, Any], Any]:
+    """
+    Register, order, finalize and return the final order and the leaf key.
+    """
+    if client.kid is None:
+        world.case.assertEqual(client.register().code, 201)
+    order_response = client.new_order(names)
+    world.case.assertEqual(order_response.code, 201, order_response.body)
+    csr, key = make_csr(names)
+    final = client.finalize(order_response.json(), csr)
+    world.case.assertEqual(final.code, 200, final.body)
+    return client.post(order_response.location, None).json(), key
+
+
+class RecordingResponder:
+    """
+    A L{ChallengeResponder} that remembers what it was asked to do.
+    """
+
+    def __init__(self) -> None:
+        self.published: list[PendingChallenge] = []
+        self.withdrawn: list[PendingChallenge] = []
+
+    async def publish(self, challenge: PendingChallenge) -> None:
+        """Remember C{challenge} as published."""
+        self.published.append(challenge)
+
+    async def withdraw(self, challenge: PendingChallenge) -> None:
+        """Remember C{challenge} as withdrawn."""
+        self.withdrawn.append(challenge)
+
+
+class RecordingUpstream(Resource):
+    """
+    An ACME resource (say a L{World}'s) seen as an upstream CA: it records
+    when each request came for which path, and answers those whose path
+    ends with a key of C{fail} with that C{(code, content type, body)}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, inner: IResource, clock: IReactorTime) -> None:
+        super().__init__()
+        self.inner = inner
+        self.clock = clock
+        self.paths: list[tuple[float, str]] = []
+        self.fail: dict[str, tuple[int, bytes, bytes]] = {}
+
+    def render(self, request: Request) -> Any:
+        """Record the request, then fail it or pass it on."""
+        path = request.path.decode()
+        self.paths.append((self.clock.seconds(), path))
+        for suffix, (code, content_type, body) in list(self.fail.items()):
+            if path.endswith(suffix):
+                request.setResponseCode(code)
+                request.setHeader("Content-Type", content_type)
+                return body
+        return self.inner.render(request)
+
+    def count(self, suffix: str) -> int:
+        """How many requests came for paths ending with C{suffix}."""
+        return sum(1 for _, p in self.paths if p.endswith(suffix))
+
+
+@implementer(IBodyProducer)
+class BytesProducer:
+    """
+    A body producer that writes everything at once, so that requests need
+    no running reactor.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        """Write the whole body."""
+        consumer.write(self.body)
+        return succeed(None)
+
+    def stopProducing(self) -> None:
+        """Nothing to stop."""
+
+    def pauseProducing(self) -> None:
+        """Nothing to pause."""
+
+    def resumeProducing(self) -> None:
+        """Nothing to resume."""
+
+
+def http_over(agent: IAgent, calls: list[tuple[str, str]], ca: str = "upstream") -> HTTPClient:
+    """
+    A treq client as L{http_client_for} makes it, over C{agent}, telling
+    C{calls} about each request.
+    """
+    wrapped = upstream_agent(agent, ca=ca, on_request=lambda ca, result: calls.append((ca, result)))
+    return HTTPClient(wrapped, data_to_body_producer=BytesProducer)
+
+
+class ScriptedCA:
+    """
+    A CA whose answers are scripted: each call takes the next outcome (the
+    last one repeats): a L{CAError} is raised, anything else issues.
+    """
+
+    def __init__(self, name: str, outcomes: Sequence[CAError | str], clock: IReactorTime) -> None:
+        self.name = name
+        self.outcomes = list(outcomes)
+        self.clock = clock
+        self.calls: list[float] = []
+        self.requests: list[IssueRequest] = []
+
+    async def issue(self, request: IssueRequest) -> IssuedCertificate:
+        """Note when C{request} came, and answer with the next outcome."""
+        self.calls.append(self.clock.seconds())
+        self.requests.append(request)
+        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        if isinstance(outcome, CAError):
+            raise outcome
+        return IssuedCertificate(chain_pem=b"chain", ca_name=self.name)
+
+    async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
+        """Revoking always works."""
+
+
+class RefusingCA:
+    """
+    Wraps a CA: records whether each request may validate (in C{asked}) and
+    refuses a re-issue with L{ValidationRequired} while C{refuse()} says so.
+    """
+
+    def __init__(self, ca: CertificateAuthority, asked: list[bool], refuse: Callable[[], bool]) -> None:
+        self.name = ca.name
+        self._ca = ca
+        self._asked = asked
+        self._refuse = refuse
+
+    async def issue(self, request: IssueRequest) -> IssuedCertificate:
+        """Refuse a re-issue while C{refuse()}, else let the CA issue."""
+        self._asked.append(request.allow_validation)
+        if not request.allow_validation and self._refuse():
+            raise ValidationRequired(f"CA {self.name} wants {', '.join(request.names)} validated again")
+        return await self._ca.issue(request)
+
+    async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
+        """Let the CA revoke."""
+        await self._ca.revoke(certificate_der, reason)
