@@ -9,7 +9,6 @@ in the file is relative to the file's directory.
 
 from __future__ import annotations
 
-from ..policy import KeyType, Policy, ValidationMethod
 from ._load import load_config
 from ._model import (
     AcmeServerConfig,
@@ -26,8 +25,6 @@ from ._model import (
     state_path,
 )
 
-# KeyType, Policy and ValidationMethod stay importable from here, as before
-# they moved to acme_appliance.policy.
 __all__ = [
     "AcmeServerConfig",
     "AdminConfig",

@@ -218,7 +218,7 @@ class MissingSetUpTests(SynchronousTestCase):
         self.assertLess(elapsed, 30)
         body = client.raw(order.uri, None).json()
         self.assertEqual(body["status"], "invalid")
-        return body["error"]  # type: ignore[no-any-return]
+        return body["error"]
 
     def test_missing_cname(self) -> None:
         error = self.failed_order("dns", "bare.shop.test")

@@ -371,7 +371,7 @@ class AlternateChainTests(SynchronousTestCase):
             async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
                 pass
 
-        world.issuance._upstream._cas = {"builtin": WithAlternate()}  # type: ignore[dict-item]
+        world.issuance._upstream._cas = {"builtin": WithAlternate()}
         client = world.client()
         order, _ = issued(world, client, ["example.com"])
         cert = client.post(order["certificate"], None)

@@ -20,10 +20,13 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.names import dns, error
 from twisted.trial.unittest import SynchronousTestCase
 
+from zope.interface import implementer
+
 from acme_appliance.storage import MemoryStore, StorageError
 from acme_appliance.validation import (
     DcvAuthority,
     DcvDNSServerFactory,
+    IDNSReactor,
     Rcode,
     SOAParameters,
     ValidationValues,
@@ -80,6 +83,7 @@ class _FakeUDPTransport:
         self.sent.append((data, addr))
 
 
+@implementer(IDNSReactor)
 class _UDPMemoryReactor(MemoryReactor):
     def __init__(self) -> None:
         super().__init__()

@@ -211,7 +211,7 @@ class ReuseTests(SynchronousTestCase):
         world.issuance.events.subscribe(notes)
         asked: list[bool] = []
         forgetful = RefusingCA(world.ca, asked, lambda: len(asked) == 2)
-        world.issuance._upstream._cas = {"builtin": forgetful}  # type: ignore[dict-item]
+        world.issuance._upstream._cas = {"builtin": forgetful}
         directory = world.directory()
         for _ in range(3):
             order, _ = issued(world, world.client(directory), ["example.com"])
@@ -229,7 +229,7 @@ class ReuseTests(SynchronousTestCase):
         notes = MemoryNotifier()
         world.issuance.events.subscribe(notes)
         asked: list[bool] = []
-        world.issuance._upstream._cas = {  # type: ignore[dict-item]
+        world.issuance._upstream._cas = {
             "builtin": RefusingCA(world.ca, asked, lambda: asked.count(True) < 2)
         }
         directory = world.directory()

@@ -64,7 +64,7 @@ class LocalCATestsMixin:
 
     def issue(self, ca: LocalCA, names: list[str], csr: bytes | None = None) -> IssuedCertificate:
         deferred = Deferred.fromCoroutine(ca.issue(IssueRequest(csr or csr_for(names), tuple(names), "order-1")))
-        return self.successResultOf(deferred)  # type: ignore[attr-defined,no-any-return]
+        return self.successResultOf(deferred)  # type: ignore[attr-defined]
 
 
 class CreateTests(LocalCATestsMixin, SynchronousTestCase):
@@ -96,7 +96,7 @@ class CreateTests(LocalCATestsMixin, SynchronousTestCase):
             calls.append((os.path.basename(path), flags, mode))
             return real_open(path, flags, mode, *a, **kw)
 
-        self.patch(local.os, "open", recording_open)
+        self.patch(os, "open", recording_open)
         self.make_ca()
         keys = [c for c in calls if c[0].endswith(".key")]
         self.assertEqual(len(keys), 2)

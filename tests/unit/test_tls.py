@@ -205,7 +205,7 @@ class EnsureSelfSignedTests(SynchronousTestCase):
             modes.append(stat.S_IMODE(os.fstat(fd).st_mode))
             real_fchmod(fd, mode)
 
-        self.patch(tls.os, "fchmod", recording_fchmod)
+        self.patch(os, "fchmod", recording_fchmod)
         self.generate()
         # mkstemp creates files 0600; the key keeps that mode.
         self.assertEqual(modes[0], 0o600)

@@ -4,6 +4,7 @@ Token secrets.
 
 from __future__ import annotations
 
+import secrets
 from unittest import mock
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -18,7 +19,7 @@ class SecretTests(SynchronousTestCase):
         C{acme-appliance token revoke}: such draws are discarded.
         """
         draws = iter(["-starts-with-dash", "-again", "fine-secret"])
-        with mock.patch.object(_tokens.secrets, "token_urlsafe", lambda n: next(draws)):
+        with mock.patch.object(secrets, "token_urlsafe", lambda n: next(draws)):
             self.assertEqual(_tokens.new_secret(), "fine-secret")
 
     def test_length(self) -> None:
