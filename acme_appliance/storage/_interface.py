@@ -14,6 +14,10 @@ class StorageError(Exception):
     """
 
 
+#: A stored value, or C{None} for none (absent, or delete).
+Entry = bytes | None
+
+
 @runtime_checkable
 class Store(Protocol):
     """
@@ -40,14 +44,7 @@ class Store(Protocol):
         Store ``value`` only if ``key`` holds nothing; ``True`` when stored.
         """
 
-    async def compare_and_set(
-        self,
-        key: str,
-        expected: bytes | None,
-        value: bytes | None,
-        *,
-        ttl: float | None = None,
-    ) -> bool:
+    async def compare_and_set(self, key: str, expected: Entry, value: Entry, *, ttl: float | None = None) -> bool:
         """
         Replace the value at ``key`` by ``value`` only if it is currently
         ``expected`` (``None``: absent).  ``value=None`` deletes.  ``True``

@@ -8,7 +8,7 @@ from __future__ import annotations
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from ._interface import StorageError
+from ._interface import Entry, StorageError
 
 # How often (in clock seconds) a write sweeps out every expired entry, so that
 # keys nobody reads again (unused nonces, say) do not pile up forever.
@@ -143,14 +143,7 @@ class MemoryStore:
         self._write(key, value, ttl)
         return True
 
-    async def compare_and_set(
-        self,
-        key: str,
-        expected: bytes | None,
-        value: bytes | None,
-        *,
-        ttl: float | None = None,
-    ) -> bool:
+    async def compare_and_set(self, key: str, expected: Entry, value: Entry, *, ttl: float | None = None) -> bool:
         check_entry(key, expected)
         check_entry(key, value)
         expires_at(self._clock, ttl)

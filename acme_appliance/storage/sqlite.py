@@ -14,7 +14,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from ._interface import StorageError
+from ._interface import Entry, StorageError
 from .memory import PURGE_INTERVAL, check_entry, expires_at, incremented
 
 T = TypeVar("T")
@@ -261,14 +261,7 @@ class SQLiteStore:
 
         return await self._write(f"add {key!r}", add)
 
-    async def compare_and_set(
-        self,
-        key: str,
-        expected: bytes | None,
-        value: bytes | None,
-        *,
-        ttl: float | None = None,
-    ) -> bool:
+    async def compare_and_set(self, key: str, expected: Entry, value: Entry, *, ttl: float | None = None) -> bool:
         check_entry(key, expected)
         check_entry(key, value)
         expires = expires_at(self._clock, ttl)

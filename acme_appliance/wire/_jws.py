@@ -23,22 +23,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from ..core import AcmeProblem, ProblemType, malformed
 
-__all__ = [
-    "ALLOWED_ALGORITHMS",
-    "AcmeJWS",
-    "BadSignatureAlgorithm",
-    "EdDSA",
-    "JWKOKP",
-    "PublicKey",
-    "jwk_from_json",
-    "jwk_thumbprint",
-    "jwk_to_json",
-    "parse_inner_keychange_jws",
-    "parse_jws",
-    "public_key_of",
-    "sign_flattened",
-]
-
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 ALLOWED_ALGORITHMS = frozenset({"RS256", "ES256", "ES384", "ES512", "EdDSA"})
