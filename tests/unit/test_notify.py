@@ -19,8 +19,12 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from acme_appliance.notify import (
+    EVENT_TYPES,
+    CertificateIssued,
+    Event,
     EventBus,
     EventName,
+    PolicyEvent,
     SyslogNotifier,
     SyslogTarget,
     SyslogTransport,
@@ -48,13 +52,13 @@ class EventBusTests(SynchronousTestCase):
     def test_emit(self) -> None:
         seen = MemoryNotifier()
         self.bus.subscribe(seen)
-        event = self.bus.emit(EventName.CERTIFICATE_ISSUED, order_id="o", token_id="t", names=["a.test", "b.test"],
-                              ca="le", details=[("mode", "new")])
+        event = self.bus.emit(CertificateIssued, order_id="o", token_id="t", names=["a.test", "b.test"],
+                              ca="le", mode="new")
         self.assertEqual(seen.events, [event])
         self.assertEqual(event.time, 1_800_000_000)
         self.assertEqual(event.names, ("a.test", "b.test"))
-        self.assertEqual(event.detail("mode"), "new")
-        self.assertIsNone(event.detail("serial"))
+        self.assertEqual(event.mode, "new")
+        self.assertIsNone(event.serial)
         self.assertEqual(event.to_json()["event"], "certificate.issued")
         self.assertEqual(event.to_json()["time"], "2027-01-15T08:00:00.000000Z")
 
@@ -71,7 +75,7 @@ class EventBusTests(SynchronousTestCase):
         self.bus.subscribe(broken)
         self.bus.subscribe(seen)
         with capturedLogs() as logs:
-            self.bus.emit(EventName.CA_DOWN, ca="le")
+            self.bus.emit(Event, name=EventName.CA_DOWN, ca="le")
         self.assertEqual(seen.names(), ["ca.down"])
         self.assertTrue(any("sink on fire" in str(e.get("log_failure")) for e in logs))
         self.flushLoggedErrors(RuntimeError)
@@ -79,9 +83,9 @@ class EventBusTests(SynchronousTestCase):
     def test_memory_notifier(self) -> None:
         seen = MemoryNotifier()
         self.bus.subscribe(seen)
-        self.bus.emit(EventName.ORDER_CREATED, order_id="o1")
-        self.bus.emit(EventName.CA_DOWN, ca="le")
-        self.bus.emit(EventName.ORDER_FAILED, order_id="o1")
+        self.bus.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id="o1")
+        self.bus.emit(Event, name=EventName.CA_DOWN, ca="le")
+        self.bus.emit(Event, name=EventName.ORDER_FAILED, order_id="o1")
         self.assertEqual(seen.names(), ["order.created", "ca.down", "order.failed"])
         self.assertEqual([e.order_id for e in seen.of(EventName.ORDER_FAILED)], ["o1"])
         self.assertEqual(seen.of(EventName.CA_UP), [])
@@ -91,7 +95,7 @@ class EventBusTests(SynchronousTestCase):
         unsubscribe = self.bus.subscribe(seen)
         unsubscribe()
         unsubscribe()
-        self.bus.emit(EventName.CA_UP, ca="le")
+        self.bus.emit(Event, name=EventName.CA_UP, ca="le")
         self.assertEqual(seen.events, [])
 
 
@@ -99,11 +103,11 @@ class FormatTests(SynchronousTestCase):
     def event(self, name: EventName = EventName.CA_FAILOVER, **kw: Any) -> Any:
         clock = Clock()
         clock.advance(1_800_000_000.25)
-        return EventBus(clock).emit(name, **kw)
+        return EventBus(clock).emit(EVENT_TYPES[name], name=name, **kw)
 
     def test_structure(self) -> None:
         event = self.event(order_id="o1", token_id="t1", names=("a.test",), ca="backup",
-                           details=(("from_ca", "le"), ("to_ca", "backup")))
+                           from_ca="le", to_ca="backup")
         message = format_rfc5424(event, hostname="box", procid="42").decode()
         match = RFC5424.fullmatch(message)
         assert match is not None, message
@@ -209,7 +213,7 @@ class SyslogSinkTests(TestCase):
         bus = EventBus(reactor)
         bus.subscribe(sink)
         for name in names:
-            bus.emit(name, order_id="o1", ca="le")
+            bus.emit(EVENT_TYPES[name], name=name, order_id="o1", ca="le")
 
     def test_udp(self) -> Deferred[None]:
         collector = _Collector()
@@ -405,12 +409,12 @@ class ResolutionTests(SynchronousTestCase):
         bus = EventBus(fake)
         bus.subscribe(sink)
         for name in (EventName.ORDER_CREATED, EventName.ORDER_PROCESSING, EventName.CERTIFICATE_ISSUED):
-            bus.emit(name)
+            bus.emit(EVENT_TYPES[name], name=name)
         self.assertEqual([e.name for e in dropped], [EventName.ORDER_CREATED])
         fake.resolving["logs.test"].callback("192.0.2.7")
         self.assertEqual([address for _, address in fake.port.sent], [("192.0.2.7", 514)] * 2)
         self.assertIn(b"event=order.processing", fake.port.sent[0][0])
-        bus.emit(EventName.CA_UP)
+        bus.emit(Event, name=EventName.CA_UP)
         self.assertEqual(len(fake.port.sent), 3)
 
     def test_unresolvable(self) -> None:
@@ -421,10 +425,10 @@ class ResolutionTests(SynchronousTestCase):
         fake, sink = self.sink()
         bus = EventBus(fake)
         bus.subscribe(sink)
-        bus.emit(EventName.CA_DOWN)
+        bus.emit(Event, name=EventName.CA_DOWN)
         with capturedLogs() as logs:
             fake.resolving["logs.test"].errback(OSError("no such host"))
-        bus.emit(EventName.CA_UP)
+        bus.emit(Event, name=EventName.CA_UP)
         self.assertEqual(fake.port.sent, [])
         self.assertTrue(any("cannot open syslog target" in str(e.get("log_format")) for e in logs))
 
@@ -440,17 +444,17 @@ class JournalTests(SynchronousTestCase):
         journal = EventJournal(store, retention=7200)
         bus = EventBus(clock)
         bus.subscribe(journal)
-        bus.emit(EventName.ORDER_CREATED, order_id="o1", names=["a.test"])
+        bus.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id="o1", names=["a.test"])
         clock.advance(3600)
-        bus.emit(EventName.CERTIFICATE_ISSUED, order_id="o1", ca="le", details=[("mode", "new")])
-        bus.emit(EventName.CA_DOWN, ca="le")
+        bus.emit(CertificateIssued, order_id="o1", ca="le", mode="new")
+        bus.emit(Event, name=EventName.CA_DOWN, ca="le")
 
         def run(coroutine: Any) -> Any:
             return self.successResultOf(Deferred.fromCoroutine(coroutine))
 
         history = run(journal.order_history("o1"))
         self.assertEqual([e.name for e in history], [EventName.ORDER_CREATED, EventName.CERTIFICATE_ISSUED])
-        self.assertEqual(history[1].detail("mode"), "new")
+        self.assertEqual(history[1].mode, "new")
         self.assertEqual(history[0].names, ("a.test",))
         recent = run(journal.between(clock.seconds() - 60, clock.seconds()))
         self.assertEqual([e.name for e in recent], [EventName.CERTIFICATE_ISSUED, EventName.CA_DOWN])
