@@ -2,18 +2,8 @@
 Notification: events for every state change, sent to syslog and webhooks.
 """
 
-from ._events import (
-    EVENT_TYPES,
-    CaFailover,
-    CertificateIssued,
-    Event,
-    EventBus,
-    EventName,
-    PolicyEvent,
-    Subscriber,
-    UpstreamOrdered,
-    ValidationEvent,
-)
+from ._events import EVENT_TYPES, CaFailover, CertificateIssued, Event, EventBus, EventName, PolicyEvent
+from ._events import Subscriber, UpstreamOrdered, ValidationEvent
 from ._journal import EventJournal
 from ._queue import BoundedQueue
 from ._webhook import Webhook, WebhookNotifier, sign

@@ -5,6 +5,7 @@ sockets.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from acme_appliance.notify import (
     EVENT_TYPES,
+    CaFailover,
     CertificateIssued,
     Event,
     EventBus,
@@ -28,6 +30,7 @@ from acme_appliance.notify import (
     SyslogNotifier,
     SyslogTarget,
     SyslogTransport,
+    ValidationEvent,
     format_rfc5424,
     parse_syslog_target,
 )
@@ -99,6 +102,31 @@ class EventBusTests(SynchronousTestCase):
         self.assertEqual(seen.events, [])
 
 
+    def test_every_name_has_a_kind(self) -> None:
+        """
+        Each event name has its class; a class refuses a name it does not
+        carry the data of.
+        """
+        self.assertEqual(set(EVENT_TYPES), set(EventName))
+        self.assertIs(EVENT_TYPES[EventName.CA_FAILOVER], CaFailover)
+        self.assertIs(EVENT_TYPES[EventName.VALIDATION_SUCCEEDED], ValidationEvent)
+        with self.assertRaises(ValueError):
+            self.bus.emit(Event, name=EventName.CERTIFICATE_ISSUED)
+        with self.assertRaises(ValueError):
+            self.bus.emit(PolicyEvent, name=EventName.CA_UP)
+
+    def test_typed_data(self) -> None:
+        """
+        Durations are numbers, kept to the millisecond the wire shows.
+        """
+        event = self.bus.emit(ValidationEvent, name=EventName.VALIDATION_SUCCEEDED, method="dns-cname",
+                              seconds=1.23449)
+        self.assertEqual((event.method, event.seconds), ("dns-cname", 1.234))
+        self.assertEqual(event.data(), {"method": "dns-cname", "seconds": 1.234})
+        self.assertEqual(CertificateIssued.data_fields(), ("mode", "serial", "seconds"))
+        self.assertEqual(self.bus.emit(CaFailover).data(), {})
+
+
 class FormatTests(SynchronousTestCase):
     def event(self, name: EventName = EventName.CA_FAILOVER, **kw: Any) -> Any:
         clock = Clock()
@@ -123,6 +151,21 @@ class FormatTests(SynchronousTestCase):
     def test_info_severity(self) -> None:
         message = format_rfc5424(self.event(EventName.CERTIFICATE_ISSUED), hostname="box").decode()
         self.assertTrue(message.startswith(f"<{16 * 8 + 6}>1 "))
+
+    def test_details_text(self) -> None:
+        """
+        The kind's data follow the common fields, in their order, as text
+        (seconds with three decimals); the error comes last.
+        """
+        event = self.event(EventName.CERTIFICATE_ISSUED, order_id="o1", ca="le", error="late", mode="new",
+                           serial="0a1b", seconds=2.5)
+        self.assertEqual(event.fields(), [("order_id", "o1"), ("ca", "le"), ("mode", "new"), ("serial", "0a1b"),
+                                          ("seconds", "2.500"), ("error", "late")])
+        self.assertEqual(event.to_json()["details"], {"mode": "new", "serial": "0a1b", "seconds": "2.500"})
+        message = format_rfc5424(event, hostname="box").decode()
+        self.assertIn('ca="le" mode="new" serial="0a1b" seconds="2.500" error="late"]', message)
+        self.assertTrue(message.endswith("ca=le mode=new serial=0a1b seconds=2.500 error=late"))
+        self.assertNotIn("details", self.event(EventName.CA_FAILOVER).to_json())
 
     def test_escaping(self) -> None:
         """
@@ -462,3 +505,57 @@ class JournalTests(SynchronousTestCase):
         # Entries expire after the retention period.
         clock.advance(7201)
         self.assertEqual(run(journal.order_history("o1")), [])
+
+    def test_typed_records(self) -> None:
+        """
+        A record keeps the text details of the wire and the typed data
+        read back.
+        """
+        from acme_appliance.notify import EventJournal
+        from acme_appliance.storage import MemoryStore, keys
+
+        clock = Clock()
+        store = MemoryStore(clock)
+        bus = EventBus(clock)
+        bus.subscribe(EventJournal(store))
+        issued = bus.emit(CertificateIssued, order_id="o1", ca="le", mode="reissue", serial="ab", seconds=0.1234)
+        [(_, raw)] = self.successResultOf(Deferred.fromCoroutine(store.scan(keys.order_events("o1"))))
+        stored = json.loads(raw)
+        self.assertEqual(stored["details"], {"mode": "reissue", "serial": "ab", "seconds": "0.123"})
+        self.assertEqual(stored["data"], {"mode": "reissue", "serial": "ab", "seconds": 0.123})
+        history = self.successResultOf(Deferred.fromCoroutine(EventJournal(store).order_history("o1")))
+        self.assertEqual(history, [issued])
+
+    def test_records_of_before_typed_events(self) -> None:
+        """
+        Records written when events carried text details still load, with
+        typed data; an unreadable duration is left out.
+        """
+        from acme_appliance.notify import EventJournal
+        from acme_appliance.storage import MemoryStore, keys
+
+        store = MemoryStore(Clock())
+        old = [
+            {"event": "certificate.issued", "time": "1970-01-01T00:00:10.000000Z", "t": 10.0, "order_id": "o1",
+             "ca": "le", "outcome": "valid", "names": ["a.test"],
+             "details": {"mode": "new", "serial": "ab", "seconds": "1.234"}},
+            {"event": "validation.succeeded", "time": "1970-01-01T00:00:11.000000Z", "t": 11.0, "order_id": "o1",
+             "names": [], "details": {"method": "dns-cname", "seconds": "soon"}},
+            {"event": "ca.failover", "time": "1970-01-01T00:00:12.000000Z", "t": 12.0, "order_id": "o1",
+             "names": [], "details": {"from_ca": "le", "to_ca": "backup"}},
+            {"event": "order.processing", "time": "1970-01-01T00:00:13.000000Z", "t": 13.0, "order_id": "o1",
+             "names": []},
+        ]
+        for i, record in enumerate(old):
+            key = keys.order_events("o1") + f"{i:020d}-000000"
+            self.successResultOf(Deferred.fromCoroutine(store.set(key, json.dumps(record).encode())))
+        issued, validated, failover, processing = self.successResultOf(
+            Deferred.fromCoroutine(EventJournal(store).order_history("o1"))
+        )
+        self.assertIsInstance(issued, CertificateIssued)
+        self.assertEqual((issued.time, issued.names, issued.mode, issued.serial, issued.seconds),
+                         (10.0, ("a.test",), "new", "ab", 1.234))
+        self.assertEqual(issued.to_json(), {k: v for k, v in old[0].items() if k != "t"})
+        self.assertEqual((validated.method, validated.seconds), ("dns-cname", None))
+        self.assertEqual((failover.from_ca, failover.to_ca), ("le", "backup"))
+        self.assertEqual((type(processing), processing.name), (Event, EventName.ORDER_PROCESSING))

@@ -5,11 +5,23 @@ Metrics counted from events, exposed in the Prometheus text format.
 from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.notify import CaFailover, CertificateIssued, Event, EventBus, EventName, PolicyEvent, UpstreamOrdered, ValidationEvent
-from acme_appliance.stats import Metrics
+from acme_appliance.notify import (
+    CaFailover,
+    CertificateIssued,
+    Event,
+    EventBus,
+    EventJournal,
+    EventName,
+    PolicyEvent,
+    UpstreamOrdered,
+    ValidationEvent,
+)
+from acme_appliance.stats import Metrics, dashboard_data
+from acme_appliance.storage import MemoryStore
 
 SPEC_METRICS = {
     "acme_appliance_upstream_orders_total",
@@ -79,3 +91,30 @@ class MetricsTests(SynchronousTestCase):
         other = Metrics()
         self.bus.emit(UpstreamOrdered, ca="le")
         self.assertEqual(other.value("acme_appliance_upstream_orders_total", ca="le"), 0)
+
+
+class LatencyTests(SynchronousTestCase):
+    """
+    Durations reach the histograms and the dashboard as the numbers the
+    events carry.
+    """
+
+    def test_latencies(self) -> None:
+        clock = Clock()
+        clock.advance(1_800_000_000)
+        metrics = Metrics()
+        journal = EventJournal(MemoryStore(clock))
+        bus = EventBus(clock)
+        bus.subscribe(metrics.observe)
+        bus.subscribe(journal)
+        bus.emit(CertificateIssued, ca="le", mode="reissue", seconds=2.0004)
+        bus.emit(CertificateIssued, ca="le", seconds=4.0)
+        bus.emit(ValidationEvent, name=EventName.VALIDATION_SUCCEEDED, method="dns-cname", seconds=0.5)
+        bus.emit(ValidationEvent, name=EventName.VALIDATION_FAILED, method="dns-cname", seconds=9.0)
+        self.assertEqual(metrics.value("acme_appliance_issuance_seconds_sum", mode="reissue"), 2.0)
+        self.assertEqual(metrics.value("acme_appliance_issuance_seconds_sum", mode="new"), 4.0)
+        self.assertEqual(metrics.value("acme_appliance_validation_seconds_sum", method="dns-cname"), 0.5)
+        data = self.successResultOf(Deferred.fromCoroutine(dashboard_data(journal, {}, clock.seconds())))
+        self.assertEqual(data["latency"], {"issuance_p50": 2.0, "issuance_p95": 4.0, "validation_p50": 0.5,
+                                           "validation_p95": 0.5})
+        self.assertEqual(data["validations"], {"performed": 2, "avoided": 1})
