@@ -48,7 +48,7 @@ def _strings(values: Iterable[str]) -> tuple[str, ...]:
 def _milliseconds(seconds: float | None) -> float | None:
     # Durations were always reported to the millisecond; metrics and the
     # dashboard see the same value as the wire.
-    return None if seconds is None else round(seconds, 3)
+    return None if seconds is None else round(float(seconds), 3)
 
 
 def _text(value: str | float) -> str:
