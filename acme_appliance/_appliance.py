@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 from treq.client import HTTPClient
 from twisted.internet.defer import maybeDeferred
@@ -29,7 +29,7 @@ from .ca import CertificateAuthority, ChallengeResponder
 from .ca.local import LocalCA, LocalCAError
 from .ca.upstream import IUpstreamReactor, UpstreamAcmeCA, http_client_for
 from .config import CAKind, Config, state_path
-from .notify import EventBus, EventJournal, EventName, SyslogNotifier, Webhook, WebhookNotifier, parse_syslog_target
+from .notify import Event, EventBus, EventJournal, SyslogNotifier, Webhook, WebhookNotifier, parse_syslog_target
 from .storage import Store
 from .validation import IDNSReactor, Preflight, ValidationResponder, ValidationValues
 
@@ -43,6 +43,8 @@ class IApplianceReactor(
     and time.  The global reactor provides it; only C{tap} and the CLI
     name that.
     """
+
+P = ParamSpec("P")
 
 
 class StartupError(Exception):
@@ -184,21 +186,25 @@ def make_notifiers(
     return sinks
 
 
-async def announce(config: Config, store: Store, reactor: IApplianceReactor, name: EventName, *, wait: float = 5.0,
-                   **fields: Any) -> None:
+#: How long L{announce} waits for the sinks to deliver its event.
+ANNOUNCE_WAIT = 5.0
+
+
+async def announce(config: Config, store: Store, reactor: IApplianceReactor, kind: Callable[Concatenate[float, P], Event], /,
+                   *args: P.args, **fields: P.kwargs) -> None:
     """
-    Emit one event from a short-lived process (the CLI): journal it in the
-    store and hand it to the configured sinks, waiting up to C{wait}
-    seconds for them to deliver.
+    Emit one C{kind} event from a short-lived process (the CLI): journal it
+    in the store and hand it to the configured sinks, waiting up to
+    L{ANNOUNCE_WAIT} seconds for them to deliver.
     """
     events = EventBus(reactor)
     sinks = make_notifiers(config, reactor)
     for sink in sinks:
         sink.startService()
         events.subscribe(sink)
-    event = events.emit(name, **fields)
+    event = events.emit(kind, *args, **fields)
     await EventJournal(store).record(event)
-    deadline = reactor.seconds() + wait
+    deadline = reactor.seconds() + ANNOUNCE_WAIT
     while any(sink.pending() for sink in sinks) and reactor.seconds() < deadline:
         await deferLater(reactor, 0.05)
     for sink in sinks:

@@ -16,7 +16,7 @@ from twisted.internet.task import react
 from ._appliance import IApplianceReactor, StartupError, announce, local_ca, open_store
 from .acme import directory_url
 from .config import Config, ConfigError, load_config
-from .notify import EventName
+from .notify import EventName, PolicyEvent
 from .policy import BadTokenRequest, TokenRegistry, UnknownToken, token_domains
 from .storage import StorageError
 
@@ -88,8 +88,8 @@ async def _run(reactor: IApplianceReactor, args: argparse.Namespace, out: Any) -
             out.write(f" limited to {', '.join(domains)}\n" if domains else "\n")
             out.write("Point ACME clients at this directory URL (it is a secret; it is not shown again):\n")
             out.write(directory_url(config.acme.base_url, secret) + "\n")
-            await announce(config, store, reactor, EventName.TOKEN_CREATED, token_id=token.id, names=domains,
-                           details=(("policy", token.policy),))
+            await announce(config, store, reactor, PolicyEvent, name=EventName.TOKEN_CREATED, token_id=token.id,
+                           names=domains, policy=token.policy)
         elif args.action == "list":
             out.write(f"{'ID':<14}{'POLICY':<16}{'STATUS':<10}{'CREATED':<22}DOMAINS\n")
             for token in await tokens.list():
@@ -102,8 +102,8 @@ async def _run(reactor: IApplianceReactor, args: argparse.Namespace, out: Any) -
             except UnknownToken:
                 raise CommandError("no active token with that id or secret") from None
             out.write(f"revoked token {token.id}\n")
-            await announce(config, store, reactor, EventName.TOKEN_REVOKED, token_id=token.id, names=token.domains,
-                           details=(("policy", token.policy),))
+            await announce(config, store, reactor, PolicyEvent, name=EventName.TOKEN_REVOKED, token_id=token.id,
+                           names=token.domains, policy=token.policy)
     finally:
         await store.close()
 

@@ -22,7 +22,7 @@ from ..acme import directory_url
 from ..core import RouteError, rfc3339, route_errors, write_private_file
 from ..orders import AcmeRepository, Order, OrderStatus
 from ..policy import Policy
-from ..notify import EventBus, EventJournal, EventName
+from ..notify import CaFailover, EventBus, EventJournal, EventName, PolicyEvent
 from ..policy import BadTokenRequest, Token, TokenRegistry, UnknownToken, token_domains
 from ..stats import CONTENT_TYPE, Metrics, dashboard_data, dashboard_page
 from ..storage import Store, keys
@@ -240,7 +240,7 @@ class AdminAPI:
         except BadTokenRequest as e:
             raise AdminError(400, str(e)) from None
         token, secret = await self._need_tokens().create(policy, names)
-        self._events.emit(EventName.TOKEN_CREATED, token_id=token.id, names=names, details=(("policy", policy),))
+        self._events.emit(PolicyEvent, name=EventName.TOKEN_CREATED, token_id=token.id, names=names, policy=policy)
         result = _token_json(token)
         result["directory_url"] = directory_url(self._base_url, secret)
         return self._json(request, result, 201)
@@ -252,7 +252,7 @@ class AdminAPI:
             token = await self._need_tokens().revoke(token_id)
         except UnknownToken:
             raise AdminError(404, f"no active token {token_id!r}") from None
-        self._events.emit(EventName.TOKEN_REVOKED, token_id=token.id, names=token.domains)
+        self._events.emit(PolicyEvent, name=EventName.TOKEN_REVOKED, token_id=token.id, names=token.domains)
         return self._json(request, _token_json(token))
 
     # orders
@@ -287,7 +287,7 @@ class AdminAPI:
         body = _order_json(order)
         history = await self._journal.order_history(order_id)
         body["history"] = [e.to_json() for e in history]
-        body["failovers"] = [e.to_json() for e in history if e.name is EventName.CA_FAILOVER]
+        body["failovers"] = [e.to_json() for e in history if isinstance(e, CaFailover)]
         timings: dict[str, float] = {}
         if order.processing_since is not None:
             timings["ready_to_finalize"] = round(order.processing_since - order.created, 3)

@@ -14,7 +14,7 @@ from twisted.logger import Logger
 
 from ..core import Backoff, ProblemType
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
-from ..notify import EventBus, EventName
+from ..notify import CaFailover, EventBus, EventName, UpstreamOrdered, ValidationEvent
 from ..policy import ValidationMethod
 from ._health import CAHealth
 
@@ -39,23 +39,22 @@ class OrderEvents:
     token_id: str
 
     def ordered(self, ca: str, names: tuple[str, ...], url: str) -> None:
-        self._emit(EventName.UPSTREAM_ORDER, ca, names, details=(("upstream_order", url),))
+        self.events.emit(UpstreamOrdered, order_id=self.order_id, token_id=self.token_id, names=names, ca=ca,
+                         upstream_order=url)
 
     def started(self, ca: str, names: tuple[str, ...], challenge: ChallengeType) -> None:
-        self._emit(EventName.VALIDATION_STARTED, ca, names, details=(("method", _method(challenge)),))
+        self._validation(EventName.VALIDATION_STARTED, ca, names, challenge)
 
     def succeeded(self, ca: str, names: tuple[str, ...], challenge: ChallengeType, seconds: float) -> None:
-        self._emit(EventName.VALIDATION_SUCCEEDED, ca, names, outcome="valid",
-                   details=(("method", _method(challenge)), ("seconds", f"{seconds:.3f}")))
+        self._validation(EventName.VALIDATION_SUCCEEDED, ca, names, challenge, outcome="valid", seconds=seconds)
 
     def failed(self, ca: str, names: tuple[str, ...], challenge: ChallengeType, error: str) -> None:
-        self._emit(EventName.VALIDATION_FAILED, ca, names, error=error, outcome="invalid",
-                   details=(("method", _method(challenge)),))
+        self._validation(EventName.VALIDATION_FAILED, ca, names, challenge, outcome="invalid", error=error)
 
-    def _emit(self, name: EventName, ca: str, names: tuple[str, ...], *, details: tuple[tuple[str, str], ...],
-              outcome: str | None = None, error: str | None = None) -> None:
-        self.events.emit(name, order_id=self.order_id, token_id=self.token_id, names=names, ca=ca,
-                         outcome=outcome, error=error, details=details)
+    def _validation(self, name: EventName, ca: str, names: tuple[str, ...], challenge: ChallengeType, *,
+                    outcome: str | None = None, error: str | None = None, seconds: float | None = None) -> None:
+        self.events.emit(ValidationEvent, name=name, order_id=self.order_id, token_id=self.token_id, names=names,
+                         ca=ca, outcome=outcome, error=error, method=_method(challenge), seconds=seconds)
 
 
 class FailoverIssuer:
@@ -115,9 +114,8 @@ class FailoverIssuer:
                     self._log.warn("order {order_id}: failing over from CA {from_ca} to {to_ca}",
                                    order_id=order_id, from_ca=current, to_ca=name)
                     self._events.emit(
-                        EventName.CA_FAILOVER, order_id=order_id, token_id=token_id, names=request.names,
-                        ca=name, error=last.detail if last else None,
-                        details=(("from_ca", current), ("to_ca", name)),
+                        CaFailover, order_id=order_id, token_id=token_id, names=request.names,
+                        ca=name, error=last.detail if last else None, from_ca=current, to_ca=name,
                     )
                 current = name
                 for attempt in range(self._attempts):

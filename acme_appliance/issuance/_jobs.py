@@ -20,7 +20,7 @@ from ..core import AcmeProblem, ProblemType
 from ..orders import AcmeRepository, CertificateRecord, Order, OrderStatus, new_id
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
 from ..policy import Policy, ValidationMethod
-from ..notify import EventBus, EventName
+from ..notify import CertificateIssued, Event, EventBus, EventName
 from ._failover import FailoverIssuer
 from ._health import CAHealth
 from ._locks import OrderLocks, order_key
@@ -81,7 +81,7 @@ class IssuanceService(Service):
         self._running: dict[str, Deferred[None]] = {}
 
     def _health_changed(self, ca: str, up: bool) -> None:
-        self.events.emit(EventName.CA_UP if up else EventName.CA_DOWN, ca=ca)
+        self.events.emit(Event, name=EventName.CA_UP if up else EventName.CA_DOWN, ca=ca)
 
     def startService(self) -> None:
         super().startService()
@@ -197,10 +197,9 @@ class IssuanceService(Service):
             order_id=order.id, ca=issued.ca_name, mode=mode.value, serial=record.serial,
         )
         self.events.emit(
-            EventName.CERTIFICATE_ISSUED, order_id=order.id, token_id=order.token_id, names=order.names,
+            CertificateIssued, order_id=order.id, token_id=order.token_id, names=order.names,
             ca=issued.ca_name, outcome="valid",
-            details=(("mode", mode.value), ("serial", record.serial),
-                     ("seconds", f"{now - (order.processing_since or now):.3f}")),
+            mode=mode.value, serial=record.serial, seconds=now - (order.processing_since or now),
         )
 
     async def _fail(self, order_id: str, problem: AcmeProblem, ca: str | None = None) -> None:
@@ -215,7 +214,7 @@ class IssuanceService(Service):
         await self._repo.dequeue(order_id)
         self._log.warn("order {order_id} failed: {detail}", order_id=order_id, detail=problem.detail)
         self.events.emit(
-            EventName.ORDER_FAILED, order_id=order_id, token_id=failed.token_id if failed else None,
+            Event, name=EventName.ORDER_FAILED, order_id=order_id, token_id=failed.token_id if failed else None,
             names=failed.names if failed else (), ca=ca, outcome="invalid", error=f"{problem.type.value}: {problem.detail}",
         )
 

@@ -6,11 +6,11 @@ or waits for them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
-from attrs import frozen
+from attrs import field, fields, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -37,6 +37,24 @@ class EventName(Enum):
     UPSTREAM_ORDER = "upstream.order"
 
 
+P = ParamSpec("P")
+E = TypeVar("E", bound="Event")
+
+
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
+def _milliseconds(seconds: float | None) -> float | None:
+    # Durations were always reported to the millisecond; metrics and the
+    # dashboard see the same value as the wire.
+    return None if seconds is None else round(float(seconds), 3)
+
+
+def _text(value: str | float) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else value
+
+
 #: Events an operator should look at.
 WARNINGS = frozenset({EventName.ORDER_FAILED, EventName.VALIDATION_FAILED, EventName.CA_FAILOVER, EventName.CA_DOWN})
 
@@ -44,38 +62,55 @@ WARNINGS = frozenset({EventName.ORDER_FAILED, EventName.VALIDATION_FAILED, Event
 @frozen
 class Event:
     """
-    Something that happened.  C{token_id} is the token's id, never the
-    token itself.
+    Something that happened, with what every event has.  C{token_id} is the
+    token's id, never the token itself.  Events that carry more are the
+    subclasses, one for each kind of data (L{PolicyEvent},
+    L{ValidationEvent}, L{UpstreamOrdered}, L{CertificateIssued},
+    L{CaFailover}); a plain C{Event} is one of L{NAMES}.
 
-    @ivar details: event-specific C{(key, value)} pairs, e.g. C{mode} of a
-        C{certificate.issued}, C{from_ca}/C{to_ca} of a C{ca.failover}.
+    The bus sets C{time}: emitters name the class and the other fields,
+    e.g. C{bus.emit(CaFailover, from_ca="a", to_ca="b")}.
     """
 
-    name: EventName
+    NAMES: ClassVar[frozenset[EventName]] = frozenset(
+        {EventName.ORDER_PROCESSING, EventName.ORDER_FAILED, EventName.CA_UP, EventName.CA_DOWN}
+    )
+
     time: float
+    name: EventName
     order_id: str | None = None
     token_id: str | None = None
-    names: tuple[str, ...] = ()
+    names: tuple[str, ...] = field(default=(), converter=_strings)
     ca: str | None = None
     outcome: str | None = None
     error: str | None = None
-    details: tuple[tuple[str, str], ...] = ()
 
-    def detail(self, key: str) -> str | None:
-        for k, v in self.details:
-            if k == key:
-                return v
-        return None
+    def __attrs_post_init__(self) -> None:
+        if self.name not in self.NAMES:
+            raise ValueError(f"{type(self).__name__} cannot be a {self.name.value} event")
 
-    def seconds(self) -> float | None:
+    @classmethod
+    def data_fields(cls) -> tuple[str, ...]:
         """
-        The C{seconds} detail (a duration) as a number, if it has one.
+        The names of what this kind of event carries beyond the common
+        fields.
         """
-        value = self.detail("seconds")
-        try:
-            return None if value is None else float(value)
-        except ValueError:
-            return None
+        return tuple(a.name for a in fields(cls) if a.name not in _COMMON)
+
+    def data(self) -> dict[str, str | float]:
+        """
+        The kind's own fields that are set, by name, typed.
+        """
+        found = ((key, getattr(self, key)) for key in self.data_fields())
+        return {key: value for key, value in found if value is not None}
+
+    @property
+    def details(self) -> tuple[tuple[str, str], ...]:
+        """
+        L{data} as the C{(key, text)} pairs the wire shows (durations to the
+        millisecond).
+        """
+        return tuple((key, _text(value)) for key, value in self.data().items())
 
     def fields(self) -> list[tuple[str, str]]:
         """
@@ -102,9 +137,84 @@ class Event:
             if value is not None:
                 body[key] = value
         body["names"] = list(self.names)
-        if self.details:
-            body["details"] = dict(self.details)
+        if details := self.details:
+            body["details"] = dict(details)
         return body
+
+
+_COMMON = frozenset(a.name for a in fields(Event))
+
+
+@frozen
+class PolicyEvent(Event):
+    """
+    A token or an order, with the C{policy} it belongs to.
+    """
+
+    NAMES = frozenset({EventName.TOKEN_CREATED, EventName.TOKEN_REVOKED, EventName.ORDER_CREATED})
+
+    policy: str | None = None
+
+
+@frozen
+class ValidationEvent(Event):
+    """
+    An upstream validation by C{method} (a policy's validation method);
+    a success has the C{seconds} it took.
+    """
+
+    NAMES = frozenset({EventName.VALIDATION_STARTED, EventName.VALIDATION_SUCCEEDED, EventName.VALIDATION_FAILED})
+
+    method: str | None = None
+    seconds: float | None = field(default=None, converter=_milliseconds)
+
+
+@frozen
+class UpstreamOrdered(Event):
+    """
+    An order placed at an upstream CA, at URL C{upstream_order}.
+    """
+
+    NAMES = frozenset({EventName.UPSTREAM_ORDER})
+
+    name: EventName = EventName.UPSTREAM_ORDER
+    upstream_order: str | None = None
+
+
+@frozen
+class CertificateIssued(Event):
+    """
+    A certificate issued to a client: C{mode} is C{new} (validated) or
+    C{reissue} (re-used a validation); C{seconds} from finalize to valid.
+    """
+
+    NAMES = frozenset({EventName.CERTIFICATE_ISSUED})
+
+    name: EventName = EventName.CERTIFICATE_ISSUED
+    mode: str | None = None
+    serial: str | None = None
+    seconds: float | None = field(default=None, converter=_milliseconds)
+
+
+@frozen
+class CaFailover(Event):
+    """
+    An order moved from CA C{from_ca} to C{to_ca}.
+    """
+
+    NAMES = frozenset({EventName.CA_FAILOVER})
+
+    name: EventName = EventName.CA_FAILOVER
+    from_ca: str | None = None
+    to_ca: str | None = None
+
+
+#: The class of each event.
+EVENT_TYPES: Mapping[EventName, type[Event]] = {
+    name: kind
+    for kind in (Event, PolicyEvent, ValidationEvent, UpstreamOrdered, CertificateIssued, CaFailover)
+    for name in kind.NAMES
+}
 
 
 Subscriber = Callable[[Event], object]
@@ -134,25 +244,15 @@ class EventBus:
 
         return unsubscribe
 
-    def emit(
-        self,
-        name: EventName,
-        *,
-        order_id: str | None = None,
-        token_id: str | None = None,
-        names: Iterable[str] = (),
-        ca: str | None = None,
-        outcome: str | None = None,
-        error: str | None = None,
-        details: Iterable[tuple[str, str]] = (),
-    ) -> Event:
-        event = Event(
-            name=name, time=self._clock.seconds(), order_id=order_id, token_id=token_id, names=tuple(names), ca=ca,
-            outcome=outcome, error=error, details=tuple((str(k), str(v)) for k, v in details),
-        )
+    def emit(self, kind: Callable[Concatenate[float, P], E], /, *args: P.args, **kwargs: P.kwargs) -> E:
+        """
+        Make a C{kind} event of the given fields, now, and hand it to every
+        subscriber.
+        """
+        event = kind(self._clock.seconds(), *args, **kwargs)
         for subscriber in list(self._subscribers):
             try:
                 subscriber(event)
             except Exception:
-                self._log.failure("a subscriber failed on event {event}", event=name.value)
+                self._log.failure("a subscriber failed on event {event}", event=event.name.value)
         return event

@@ -13,28 +13,54 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ..storage import Store, keys
-from ._events import Event, EventName
+from ._events import EVENT_TYPES, Event, EventName
 
 RETENTION = 30 * 86400.0
 
 
 def event_from_json(data: dict[str, Any]) -> Event:
-    return Event(
-        name=EventName(data["event"]),
-        time=float(data["t"]),
+    """
+    An event as L{EventJournal} stores it: typed C{data} since events are
+    typed, C{details} text in older records.
+    """
+    name = EventName(data["event"])
+    kind = EVENT_TYPES[name]
+    own = set(kind.data_fields())
+    values: dict[str, Any]
+    if "data" in data:
+        values = {k: v for k, v in data["data"].items() if k in own}
+    else:
+        values = _legacy_details(data.get("details", {}), own)
+    return kind(
+        float(data["t"]),
+        name=name,
         order_id=data.get("order_id"),
         token_id=data.get("token_id"),
         names=tuple(data.get("names", ())),
         ca=data.get("ca"),
         outcome=data.get("outcome"),
         error=data.get("error"),
-        details=tuple((str(k), str(v)) for k, v in data.get("details", {}).items()),
+        **values,
     )
+
+
+def _legacy_details(details: dict[str, Any], own: set[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {k: str(v) for k, v in details.items() if k in own}
+    if "seconds" in values:
+        # The one number the old text form held; an unreadable one counted
+        # as absent.
+        try:
+            values["seconds"] = float(values["seconds"])
+        except ValueError:
+            values["seconds"] = None
+    return values
 
 
 def _dump(event: Event) -> bytes:
     body = event.to_json()
     body["t"] = event.time
+    if data := event.data():
+        body["data"] = data
     return json.dumps(body, separators=(",", ":")).encode()
 
 

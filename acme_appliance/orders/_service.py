@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ..core import AcmeProblem, InvalidName, ProblemType, malformed, name_allowed, normalise_name
-from ..notify import EventBus, EventName
+from ..notify import Event, EventBus, EventName, PolicyEvent
 from ..policy import Policy, Token, ValidationMethod
 from ..wire import b64decode, jwk_from_json, public_key_of
 from ..wire import messages as m
@@ -170,8 +170,8 @@ class OrderService:
             "order {order_id} created under token {token_id} for {names}", order_id=order.id, token_id=token.id,
             names=",".join(names),
         )
-        self._events.emit(EventName.ORDER_CREATED, order_id=order.id, token_id=token.id, names=names,
-                          outcome=order.status.value, details=(("policy", policy.name),))
+        self._events.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id=order.id, token_id=token.id,
+                          names=names, outcome=order.status.value, policy=policy.name)
         return order
 
     def _build_order(
@@ -270,7 +270,7 @@ class OrderService:
         if updated is None or updated.processing_since != now or updated.csr != csr:
             raise AcmeProblem(ProblemType.ORDER_NOT_READY, "order was finalized by another request")
         self._log.info("order {order_id} is processing", order_id=order.id)
-        self._events.emit(EventName.ORDER_PROCESSING, order_id=order.id, token_id=token.id, names=order.names,
+        self._events.emit(Event, name=EventName.ORDER_PROCESSING, order_id=order.id, token_id=token.id, names=order.names,
                           outcome=OrderStatus.PROCESSING.value)
         self._issuance.submit(order.id)
         return updated

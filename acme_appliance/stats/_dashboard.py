@@ -8,7 +8,7 @@ import importlib.resources
 from collections.abc import Mapping
 from typing import Any
 
-from ..notify import EventJournal, EventName
+from ..notify import CertificateIssued, EventJournal, EventName, ValidationEvent
 from ..core import rfc3339
 
 HOURS = 24
@@ -48,26 +48,22 @@ async def dashboard_data(
     failures: list[dict[str, Any]] = []
     for event in events:
         slot = counts[min(HOURS - 1, max(0, int(event.time - first_hour) // 3600))]
-        if event.name is EventName.CERTIFICATE_ISSUED:
-            mode = "reissue" if event.detail("mode") == "reissue" else "new"
+        if isinstance(event, CertificateIssued):
+            mode = "reissue" if event.mode == "reissue" else "new"
             slot[mode] += 1
             avoided += mode == "reissue"
             by_ca.setdefault(event.ca or "unknown", {"issued": 0, "failed": 0})["issued"] += 1
-            seconds = event.seconds()
-            if seconds is not None:
-                issuance.append(seconds)
+            if event.seconds is not None:
+                issuance.append(event.seconds)
         elif event.name is EventName.ORDER_FAILED:
             slot["failed"] += 1
             by_ca.setdefault(event.ca or "unknown", {"issued": 0, "failed": 0})["failed"] += 1
             failures.append({"time": rfc3339(event.time), "order_id": event.order_id, "names": list(event.names),
                              "ca": event.ca, "error": event.error})
-        elif event.name is EventName.VALIDATION_SUCCEEDED:
+        elif isinstance(event, ValidationEvent) and event.name is not EventName.VALIDATION_STARTED:
             performed += 1
-            seconds = event.seconds()
-            if seconds is not None:
-                validation.append(seconds)
-        elif event.name is EventName.VALIDATION_FAILED:
-            performed += 1
+            if event.seconds is not None and event.name is EventName.VALIDATION_SUCCEEDED:
+                validation.append(event.seconds)
     cas = []
     for name in sorted(health):
         state = health[name]

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ..notify import Event, EventName
+from ..notify import CaFailover, CertificateIssued, Event, EventName, UpstreamOrdered, ValidationEvent
 from ..storage import Store, keys
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -24,6 +24,7 @@ _ORDER_STATUS = {
     EventName.CERTIFICATE_ISSUED: "valid",
     EventName.ORDER_FAILED: "invalid",
 }
+_VALIDATION_RESULT = {EventName.VALIDATION_SUCCEEDED: "valid", EventName.VALIDATION_FAILED: "invalid"}
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
@@ -91,18 +92,17 @@ class Metrics:
         ca = event.ca or "unknown"
         if name in _ORDER_STATUS:
             yield "orders", {"status": _ORDER_STATUS[name]}
-        if name is EventName.UPSTREAM_ORDER:
+        if isinstance(event, UpstreamOrdered):
             yield "upstream_orders", {"ca": ca}
-        elif name in (EventName.VALIDATION_SUCCEEDED, EventName.VALIDATION_FAILED):
-            result = "valid" if name is EventName.VALIDATION_SUCCEEDED else "invalid"
-            yield "validations", {"ca": ca, "method": event.detail("method") or "unknown", "result": result}
-        elif name is EventName.CERTIFICATE_ISSUED:
-            mode = event.detail("mode") or "new"
+        elif isinstance(event, ValidationEvent) and name in _VALIDATION_RESULT:
+            yield "validations", {"ca": ca, "method": event.method or "unknown", "result": _VALIDATION_RESULT[name]}
+        elif isinstance(event, CertificateIssued):
+            mode = event.mode or "new"
             yield "certificates_issued", {"ca": ca, "mode": mode}
             if mode == "reissue":
                 yield "validations_avoided", {"ca": ca}
-        elif name is EventName.CA_FAILOVER:
-            yield "ca_failovers", {"from_ca": event.detail("from_ca") or "unknown", "to_ca": event.detail("to_ca") or ca}
+        elif isinstance(event, CaFailover):
+            yield "ca_failovers", {"from_ca": event.from_ca or "unknown", "to_ca": event.to_ca or ca}
 
     def observe(self, event: Event) -> None:
         """
@@ -110,11 +110,11 @@ class Metrics:
         """
         if event.name in (EventName.CA_UP, EventName.CA_DOWN):
             self.ca_up.labels(ca=event.ca or "unknown").set(1 if event.name is EventName.CA_UP else 0)
-        seconds = event.seconds()
-        if seconds is not None and event.name is EventName.CERTIFICATE_ISSUED:
-            self.issuance_seconds.labels(mode=event.detail("mode") or "new").observe(seconds)
-        elif seconds is not None and event.name is EventName.VALIDATION_SUCCEEDED:
-            self.validation_seconds.labels(method=event.detail("method") or "unknown").observe(seconds)
+        if isinstance(event, CertificateIssued) and event.seconds is not None:
+            self.issuance_seconds.labels(mode=event.mode or "new").observe(event.seconds)
+        elif (isinstance(event, ValidationEvent) and event.name is EventName.VALIDATION_SUCCEEDED
+              and event.seconds is not None):
+            self.validation_seconds.labels(method=event.method or "unknown").observe(event.seconds)
         if not self._restored:
             self._pending.append(event)
             return

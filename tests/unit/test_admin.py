@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.admin import AdminAPI
-from acme_appliance.notify import EventBus, EventJournal, EventName
+from acme_appliance.notify import EventBus, EventJournal, EventName, PolicyEvent
 from acme_appliance.stats import Metrics
 
 from acme_appliance.testing import BASE_URL, World, issued
@@ -120,7 +120,7 @@ class AdminTests(SynchronousTestCase):
         issued_total = sum(s.value for s in samples if s.name == "acme_appliance_certificates_issued_total")
         self.assertEqual(issued_total, 3)
         restarted = Metrics(self.world.store)
-        restarted.observe(EventBus(self.world.clock).emit(EventName.ORDER_CREATED))
+        restarted.observe(EventBus(self.world.clock).emit(PolicyEvent, name=EventName.ORDER_CREATED))
         self.successResultOf(Deferred.fromCoroutine(restarted.restore()))
         self.assertEqual(restarted.total("acme_appliance_certificates_issued_total"), 3)
         # 3 orders + 1 observed before the restore finished: none twice.

@@ -65,7 +65,7 @@ class FailoverTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d).ca_name, "backup")
         self.assertEqual(backup.calls, [1.0])
         [failover] = self.notes.of(EventName.CA_FAILOVER)
-        self.assertEqual((failover.detail("from_ca"), failover.detail("to_ca")), ("primary", "backup"))
+        self.assertEqual((failover.from_ca, failover.to_ca), ("primary", "backup"))
         self.assertEqual(failover.order_id, "o1")
         self.assertEqual(failover.token_id, "t1")
 
@@ -151,7 +151,7 @@ class ReuseTests(SynchronousTestCase):
         self.world.issuance.events.subscribe(self.notes)
 
     def modes(self) -> list[str | None]:
-        return [e.detail("mode") for e in self.notes.of(EventName.CERTIFICATE_ISSUED)]
+        return [e.mode for e in self.notes.of(EventName.CERTIFICATE_ISSUED)]
 
     def test_new_then_reissue(self) -> None:
         directory = self.world.directory()
@@ -192,10 +192,10 @@ class ReuseTests(SynchronousTestCase):
             orders.append(response.location)
         self.assertEqual(len(world.issuance.locks), 1)
         world.clock.advance(10)
-        self.assertEqual([e.detail("mode") for e in notes.of(EventName.CERTIFICATE_ISSUED)], ["new"])
+        self.assertEqual([e.mode for e in notes.of(EventName.CERTIFICATE_ISSUED)], ["new"])
         # The re-issues run together: one more delay for all of them.
         world.clock.advance(10)
-        self.assertEqual([e.detail("mode") for e in notes.of(EventName.CERTIFICATE_ISSUED)],
+        self.assertEqual([e.mode for e in notes.of(EventName.CERTIFICATE_ISSUED)],
                          ["new", "reissue", "reissue"])
         for client, url in zip(clients, orders):
             self.assertEqual(client.post(url, None).json()["status"], "valid")
@@ -216,7 +216,7 @@ class ReuseTests(SynchronousTestCase):
         for _ in range(3):
             order, _ = issued(world, world.client(directory), ["example.com"])
             self.assertEqual(order["status"], "valid")
-        self.assertEqual([e.detail("mode") for e in notes.of(EventName.CERTIFICATE_ISSUED)], ["new", "new", "reissue"])
+        self.assertEqual([e.mode for e in notes.of(EventName.CERTIFICATE_ISSUED)], ["new", "new", "reissue"])
         self.assertEqual(asked, [True, False, True, False])
 
     def test_waiters_and_a_refused_validation(self) -> None:
@@ -242,7 +242,7 @@ class ReuseTests(SynchronousTestCase):
             client.finalize(client.new_order(["example.com"]).json(), make_csr(["example.com"])[0])
         world.clock.advance(10)
         world.clock.advance(10)
-        self.assertEqual([e.detail("mode") for e in notes.of(EventName.CERTIFICATE_ISSUED)],
+        self.assertEqual([e.mode for e in notes.of(EventName.CERTIFICATE_ISSUED)],
                          ["new", "new", "reissue", "reissue"])
         self.assertEqual(asked, [True, False, True, False, False])
         self.assertEqual(len(world.issuance.locks), 0)

@@ -5,6 +5,7 @@ sockets.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,11 +20,17 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from acme_appliance.notify import (
+    EVENT_TYPES,
+    CaFailover,
+    CertificateIssued,
+    Event,
     EventBus,
     EventName,
+    PolicyEvent,
     SyslogNotifier,
     SyslogTarget,
     SyslogTransport,
+    ValidationEvent,
     format_rfc5424,
     parse_syslog_target,
 )
@@ -48,13 +55,13 @@ class EventBusTests(SynchronousTestCase):
     def test_emit(self) -> None:
         seen = MemoryNotifier()
         self.bus.subscribe(seen)
-        event = self.bus.emit(EventName.CERTIFICATE_ISSUED, order_id="o", token_id="t", names=["a.test", "b.test"],
-                              ca="le", details=[("mode", "new")])
+        event = self.bus.emit(CertificateIssued, order_id="o", token_id="t", names=["a.test", "b.test"],
+                              ca="le", mode="new")
         self.assertEqual(seen.events, [event])
         self.assertEqual(event.time, 1_800_000_000)
         self.assertEqual(event.names, ("a.test", "b.test"))
-        self.assertEqual(event.detail("mode"), "new")
-        self.assertIsNone(event.detail("serial"))
+        self.assertEqual(event.mode, "new")
+        self.assertIsNone(event.serial)
         self.assertEqual(event.to_json()["event"], "certificate.issued")
         self.assertEqual(event.to_json()["time"], "2027-01-15T08:00:00.000000Z")
 
@@ -71,7 +78,7 @@ class EventBusTests(SynchronousTestCase):
         self.bus.subscribe(broken)
         self.bus.subscribe(seen)
         with capturedLogs() as logs:
-            self.bus.emit(EventName.CA_DOWN, ca="le")
+            self.bus.emit(Event, name=EventName.CA_DOWN, ca="le")
         self.assertEqual(seen.names(), ["ca.down"])
         self.assertTrue(any("sink on fire" in str(e.get("log_failure")) for e in logs))
         self.flushLoggedErrors(RuntimeError)
@@ -79,9 +86,9 @@ class EventBusTests(SynchronousTestCase):
     def test_memory_notifier(self) -> None:
         seen = MemoryNotifier()
         self.bus.subscribe(seen)
-        self.bus.emit(EventName.ORDER_CREATED, order_id="o1")
-        self.bus.emit(EventName.CA_DOWN, ca="le")
-        self.bus.emit(EventName.ORDER_FAILED, order_id="o1")
+        self.bus.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id="o1")
+        self.bus.emit(Event, name=EventName.CA_DOWN, ca="le")
+        self.bus.emit(Event, name=EventName.ORDER_FAILED, order_id="o1")
         self.assertEqual(seen.names(), ["order.created", "ca.down", "order.failed"])
         self.assertEqual([e.order_id for e in seen.of(EventName.ORDER_FAILED)], ["o1"])
         self.assertEqual(seen.of(EventName.CA_UP), [])
@@ -91,19 +98,44 @@ class EventBusTests(SynchronousTestCase):
         unsubscribe = self.bus.subscribe(seen)
         unsubscribe()
         unsubscribe()
-        self.bus.emit(EventName.CA_UP, ca="le")
+        self.bus.emit(Event, name=EventName.CA_UP, ca="le")
         self.assertEqual(seen.events, [])
+
+
+    def test_every_name_has_a_kind(self) -> None:
+        """
+        Each event name has its class; a class refuses a name it does not
+        carry the data of.
+        """
+        self.assertEqual(set(EVENT_TYPES), set(EventName))
+        self.assertIs(EVENT_TYPES[EventName.CA_FAILOVER], CaFailover)
+        self.assertIs(EVENT_TYPES[EventName.VALIDATION_SUCCEEDED], ValidationEvent)
+        with self.assertRaises(ValueError):
+            self.bus.emit(Event, name=EventName.CERTIFICATE_ISSUED)
+        with self.assertRaises(ValueError):
+            self.bus.emit(PolicyEvent, name=EventName.CA_UP)
+
+    def test_typed_data(self) -> None:
+        """
+        Durations are numbers, kept to the millisecond the wire shows.
+        """
+        event = self.bus.emit(ValidationEvent, name=EventName.VALIDATION_SUCCEEDED, method="dns-cname",
+                              seconds=1.23449)
+        self.assertEqual((event.method, event.seconds), ("dns-cname", 1.234))
+        self.assertEqual(event.data(), {"method": "dns-cname", "seconds": 1.234})
+        self.assertEqual(CertificateIssued.data_fields(), ("mode", "serial", "seconds"))
+        self.assertEqual(self.bus.emit(CaFailover).data(), {})
 
 
 class FormatTests(SynchronousTestCase):
     def event(self, name: EventName = EventName.CA_FAILOVER, **kw: Any) -> Any:
         clock = Clock()
         clock.advance(1_800_000_000.25)
-        return EventBus(clock).emit(name, **kw)
+        return EventBus(clock).emit(EVENT_TYPES[name], name=name, **kw)
 
     def test_structure(self) -> None:
         event = self.event(order_id="o1", token_id="t1", names=("a.test",), ca="backup",
-                           details=(("from_ca", "le"), ("to_ca", "backup")))
+                           from_ca="le", to_ca="backup")
         message = format_rfc5424(event, hostname="box", procid="42").decode()
         match = RFC5424.fullmatch(message)
         assert match is not None, message
@@ -119,6 +151,21 @@ class FormatTests(SynchronousTestCase):
     def test_info_severity(self) -> None:
         message = format_rfc5424(self.event(EventName.CERTIFICATE_ISSUED), hostname="box").decode()
         self.assertTrue(message.startswith(f"<{16 * 8 + 6}>1 "))
+
+    def test_details_text(self) -> None:
+        """
+        The kind's data follow the common fields, in their order, as text
+        (seconds with three decimals); the error comes last.
+        """
+        event = self.event(EventName.CERTIFICATE_ISSUED, order_id="o1", ca="le", error="late", mode="new",
+                           serial="0a1b", seconds=2.5)
+        self.assertEqual(event.fields(), [("order_id", "o1"), ("ca", "le"), ("mode", "new"), ("serial", "0a1b"),
+                                          ("seconds", "2.500"), ("error", "late")])
+        self.assertEqual(event.to_json()["details"], {"mode": "new", "serial": "0a1b", "seconds": "2.500"})
+        message = format_rfc5424(event, hostname="box").decode()
+        self.assertIn('ca="le" mode="new" serial="0a1b" seconds="2.500" error="late"]', message)
+        self.assertTrue(message.endswith("ca=le mode=new serial=0a1b seconds=2.500 error=late"))
+        self.assertNotIn("details", self.event(EventName.CA_FAILOVER).to_json())
 
     def test_escaping(self) -> None:
         """
@@ -209,7 +256,7 @@ class SyslogSinkTests(TestCase):
         bus = EventBus(reactor)
         bus.subscribe(sink)
         for name in names:
-            bus.emit(name, order_id="o1", ca="le")
+            bus.emit(EVENT_TYPES[name], name=name, order_id="o1", ca="le")
 
     def test_udp(self) -> Deferred[None]:
         collector = _Collector()
@@ -405,12 +452,12 @@ class ResolutionTests(SynchronousTestCase):
         bus = EventBus(fake)
         bus.subscribe(sink)
         for name in (EventName.ORDER_CREATED, EventName.ORDER_PROCESSING, EventName.CERTIFICATE_ISSUED):
-            bus.emit(name)
+            bus.emit(EVENT_TYPES[name], name=name)
         self.assertEqual([e.name for e in dropped], [EventName.ORDER_CREATED])
         fake.resolving["logs.test"].callback("192.0.2.7")
         self.assertEqual([address for _, address in fake.port.sent], [("192.0.2.7", 514)] * 2)
         self.assertIn(b"event=order.processing", fake.port.sent[0][0])
-        bus.emit(EventName.CA_UP)
+        bus.emit(Event, name=EventName.CA_UP)
         self.assertEqual(len(fake.port.sent), 3)
 
     def test_unresolvable(self) -> None:
@@ -421,10 +468,10 @@ class ResolutionTests(SynchronousTestCase):
         fake, sink = self.sink()
         bus = EventBus(fake)
         bus.subscribe(sink)
-        bus.emit(EventName.CA_DOWN)
+        bus.emit(Event, name=EventName.CA_DOWN)
         with capturedLogs() as logs:
             fake.resolving["logs.test"].errback(OSError("no such host"))
-        bus.emit(EventName.CA_UP)
+        bus.emit(Event, name=EventName.CA_UP)
         self.assertEqual(fake.port.sent, [])
         self.assertTrue(any("cannot open syslog target" in str(e.get("log_format")) for e in logs))
 
@@ -440,17 +487,17 @@ class JournalTests(SynchronousTestCase):
         journal = EventJournal(store, retention=7200)
         bus = EventBus(clock)
         bus.subscribe(journal)
-        bus.emit(EventName.ORDER_CREATED, order_id="o1", names=["a.test"])
+        bus.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id="o1", names=["a.test"])
         clock.advance(3600)
-        bus.emit(EventName.CERTIFICATE_ISSUED, order_id="o1", ca="le", details=[("mode", "new")])
-        bus.emit(EventName.CA_DOWN, ca="le")
+        bus.emit(CertificateIssued, order_id="o1", ca="le", mode="new")
+        bus.emit(Event, name=EventName.CA_DOWN, ca="le")
 
         def run(coroutine: Any) -> Any:
             return self.successResultOf(Deferred.fromCoroutine(coroutine))
 
         history = run(journal.order_history("o1"))
         self.assertEqual([e.name for e in history], [EventName.ORDER_CREATED, EventName.CERTIFICATE_ISSUED])
-        self.assertEqual(history[1].detail("mode"), "new")
+        self.assertEqual(history[1].mode, "new")
         self.assertEqual(history[0].names, ("a.test",))
         recent = run(journal.between(clock.seconds() - 60, clock.seconds()))
         self.assertEqual([e.name for e in recent], [EventName.CERTIFICATE_ISSUED, EventName.CA_DOWN])
@@ -458,3 +505,57 @@ class JournalTests(SynchronousTestCase):
         # Entries expire after the retention period.
         clock.advance(7201)
         self.assertEqual(run(journal.order_history("o1")), [])
+
+    def test_typed_records(self) -> None:
+        """
+        A record keeps the text details of the wire and the typed data
+        read back.
+        """
+        from acme_appliance.notify import EventJournal
+        from acme_appliance.storage import MemoryStore, keys
+
+        clock = Clock()
+        store = MemoryStore(clock)
+        bus = EventBus(clock)
+        bus.subscribe(EventJournal(store))
+        issued = bus.emit(CertificateIssued, order_id="o1", ca="le", mode="reissue", serial="ab", seconds=0.1234)
+        [(_, raw)] = self.successResultOf(Deferred.fromCoroutine(store.scan(keys.order_events("o1"))))
+        stored = json.loads(raw)
+        self.assertEqual(stored["details"], {"mode": "reissue", "serial": "ab", "seconds": "0.123"})
+        self.assertEqual(stored["data"], {"mode": "reissue", "serial": "ab", "seconds": 0.123})
+        history = self.successResultOf(Deferred.fromCoroutine(EventJournal(store).order_history("o1")))
+        self.assertEqual(history, [issued])
+
+    def test_records_of_before_typed_events(self) -> None:
+        """
+        Records written when events carried text details still load, with
+        typed data; an unreadable duration is left out.
+        """
+        from acme_appliance.notify import EventJournal
+        from acme_appliance.storage import MemoryStore, keys
+
+        store = MemoryStore(Clock())
+        old = [
+            {"event": "certificate.issued", "time": "1970-01-01T00:00:10.000000Z", "t": 10.0, "order_id": "o1",
+             "ca": "le", "outcome": "valid", "names": ["a.test"],
+             "details": {"mode": "new", "serial": "ab", "seconds": "1.234"}},
+            {"event": "validation.succeeded", "time": "1970-01-01T00:00:11.000000Z", "t": 11.0, "order_id": "o1",
+             "names": [], "details": {"method": "dns-cname", "seconds": "soon"}},
+            {"event": "ca.failover", "time": "1970-01-01T00:00:12.000000Z", "t": 12.0, "order_id": "o1",
+             "names": [], "details": {"from_ca": "le", "to_ca": "backup"}},
+            {"event": "order.processing", "time": "1970-01-01T00:00:13.000000Z", "t": 13.0, "order_id": "o1",
+             "names": []},
+        ]
+        for i, record in enumerate(old):
+            key = keys.order_events("o1") + f"{i:020d}-000000"
+            self.successResultOf(Deferred.fromCoroutine(store.set(key, json.dumps(record).encode())))
+        issued, validated, failover, processing = self.successResultOf(
+            Deferred.fromCoroutine(EventJournal(store).order_history("o1"))
+        )
+        self.assertIsInstance(issued, CertificateIssued)
+        self.assertEqual((issued.time, issued.names, issued.mode, issued.serial, issued.seconds),
+                         (10.0, ("a.test",), "new", "ab", 1.234))
+        self.assertEqual(issued.to_json(), {k: v for k, v in old[0].items() if k != "t"})
+        self.assertEqual((validated.method, validated.seconds), ("dns-cname", None))
+        self.assertEqual((failover.from_ca, failover.to_ca), ("le", "backup"))
+        self.assertEqual((type(processing), processing.name), (Event, EventName.ORDER_PROCESSING))

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from acme_appliance.notify import EventBus, EventName, Webhook, WebhookNotifier, sign
+from acme_appliance.notify import CertificateIssued, Event, EventBus, EventName, PolicyEvent, Webhook, WebhookNotifier, sign
 
 
 class Receiver(Resource):
@@ -55,7 +55,7 @@ class WebhookTests(SynchronousTestCase):
         self.bus.subscribe(self.hook)
 
     def test_signed_json(self) -> None:
-        self.bus.emit(EventName.CERTIFICATE_ISSUED, order_id="o1", token_id="t1", names=["a.test"], ca="le")
+        self.bus.emit(CertificateIssued, order_id="o1", token_id="t1", names=["a.test"], ca="le")
         self.http.flush()
         [(body, signature)] = self.receiver.bodies
         expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
@@ -68,7 +68,7 @@ class WebhookTests(SynchronousTestCase):
 
     def test_retry_with_backoff_then_drop(self) -> None:
         self.receiver.status = 503
-        self.bus.emit(EventName.ORDER_FAILED, order_id="o1")
+        self.bus.emit(Event, name=EventName.ORDER_FAILED, order_id="o1")
         self.http.flush()
         self.assertEqual(len(self.receiver.bodies), 1)
         self.clock.advance(1.0)
@@ -83,7 +83,7 @@ class WebhookTests(SynchronousTestCase):
 
     def test_recovers(self) -> None:
         self.receiver.status = 500
-        self.bus.emit(EventName.CA_DOWN, ca="le")
+        self.bus.emit(Event, name=EventName.CA_DOWN, ca="le")
         self.http.flush()
         self.receiver.status = 204
         self.clock.advance(1.0)
@@ -99,7 +99,7 @@ class WebhookTests(SynchronousTestCase):
         """
         self.receiver.hang = True
         for i in range(6):
-            self.bus.emit(EventName.ORDER_CREATED, order_id=f"o{i}")
+            self.bus.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id=f"o{i}")
         self.http.flush()
         self.assertEqual(self.hook.pending(), 3)
         self.assertEqual([e.order_id for e in self.dropped], ["o0", "o1", "o2"])
