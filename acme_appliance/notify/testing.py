@@ -4,7 +4,11 @@ In-memory notification helpers for tests.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from ._events import Event, EventName
+
+E = TypeVar("E", bound=Event)
 
 
 class MemoryNotifier:
@@ -23,3 +27,9 @@ class MemoryNotifier:
 
     def of(self, name: EventName) -> list[Event]:
         return [e for e in self.events if e.name is name]
+
+    def of_kind(self, kind: type[E], name: EventName | None = None) -> list[E]:
+        """
+        The events of class C{kind} (and of C{name}, if given), typed.
+        """
+        return [e for e in self.events if isinstance(e, kind) and (name is None or e.name is name)]

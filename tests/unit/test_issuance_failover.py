@@ -16,7 +16,7 @@ from acme_appliance.core import ProblemType
 from acme_appliance.ca import CAError, IssueRequest, ValidationRequired
 from acme_appliance.issuance._failover import FailoverIssuer
 from acme_appliance.issuance._health import CAHealth
-from acme_appliance.notify import EventBus, EventName
+from acme_appliance.notify import CaFailover, CertificateIssued, EventBus, EventName
 from acme_appliance.notify.testing import MemoryNotifier
 from acme_appliance.testing import RefusingCA, ScriptedCA, World, issued, make_csr
 
@@ -64,7 +64,7 @@ class FailoverTests(SynchronousTestCase):
         self.assertEqual(primary.calls, [0.0, 1.0])
         self.assertEqual(self.successResultOf(d).ca_name, "backup")
         self.assertEqual(backup.calls, [1.0])
-        [failover] = self.notes.of(EventName.CA_FAILOVER)
+        [failover] = self.notes.of_kind(CaFailover)
         self.assertEqual((failover.from_ca, failover.to_ca), ("primary", "backup"))
         self.assertEqual(failover.order_id, "o1")
         self.assertEqual(failover.token_id, "t1")
@@ -85,7 +85,7 @@ class FailoverTests(SynchronousTestCase):
         self.assertIs(failure.value, refused)
         self.assertEqual(failure.value.ca, "primary")
         self.assertEqual(backup.calls, [])
-        self.assertEqual(self.notes.of(EventName.CA_FAILOVER), [])
+        self.assertEqual(self.notes.of_kind(CaFailover), [])
 
     def test_validation_required_passes_through(self) -> None:
         primary = ScriptedCA("primary", [ValidationRequired("again")], self.clock)
@@ -130,7 +130,7 @@ class FailoverTests(SynchronousTestCase):
         calls = len(primary.calls)
         self.successResultOf(self.issue(issuer, ["primary", "backup"]))
         self.assertEqual(len(primary.calls), calls)
-        self.assertEqual(len(self.notes.of(EventName.CA_FAILOVER)), 2)
+        self.assertEqual(len(self.notes.of_kind(CaFailover)), 2)
         # The probe: the primary is back.
         primary.outcomes = [OK]
         self.clock.advance(60)
@@ -151,7 +151,7 @@ class ReuseTests(SynchronousTestCase):
         self.world.issuance.events.subscribe(self.notes)
 
     def modes(self) -> list[str | None]:
-        return [e.mode for e in self.notes.of(EventName.CERTIFICATE_ISSUED)]
+        return [e.mode for e in self.notes.of_kind(CertificateIssued)]
 
     def test_new_then_reissue(self) -> None:
         directory = self.world.directory()
@@ -192,10 +192,10 @@ class ReuseTests(SynchronousTestCase):
             orders.append(response.location)
         self.assertEqual(len(world.issuance.locks), 1)
         world.clock.advance(10)
-        self.assertEqual([e.mode for e in notes.of(EventName.CERTIFICATE_ISSUED)], ["new"])
+        self.assertEqual([e.mode for e in notes.of_kind(CertificateIssued)], ["new"])
         # The re-issues run together: one more delay for all of them.
         world.clock.advance(10)
-        self.assertEqual([e.mode for e in notes.of(EventName.CERTIFICATE_ISSUED)],
+        self.assertEqual([e.mode for e in notes.of_kind(CertificateIssued)],
                          ["new", "reissue", "reissue"])
         for client, url in zip(clients, orders):
             self.assertEqual(client.post(url, None).json()["status"], "valid")
@@ -216,7 +216,7 @@ class ReuseTests(SynchronousTestCase):
         for _ in range(3):
             order, _ = issued(world, world.client(directory), ["example.com"])
             self.assertEqual(order["status"], "valid")
-        self.assertEqual([e.mode for e in notes.of(EventName.CERTIFICATE_ISSUED)], ["new", "new", "reissue"])
+        self.assertEqual([e.mode for e in notes.of_kind(CertificateIssued)], ["new", "new", "reissue"])
         self.assertEqual(asked, [True, False, True, False])
 
     def test_waiters_and_a_refused_validation(self) -> None:
@@ -242,7 +242,7 @@ class ReuseTests(SynchronousTestCase):
             client.finalize(client.new_order(["example.com"]).json(), make_csr(["example.com"])[0])
         world.clock.advance(10)
         world.clock.advance(10)
-        self.assertEqual([e.mode for e in notes.of(EventName.CERTIFICATE_ISSUED)],
+        self.assertEqual([e.mode for e in notes.of_kind(CertificateIssued)],
                          ["new", "new", "reissue", "reissue"])
         self.assertEqual(asked, [True, False, True, False, False])
         self.assertEqual(len(world.issuance.locks), 0)

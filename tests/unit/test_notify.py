@@ -552,7 +552,9 @@ class JournalTests(SynchronousTestCase):
         issued, validated, failover, processing = self.successResultOf(
             Deferred.fromCoroutine(EventJournal(store).order_history("o1"))
         )
-        self.assertIsInstance(issued, CertificateIssued)
+        assert isinstance(issued, CertificateIssued)
+        assert isinstance(validated, ValidationEvent)
+        assert isinstance(failover, CaFailover)
         self.assertEqual((issued.time, issued.names, issued.mode, issued.serial, issued.seconds),
                          (10.0, ("a.test",), "new", "ab", 1.234))
         self.assertEqual(issued.to_json(), {k: v for k, v in old[0].items() if k != "t"})
