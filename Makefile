@@ -4,7 +4,7 @@ PYTHON ?= python3
 CONFIG ?= etc/acme-appliance.toml
 TRIAL_JOBS ?= 2
 
-.PHONY: run test unit integration install venv typecheck bench clean
+.PHONY: run test unit integration install venv typecheck lint format bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,18 @@ install: $(VENV)/bin/python
 run: install
 	$(VENV)/bin/twistd -n --pidfile= acme-appliance --config $(CONFIG)
 
-test: 
+test:
 	./scripts/install-system-deps test
-	$(MAKE) install
-	$(VENV)/bin/mypy
+	$(MAKE) lint
 	$(VENV)/bin/python -m twisted.trial -j$(TRIAL_JOBS) tests
+
+# Types, style and the structure: mypy (strict), ruff, the import layers, sizes.
+lint: install
+	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/python scripts/check_structure.py
 
 unit: install
 	$(VENV)/bin/python -m twisted.trial tests.unit
@@ -31,6 +38,10 @@ integration: install
 
 typecheck: install
 	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: install
 	$(VENV)/bin/python -m bench

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec
+from typing import Concatenate, ParamSpec
 
 from treq.client import HTTPClient
 from twisted.internet.defer import maybeDeferred
@@ -43,6 +43,7 @@ class IApplianceReactor(
     and time.  The global reactor provides it; only C{tap} and the CLI
     name that.
     """
+
 
 P = ParamSpec("P")
 
@@ -179,10 +180,14 @@ def make_notifiers(
     hooks = [Webhook(hook.url, hook.secret) for hook in config.notify.all_webhooks()]
     if hooks:
         pool = HTTPConnectionPool(reactor, persistent=True)
-        sinks.append(WebhookNotifier(
-            hooks, http=HTTPClient(Agent(reactor, pool=pool, connectTimeout=10)), clock=reactor,
-            on_drop=lambda event: on_drop("webhook"),
-        ))
+        sinks.append(
+            WebhookNotifier(
+                hooks,
+                http=HTTPClient(Agent(reactor, pool=pool, connectTimeout=10)),
+                clock=reactor,
+                on_drop=lambda event: on_drop("webhook"),
+            )
+        )
     return sinks
 
 
@@ -190,8 +195,15 @@ def make_notifiers(
 ANNOUNCE_WAIT = 5.0
 
 
-async def announce(config: Config, store: Store, reactor: IApplianceReactor, kind: Callable[Concatenate[float, P], Event], /,
-                   *args: P.args, **fields: P.kwargs) -> None:
+async def announce(
+    config: Config,
+    store: Store,
+    reactor: IApplianceReactor,
+    kind: Callable[Concatenate[float, P], Event],
+    /,
+    *args: P.args,
+    **fields: P.kwargs,
+) -> None:
     """
     Emit one C{kind} event from a short-lived process (the CLI): journal it
     in the store and hand it to the configured sinks, waiting up to

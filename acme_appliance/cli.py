@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from twisted.internet.defer import Deferred
@@ -46,7 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     create = token_commands.add_parser("create", help="make a directory URL", parents=[common])
     create.add_argument("--policy", required=True, help="the policy the token is bound to")
     create.add_argument(
-        "--domain", action="append", default=[], metavar="D",
+        "--domain",
+        action="append",
+        default=[],
+        metavar="D",
         help="limit the token to this name or *.pattern (repeatable)",
     )
     token_commands.add_parser("list", help="list tokens", parents=[common])
@@ -63,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 def _when(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _check_domains(config: Config, policy_name: str, domains: Sequence[str]) -> tuple[str, ...]:
@@ -88,8 +91,16 @@ async def _run(reactor: IApplianceReactor, args: argparse.Namespace, out: Any) -
             out.write(f" limited to {', '.join(domains)}\n" if domains else "\n")
             out.write("Point ACME clients at this directory URL (it is a secret; it is not shown again):\n")
             out.write(directory_url(config.acme.base_url, secret) + "\n")
-            await announce(config, store, reactor, PolicyEvent, name=EventName.TOKEN_CREATED, token_id=token.id,
-                           names=domains, policy=token.policy)
+            await announce(
+                config,
+                store,
+                reactor,
+                PolicyEvent,
+                name=EventName.TOKEN_CREATED,
+                token_id=token.id,
+                names=domains,
+                policy=token.policy,
+            )
         elif args.action == "list":
             out.write(f"{'ID':<14}{'POLICY':<16}{'STATUS':<10}{'CREATED':<22}DOMAINS\n")
             for token in await tokens.list():
@@ -102,8 +113,16 @@ async def _run(reactor: IApplianceReactor, args: argparse.Namespace, out: Any) -
             except UnknownToken:
                 raise CommandError("no active token with that id or secret") from None
             out.write(f"revoked token {token.id}\n")
-            await announce(config, store, reactor, PolicyEvent, name=EventName.TOKEN_REVOKED, token_id=token.id,
-                           names=token.domains, policy=token.policy)
+            await announce(
+                config,
+                store,
+                reactor,
+                PolicyEvent,
+                name=EventName.TOKEN_REVOKED,
+                token_id=token.id,
+                names=token.domains,
+                policy=token.policy,
+            )
     finally:
         await store.close()
 

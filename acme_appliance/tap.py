@@ -24,11 +24,11 @@ from twisted.web.server import Site
 
 from ._appliance import IApplianceReactor, StartupError, build_cas, make_notifiers, make_responder, open_store_now
 from .acme import AcmeServer, endpoint_of, redact_token
-from .orders import AcmeRepository
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .issuance import IssuanceService, Revoker
 from .notify import EventBus, EventJournal
+from .orders import AcmeRepository
 from .policy import TokenRegistry
 from .stats import Metrics
 from .storage import Store
@@ -113,7 +113,10 @@ class ApplianceService(MultiService):
         self.values = ValidationValues(store)
         self._validation_listeners(config, reactor)
         cas = build_cas(
-            config, reactor, responder=make_responder(config, self.values, reactor), store=store,
+            config,
+            reactor,
+            responder=make_responder(config, self.values, reactor),
+            store=store,
             on_request=self.metrics.upstream_request,
         )
         self.issuance = IssuanceService(
@@ -173,7 +176,9 @@ class ApplianceService(MultiService):
     def _validation_listeners(self, config: Config, reactor: IApplianceReactor) -> None:
         validation = config.validation
         if validation.fileproxy_listen is not None:
-            self._listen("validation.fileproxy", validation.fileproxy_listen, FileProxy(self.values).resource(), reactor)
+            self._listen(
+                "validation.fileproxy", validation.fileproxy_listen, FileProxy(self.values).resource(), reactor
+            )
         if validation.dns_zone is not None:
             authority = DcvAuthority(
                 validation.dns_zone,
@@ -193,7 +198,8 @@ class ApplianceService(MultiService):
         except (ValueError, OSError) as e:
             raise StartupError(f"{name}.listen {description!r}: {e}") from None
         service = StreamServerEndpointService(
-            endpoint, site(resource, lambda request: self.metrics.request(name, endpoint_of(request.path), request.code))
+            endpoint,
+            site(resource, lambda request: self.metrics.request(name, endpoint_of(request.path), request.code)),
         )
         service._raiseSynchronously = True
         service.setName(name)

@@ -185,8 +185,9 @@ class StubAcmeClient:
     request is delivered at once and its response read in full.
     """
 
-    def __init__(self, case: SynchronousTestCase, treq: StubTreq, directory_url: str,
-                 key: josepy.JWK | None = None) -> None:
+    def __init__(
+        self, case: SynchronousTestCase, treq: StubTreq, directory_url: str, key: josepy.JWK | None = None
+    ) -> None:
         self.case = case
         self.treq = treq
         self._http = cast(_StubHttp, treq)
@@ -232,8 +233,9 @@ class StubAcmeClient:
         """Send C{body} as it is (a JOSE content type unless C{headers})."""
         return self._done(self._http.post(url, data=body, headers=_JOSE if headers is None else headers))
 
-    def post(self, url: str, payload: Any, *, key: josepy.JWK | None = None, use_jwk: bool = False,
-             **kw: Any) -> StubResponse:
+    def post(
+        self, url: str, payload: Any, *, key: josepy.JWK | None = None, use_jwk: bool = False, **kw: Any
+    ) -> StubResponse:
         """
         Sign and send; like real clients, retry once on C{badNonce} unless
         the test chose the nonce.
@@ -241,7 +243,7 @@ class StubAcmeClient:
         kid = None if use_jwk else kw.pop("kid", self.kid)
         jws_url = kw.pop("jws_url", url)
         chosen = kw.pop("nonce", None)
-        for attempt in (1, 2):
+        for _attempt in (1, 2):
             body = sign(key or self.key, payload, url=jws_url, nonce=chosen or self.nonce(), kid=kid, **kw)
             response = self.post_raw(url, body)
             if chosen is not None or response.problem_type != "badNonce":
@@ -264,8 +266,7 @@ class StubAcmeClient:
         return self.post(order["finalize"], {"csr": b64(csr_der)})
 
 
-def sample_policy(name: str = "shop", domains: tuple[str, ...] = ("example.com", "*.example.com"),
-                  **kw: Any) -> Policy:
+def sample_policy(name: str = "shop", domains: tuple[str, ...] = ("example.com", "*.example.com"), **kw: Any) -> Policy:
     """
     A policy on the built-in CA for C{domains}, any key type, validated
     as C{validation=} says (by default not at all).
@@ -289,8 +290,15 @@ class World:
     validated through the file proxy).
     """
 
-    def __init__(self, case: SynchronousTestCase, *, issue_delay: float = 0.0, store: MemoryStore | None = None,
-                 clock: Clock | None = None, ca_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        case: SynchronousTestCase,
+        *,
+        issue_delay: float = 0.0,
+        store: MemoryStore | None = None,
+        clock: Clock | None = None,
+        ca_dir: str | None = None,
+    ) -> None:
         self.case = case
         if clock is None:
             clock = Clock()
@@ -301,11 +309,17 @@ class World:
         self.repo = AcmeRepository(self.store)
         self.ca_dir = ca_dir or tempfile.mkdtemp()
         self.ca = LocalCA.load_or_create("builtin", self.ca_dir, clock=self.clock, issue_delay=issue_delay)
-        self.policies = {p.name: p for p in (
-            sample_policy(), sample_policy("other", ("other.org",)),
-            sample_policy("files", ("files.net", "*.files.net"), validation=ValidationMethod.FILE_PROXY))}
-        self.issuance = IssuanceService(repository=self.repo, cas={"builtin": self.ca}, policies=self.policies,
-                                        clock=self.clock)
+        self.policies = {
+            p.name: p
+            for p in (
+                sample_policy(),
+                sample_policy("other", ("other.org",)),
+                sample_policy("files", ("files.net", "*.files.net"), validation=ValidationMethod.FILE_PROXY),
+            )
+        }
+        self.issuance = IssuanceService(
+            repository=self.repo, cas={"builtin": self.ca}, policies=self.policies, clock=self.clock
+        )
         self.server = AcmeServer(
             repository=self.repo,
             tokens=self.tokens,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -122,7 +122,9 @@ def _write_pair(cert_path: str, key_path: str, cert_pem: bytes, key_pem: bytes) 
     try:
         write_private_files(files)
     except OSError as e:
-        raise TLSSetupError(f"cannot write the self-signed certificate: {e.filename or cert_path}: {e.strerror}") from None
+        raise TLSSetupError(
+            f"cannot write the self-signed certificate: {e.filename or cert_path}: {e.strerror}"
+        ) from None
 
 
 def ensure_self_signed(
@@ -154,7 +156,7 @@ def ensure_self_signed(
     if not hostnames:
         raise TLSSetupError("a self-signed certificate needs at least one hostname")
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.fromtimestamp(clock.seconds(), tz=timezone.utc)
+    now = datetime.fromtimestamp(clock.seconds(), tz=UTC)
     certificate = _certificate(key, hostnames, now)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

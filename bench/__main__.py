@@ -15,7 +15,9 @@ def main(argv: list[str]) -> int:
     names = argv or sorted(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
-        print(f"bench: unknown benchmark {', '.join(unknown)} (known: {', '.join(sorted(BENCHMARKS))})", file=sys.stderr)
+        print(
+            f"bench: unknown benchmark {', '.join(unknown)} (known: {', '.join(sorted(BENCHMARKS))})", file=sys.stderr
+        )
         return 2
     for name in names:
         BENCHMARKS[name]([])

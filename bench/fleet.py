@@ -105,10 +105,24 @@ def direct(harness: Harness, n: int) -> dict[str, Any]:
     directory = os.path.abspath(harness.mktemp())
     os.makedirs(directory)
     dns_port, management_port = free_port(), free_port()
-    srv = Process(harness, "challtestsrv", [
-        shutil.which("pebble-challtestsrv") or "pebble-challtestsrv", "-dns01", f"127.0.0.1:{dns_port}",
-        "-management", f"127.0.0.1:{management_port}", "-http01", "", "-https01", "", "-tlsalpn01", "",
-    ], directory)
+    srv = Process(
+        harness,
+        "challtestsrv",
+        [
+            shutil.which("pebble-challtestsrv") or "pebble-challtestsrv",
+            "-dns01",
+            f"127.0.0.1:{dns_port}",
+            "-management",
+            f"127.0.0.1:{management_port}",
+            "-http01",
+            "",
+            "-https01",
+            "",
+            "-tlsalpn01",
+            "",
+        ],
+        directory,
+    )
     wait_for_port(management_port, process=srv.popen)
     pebble = Pebble(harness, directory, dns_server=f"127.0.0.1:{dns_port}", http_port=free_port())  # type: ignore[arg-type]
     pebble.start()
@@ -124,8 +138,11 @@ def direct(harness: Harness, n: int) -> dict[str, Any]:
             for challenge in authz.body.challenges:
                 if isinstance(challenge.chall, challenges.DNS01):
                     response, validation = challenge.response_and_validation(key)
-                    requests.post(f"http://127.0.0.1:{management_port}/set-txt", timeout=10,
-                                  json={"host": f"_acme-challenge.{NAME}.", "value": validation}).raise_for_status()
+                    requests.post(
+                        f"http://127.0.0.1:{management_port}/set-txt",
+                        timeout=10,
+                        json={"host": f"_acme-challenge.{NAME}.", "value": validation},
+                    ).raise_for_status()
                     acme.answer_challenge(challenge, response)
         acme.poll_and_finalize(order, datetime.datetime.now() + datetime.timedelta(seconds=300))
 

@@ -106,7 +106,9 @@ class Authenticator:
                 ProblemType.UNAUTHORIZED, f"JWS url {jws.url!r} does not match the request URL {expected!r}"
             )
         if not self._nonces.redeem(jws.nonce):
-            raise AcmeProblem(ProblemType.BAD_NONCE, "unknown, used or expired nonce; use the fresh one in Replay-Nonce")
+            raise AcmeProblem(
+                ProblemType.BAD_NONCE, "unknown, used or expired nonce; use the fresh one in Replay-Nonce"
+            )
         if jws.jwk is not None:
             if signed_by is SignedBy.ACCOUNT:
                 raise malformed("this request must be signed by an account (kid), not a jwk")

@@ -166,9 +166,12 @@ class AcmeServer:
             allowed = ", ".join(error.allowed)
             problem = malformed(f"method not allowed here; use {allowed}", status=405, headers={"Allow": allowed})
             return self._problem(request, problem)
-        self._log.failure("internal error answering {method} {path}", error.failure,
-                          method=request.method.decode(errors="replace"),
-                          path=redact_token(request.path).decode("ascii", "replace"))
+        self._log.failure(
+            "internal error answering {method} {path}",
+            error.failure,
+            method=request.method.decode(errors="replace"),
+            path=redact_token(request.path).decode("ascii", "replace"),
+        )
         return self._problem(
             request, AcmeProblem(ProblemType.SERVER_INTERNAL, "internal error; the operator has the details")
         )
@@ -228,8 +231,9 @@ class AcmeServer:
                 terms_agreed=bool(payload.terms_of_service_agreed),
             )
         )
-        self._log.info("account {account_id} created under token {token_id}", account_id=account.id,
-                       token_id=auth.token.id)
+        self._log.info(
+            "account {account_id} created under token {token_id}", account_id=account.id, token_id=auth.token.id
+        )
         return self._send_account(request, secret, account, status=201)
 
     @app.route("/acme/<secret>/acct/<account_id>", methods=["POST"])

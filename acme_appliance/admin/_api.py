@@ -7,8 +7,8 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-from http import HTTPStatus
 from collections.abc import Callable, Mapping, Sequence
+from http import HTTPStatus
 from typing import Any, cast
 
 from klein import Klein
@@ -20,13 +20,11 @@ from twisted.web.resource import IResource
 
 from ..acme import directory_url
 from ..core import RouteError, rfc3339, route_errors, write_private_file
-from ..orders import AcmeRepository, Order, OrderStatus
-from ..policy import Policy
 from ..notify import CaFailover, EventBus, EventJournal, EventName, PolicyEvent
-from ..policy import BadTokenRequest, Token, TokenRegistry, UnknownToken, token_domains
-from ..stats import CONTENT_TYPE, Metrics, dashboard_data, dashboard_page
+from ..orders import AcmeRepository, Order, OrderStatus
+from ..policy import BadTokenRequest, Policy, Token, TokenRegistry, UnknownToken, token_domains
+from ..stats import CONTENT_TYPE, Metrics, ca_state, dashboard_data, dashboard_page
 from ..storage import Store, keys
-
 
 COOKIE = b"acme_appliance_admin"
 MAX_BODY = 65536
@@ -202,10 +200,7 @@ class AdminAPI:
         health = self._ca_health()
         rows: dict[str, dict[str, object]] = {}
         for name in sorted(set(self._cas) | set(health)):
-            state = dict(health.get(name, {"up": True, "failures": 0, "down_since": None}))
-            down_since = state.get("down_since")
-            state["down_since"] = rfc3339(float(down_since)) if isinstance(down_since, (int, float)) else None
-            rows[name] = {"kind": self._cas.get(name, "unknown"), **state}
+            rows[name] = {"kind": self._cas.get(name, "unknown"), **ca_state(health.get(name, {}))}
         return rows
 
     @app.route("/cas", methods=["GET"])
@@ -270,7 +265,8 @@ class AdminAPI:
             raise AdminError(400, f"'status' must be one of {', '.join(s.value for s in OrderStatus)}")
         orders = await self._repo.orders()
         selected = [
-            o for o in orders
+            o
+            for o in orders
             if (status is None or o.status.value == status)
             and (token is None or o.token_id == token)
             and (name is None or name.lower().rstrip(".") in o.names)
@@ -309,14 +305,18 @@ class AdminAPI:
             if not hmac.compare_digest(given.encode(), self._key):
                 raise AdminError(401, "wrong admin key")
             # IRequest.addCookie's declaration lags twisted.web.server.Request's.
-            cast(Any, request).addCookie(COOKIE, self._key, path="/", httpOnly=True, secure=request.isSecure(),
-                                         sameSite="strict")
+            cast(Any, request).addCookie(
+                COOKIE, self._key, path="/", httpOnly=True, secure=request.isSecure(), sameSite="strict"
+            )
             request.redirect(b"/")
             return b""
         self._authorise(request)
         request.setHeader("Content-Type", "text/html; charset=utf-8")
-        request.setHeader("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; "
-                          "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:")
+        request.setHeader(
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'unsafe-inline'; "
+            "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+        )
         return dashboard_page()
 
     @app.route("/dashboard.json", methods=["GET"])

@@ -10,8 +10,8 @@ import errno
 import os
 import shutil
 import tempfile
-from datetime import datetime, timedelta, timezone
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
 from cryptography import x509
@@ -225,9 +225,7 @@ class LocalCA:
         try:
             certificate = x509.load_der_x509_certificate(certificate_der)
         except (ValueError, x509.InvalidVersion) as e:
-            raise CAError(
-                f"not a DER certificate: {e}", transient=False, problem_type=ProblemType.MALFORMED
-            ) from None
+            raise CAError(f"not a DER certificate: {e}", transient=False, problem_type=ProblemType.MALFORMED) from None
         try:
             certificate.verify_directly_issued_by(self._intermediate)
         except (ValueError, TypeError, InvalidSignature):
@@ -245,7 +243,7 @@ class LocalCA:
 
 
 def _now(clock: IReactorTime) -> datetime:
-    return datetime.fromtimestamp(clock.seconds(), tz=timezone.utc)
+    return datetime.fromtimestamp(clock.seconds(), tz=UTC)
 
 
 def _csr_public_key(csr_der: bytes) -> _LeafKey:

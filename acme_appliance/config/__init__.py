@@ -34,9 +34,9 @@ __all__ = [
     "ConfigError",
     "IssuanceConfig",
     "NotifyConfig",
-    "WebhookConfig",
     "StorageConfig",
     "ValidationConfig",
+    "WebhookConfig",
     "load_config",
     "state_path",
 ]

@@ -149,8 +149,7 @@ def policies(
     """
     by_name = {ca.name: ca for ca in cas}
     return tuple(
-        _policy(t, t.text("name"), by_name, validation)
-        for t in _named_tables(tables, "policy", "policy", POLICY_KEYS)
+        _policy(t, t.text("name"), by_name, validation) for t in _named_tables(tables, "policy", "policy", POLICY_KEYS)
     )
 
 
@@ -203,4 +202,3 @@ def _key_types(t: Table) -> frozenset[KeyType]:
     if not key_types:
         t.fail("key_types", "must name at least one of 'rsa', 'ecdsa'")
     return frozenset(key_types)
-

@@ -41,9 +41,7 @@ class Endpoint:
     key: str | None = None
 
 
-def check_endpoint(
-    key: str, description: str, resolve: Callable[[str], str], *, tls_may_be_missing: bool
-) -> Endpoint:
+def check_endpoint(key: str, description: str, resolve: Callable[[str], str], *, tls_may_be_missing: bool) -> Endpoint:
     """
     Check a server endpoint description: C{tcp:}, C{tcp6:}, C{ssl:} and
     C{unix:} ones option by option, plugin types by Twisted.

@@ -11,8 +11,15 @@ from collections.abc import Callable
 from ..notify import parse_syslog_target
 from ..storage import check_store_url
 from ._endpoints import check_endpoint
-from ._model import AcmeServerConfig, AdminConfig, IssuanceConfig, NotifyConfig, StorageConfig, ValidationConfig
-from ._model import WebhookConfig
+from ._model import (
+    AcmeServerConfig,
+    AdminConfig,
+    IssuanceConfig,
+    NotifyConfig,
+    StorageConfig,
+    ValidationConfig,
+    WebhookConfig,
+)
 from ._table import Problem, Table, kind_of
 from ._values import dns_name, is_ip, url
 
@@ -152,7 +159,9 @@ def notify(t: Table, resolve: Resolve) -> NotifyConfig:
         hook = Table(data, f"notify.webhook[{i + 1}]", ("url", "secret"))
         hooks.append(WebhookConfig(url=webhook(hook.key("url"), hook.text("url")), secret=hook.text("secret", None)))
     return NotifyConfig(
-        syslog=syslog, webhooks=t.texts("webhooks", webhook), webhook_secret=t.text("webhook_secret", None),
+        syslog=syslog,
+        webhooks=t.texts("webhooks", webhook),
+        webhook_secret=t.text("webhook_secret", None),
         hooks=tuple(hooks),
     )
 

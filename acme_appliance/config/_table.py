@@ -95,7 +95,7 @@ class Table:
                 self.fail(name, "missing (required)")
             return default
         value = self._data[name]
-        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             self.fail(name, f"expected {expected}, got {kind_of(value)}")
         return value
 
@@ -111,7 +111,7 @@ class Table:
 
     def integer(self, name: str, default: int, low: int, high: int | None = None) -> int:
         value: int = self.get(name, (int,), "an integer", default)
-        if value < low or high is not None and value > high:
+        if value < low or (high is not None and value > high):
             if high is None:
                 self.fail(name, f"must be at least {low}, got {value}")
             self.fail(name, f"{value} is out of range ({low} to {high})")

@@ -70,7 +70,7 @@ def url(key: str, value: str, what: str = "URL") -> SplitResult:
     """
     try:
         parts = urlsplit(value)
-        parts.port
+        parts.port  # noqa: B018 - reading it checks the port (ValueError)
     except ValueError as e:
         raise Problem(key, f"{value!r} is not a valid {what}: {e}") from None
     if parts.scheme not in ("http", "https"):

@@ -4,7 +4,7 @@ Times on the wire and in logs.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def rfc3339(seconds: float, *, fraction: bool = True) -> str:
@@ -13,4 +13,4 @@ def rfc3339(seconds: float, *, fraction: bool = True) -> str:
     unless C{fraction} is false.
     """
     form = "%Y-%m-%dT%H:%M:%S.%fZ" if fraction else "%Y-%m-%dT%H:%M:%SZ"
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime(form)
+    return datetime.fromtimestamp(seconds, UTC).strftime(form)

@@ -6,4 +6,4 @@ from ._jobs import IssuanceService, Revoker
 from ._locks import OrderLocks, order_key
 from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
-__all__ = ["IssuanceService", "Revoker", "IssueMode", "OrderLocks", "order_key", "UpstreamOrder", "UpstreamReuse"]
+__all__ = ["IssuanceService", "IssueMode", "OrderLocks", "Revoker", "UpstreamOrder", "UpstreamReuse", "order_key"]

@@ -12,8 +12,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from ..core import Backoff, ProblemType
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
+from ..core import Backoff, ProblemType
 from ..notify import CaFailover, EventBus, EventName, UpstreamOrdered, ValidationEvent
 from ..policy import ValidationMethod
 from ._health import CAHealth
@@ -39,8 +39,9 @@ class OrderEvents:
     token_id: str
 
     def ordered(self, ca: str, names: tuple[str, ...], url: str) -> None:
-        self.events.emit(UpstreamOrdered, order_id=self.order_id, token_id=self.token_id, names=names, ca=ca,
-                         upstream_order=url)
+        self.events.emit(
+            UpstreamOrdered, order_id=self.order_id, token_id=self.token_id, names=names, ca=ca, upstream_order=url
+        )
 
     def started(self, ca: str, names: tuple[str, ...], challenge: ChallengeType) -> None:
         self._validation(EventName.VALIDATION_STARTED, ca, names, challenge)
@@ -51,10 +52,29 @@ class OrderEvents:
     def failed(self, ca: str, names: tuple[str, ...], challenge: ChallengeType, error: str) -> None:
         self._validation(EventName.VALIDATION_FAILED, ca, names, challenge, outcome="invalid", error=error)
 
-    def _validation(self, name: EventName, ca: str, names: tuple[str, ...], challenge: ChallengeType, *,
-                    outcome: str | None = None, error: str | None = None, seconds: float | None = None) -> None:
-        self.events.emit(ValidationEvent, name=name, order_id=self.order_id, token_id=self.token_id, names=names,
-                         ca=ca, outcome=outcome, error=error, method=_method(challenge), seconds=seconds)
+    def _validation(
+        self,
+        name: EventName,
+        ca: str,
+        names: tuple[str, ...],
+        challenge: ChallengeType,
+        *,
+        outcome: str | None = None,
+        error: str | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        self.events.emit(
+            ValidationEvent,
+            name=name,
+            order_id=self.order_id,
+            token_id=self.token_id,
+            names=names,
+            ca=ca,
+            outcome=outcome,
+            error=error,
+            method=_method(challenge),
+            seconds=seconds,
+        )
 
 
 class FailoverIssuer:
@@ -111,11 +131,21 @@ class FailoverIssuer:
                 if not self._health.should_try(name) and len(cas) > 1:
                     continue
                 if current is not None and current != name:
-                    self._log.warn("order {order_id}: failing over from CA {from_ca} to {to_ca}",
-                                   order_id=order_id, from_ca=current, to_ca=name)
+                    self._log.warn(
+                        "order {order_id}: failing over from CA {from_ca} to {to_ca}",
+                        order_id=order_id,
+                        from_ca=current,
+                        to_ca=name,
+                    )
                     self._events.emit(
-                        CaFailover, order_id=order_id, token_id=token_id, names=request.names,
-                        ca=name, error=last.detail if last else None, from_ca=current, to_ca=name,
+                        CaFailover,
+                        order_id=order_id,
+                        token_id=token_id,
+                        names=request.names,
+                        ca=name,
+                        error=last.detail if last else None,
+                        from_ca=current,
+                        to_ca=name,
                     )
                 current = name
                 for attempt in range(self._attempts):
@@ -127,8 +157,9 @@ class FailoverIssuer:
                             raise
                         last = e
                         self._health.failed(name)
-                        self._log.warn("order {order_id}: CA {ca} failed ({error})",
-                                       order_id=order_id, ca=name, error=e.detail)
+                        self._log.warn(
+                            "order {order_id}: CA {ca} failed ({error})", order_id=order_id, ca=name, error=e.detail
+                        )
                         delay = self._backoff.delay(attempt)
                         if attempt + 1 < self._attempts and self._clock.seconds() + delay < deadline:
                             await self._sleep(delay)

@@ -15,12 +15,12 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensur
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ..wire import b64decode
-from ..core import AcmeProblem, ProblemType
-from ..orders import AcmeRepository, CertificateRecord, Order, OrderStatus, new_id
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
-from ..policy import Policy, ValidationMethod
+from ..core import AcmeProblem, ProblemType
 from ..notify import CertificateIssued, Event, EventBus, EventName
+from ..orders import AcmeRepository, CertificateRecord, Order, OrderStatus, new_id
+from ..policy import Policy, ValidationMethod
+from ..wire import b64decode
 from ._failover import FailoverIssuer
 from ._health import CAHealth
 from ._locks import OrderLocks, order_key
@@ -72,8 +72,12 @@ class IssuanceService(Service):
         self.events = events if events is not None else EventBus(clock)
         self.health = health if health is not None else CAHealth(clock, on_change=self._health_changed)
         self._upstream = FailoverIssuer(
-            cas=cas, health=self.health, clock=clock, events=self.events,
-            attempts_per_ca=attempts_per_ca, retry_delays=retry_delays,
+            cas=cas,
+            health=self.health,
+            clock=clock,
+            events=self.events,
+            attempts_per_ca=attempts_per_ca,
+            retry_delays=retry_delays,
         )
         self._deadline = deadline
         self.locks = OrderLocks(repository.store, clock, lease=lease, poll=lease_poll)
@@ -158,8 +162,10 @@ class IssuanceService(Service):
             return await self._ask(order, evolve(request, allow_validation=False), ordered)
 
         issued, mode = await self.reuse.obtain(
-            order_key(order.token_id, order.names), order.id,
-            reissue=reissue, validate=lambda: self._ask(order, request, cas),
+            order_key(order.token_id, order.names),
+            order.id,
+            reissue=reissue,
+            validate=lambda: self._ask(order, request, cas),
         )
         await self._complete(order, issued, mode)
 
@@ -187,35 +193,53 @@ class IssuanceService(Service):
         now = self._clock.seconds()
         await self._repo.update_order(
             order.id,
-            lambda o: evolve(o, status=OrderStatus.VALID, certificate_id=record.id, ca_name=issued.ca_name, completed=now)
-            if o.status is OrderStatus.PROCESSING
-            else None,
+            lambda o: (
+                evolve(o, status=OrderStatus.VALID, certificate_id=record.id, ca_name=issued.ca_name, completed=now)
+                if o.status is OrderStatus.PROCESSING
+                else None
+            ),
         )
         await self._repo.dequeue(order.id)
         self._log.info(
             "order {order_id} issued by {ca} ({mode}, serial {serial})",
-            order_id=order.id, ca=issued.ca_name, mode=mode.value, serial=record.serial,
+            order_id=order.id,
+            ca=issued.ca_name,
+            mode=mode.value,
+            serial=record.serial,
         )
         self.events.emit(
-            CertificateIssued, order_id=order.id, token_id=order.token_id, names=order.names,
-            ca=issued.ca_name, outcome="valid",
-            mode=mode.value, serial=record.serial, seconds=now - (order.processing_since or now),
+            CertificateIssued,
+            order_id=order.id,
+            token_id=order.token_id,
+            names=order.names,
+            ca=issued.ca_name,
+            outcome="valid",
+            mode=mode.value,
+            serial=record.serial,
+            seconds=now - (order.processing_since or now),
         )
 
     async def _fail(self, order_id: str, problem: AcmeProblem, ca: str | None = None) -> None:
         now = self._clock.seconds()
         failed = await self._repo.update_order(
             order_id,
-            lambda o: evolve(o, status=OrderStatus.INVALID, error=problem.to_json(), completed=now,
-                             ca_name=ca or o.ca_name)
-            if o.status is OrderStatus.PROCESSING
-            else None,
+            lambda o: (
+                evolve(o, status=OrderStatus.INVALID, error=problem.to_json(), completed=now, ca_name=ca or o.ca_name)
+                if o.status is OrderStatus.PROCESSING
+                else None
+            ),
         )
         await self._repo.dequeue(order_id)
         self._log.warn("order {order_id} failed: {detail}", order_id=order_id, detail=problem.detail)
         self.events.emit(
-            Event, name=EventName.ORDER_FAILED, order_id=order_id, token_id=failed.token_id if failed else None,
-            names=failed.names if failed else (), ca=ca, outcome="invalid", error=f"{problem.type.value}: {problem.detail}",
+            Event,
+            name=EventName.ORDER_FAILED,
+            order_id=order_id,
+            token_id=failed.token_id if failed else None,
+            names=failed.names if failed else (),
+            ca=ca,
+            outcome="invalid",
+            error=f"{problem.type.value}: {problem.detail}",
         )
 
 
@@ -226,7 +250,9 @@ class Revoker:
 
     _log = Logger()
 
-    def __init__(self, repository: AcmeRepository, cas: Mapping[str, CertificateAuthority], clock: IReactorTime) -> None:
+    def __init__(
+        self, repository: AcmeRepository, cas: Mapping[str, CertificateAuthority], clock: IReactorTime
+    ) -> None:
         self._repo = repository
         self._cas = cas
         self._clock = clock
@@ -234,7 +260,9 @@ class Revoker:
     async def revoke(self, record: CertificateRecord, reason: int | None) -> None:
         ca = self._cas.get(record.ca_name)
         if ca is None:
-            raise AcmeProblem(ProblemType.SERVER_INTERNAL, f"CA {record.ca_name!r} that issued it is no longer configured")
+            raise AcmeProblem(
+                ProblemType.SERVER_INTERNAL, f"CA {record.ca_name!r} that issued it is no longer configured"
+            )
         leaf = x509.load_pem_x509_certificate(record.chain_pem.encode())
         try:
             await ca.revoke(leaf.public_bytes(Encoding.DER), reason)

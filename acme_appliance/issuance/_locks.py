@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from typing import ClassVar
 
 from attrs import define, field
-
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import deferLater

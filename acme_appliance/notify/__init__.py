@@ -2,18 +2,28 @@
 Notification: events for every state change, sent to syslog and webhooks.
 """
 
-from ._events import EVENT_TYPES, CaFailover, CertificateIssued, Event, EventBus, EventName, PolicyEvent
-from ._events import Subscriber, UpstreamOrdered, ValidationEvent
+from ._events import (
+    EVENT_TYPES,
+    CaFailover,
+    CertificateIssued,
+    Event,
+    EventBus,
+    EventName,
+    PolicyEvent,
+    Subscriber,
+    UpstreamOrdered,
+    ValidationEvent,
+)
 from ._journal import EventJournal
 from ._queue import BoundedQueue
-from ._webhook import Webhook, WebhookNotifier, sign
 from ._syslog import SyslogNotifier, SyslogTarget, SyslogTransport, format_rfc5424, parse_syslog_target
+from ._webhook import Webhook, WebhookNotifier, sign
 
 __all__ = [
+    "EVENT_TYPES",
     "BoundedQueue",
     "CaFailover",
     "CertificateIssued",
-    "EVENT_TYPES",
     "Event",
     "EventBus",
     "EventJournal",
@@ -21,12 +31,12 @@ __all__ = [
     "PolicyEvent",
     "Subscriber",
     "SyslogNotifier",
-    "Webhook",
-    "WebhookNotifier",
     "SyslogTarget",
     "SyslogTransport",
     "UpstreamOrdered",
     "ValidationEvent",
+    "Webhook",
+    "WebhookNotifier",
     "format_rfc5424",
     "parse_syslog_target",
     "sign",

@@ -127,7 +127,7 @@ def format_rfc5424(
         f"<{facility * 8 + severity}>1 {rfc3339(event.time)} {hostname or '-'} {app_name} {procid} "
         f"{event.name.value[:32]}"
     )
-    return f"{header} [{SD_ID} {params}] {text}".encode("utf-8")
+    return f"{header} [{SD_ID} {params}] {text}".encode()
 
 
 class _Connection(Protocol):
@@ -205,8 +205,10 @@ class SyslogNotifier(MultiService):
         if target.transport is SyslogTransport.TCP:
             endpoint = HostnameEndpoint(reactor, target.host, target.port, timeout=10)
             ClientService(
-                endpoint, Factory.forProtocol(lambda: _Connection(self)),
-                retryPolicy=backoffPolicy(initialDelay=reconnect_delay, maxDelay=30.0), clock=reactor,
+                endpoint,
+                Factory.forProtocol(lambda: _Connection(self)),
+                retryPolicy=backoffPolicy(initialDelay=reconnect_delay, maxDelay=30.0),
+                clock=reactor,
             ).setServiceParent(self)
 
     def __call__(self, event: Event) -> None:

@@ -124,8 +124,9 @@ class WebhookNotifier(Service):
         worker.addBoth(done)
 
     def _drop(self, delivery: _Delivery, event: Event, why: str) -> None:
-        self._log.warn("webhook {url}: dropped event {event} ({why})", url=delivery.hook.url, event=event.name.value,
-                       why=why)
+        self._log.warn(
+            "webhook {url}: dropped event {event} ({why})", url=delivery.hook.url, event=event.name.value, why=why
+        )
         self._on_drop(event)
 
     async def _work(self, delivery: _Delivery) -> None:

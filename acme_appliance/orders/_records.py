@@ -12,7 +12,7 @@ from typing import Any
 
 from attrs import evolve, frozen
 
-from ..storage import Store, keys, dump_record, get_record, load_record, put_record
+from ..storage import Store, dump_record, get_record, keys, load_record, put_record
 
 
 class AccountStatus(Enum):

@@ -167,11 +167,20 @@ class OrderService:
         order, authorizations = self._build_order(token, account, policy, names)
         await self._repo.add_order(order, authorizations)
         self._log.info(
-            "order {order_id} created under token {token_id} for {names}", order_id=order.id, token_id=token.id,
+            "order {order_id} created under token {token_id} for {names}",
+            order_id=order.id,
+            token_id=token.id,
             names=",".join(names),
         )
-        self._events.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id=order.id, token_id=token.id,
-                          names=names, outcome=order.status.value, policy=policy.name)
+        self._events.emit(
+            PolicyEvent,
+            name=EventName.ORDER_CREATED,
+            order_id=order.id,
+            token_id=token.id,
+            names=names,
+            outcome=order.status.value,
+            policy=policy.name,
+        )
         return order
 
     def _build_order(
@@ -211,7 +220,9 @@ class OrderService:
 
     def _current(self, order: Order) -> Order:
         if order.status in (OrderStatus.PENDING, OrderStatus.READY) and order.expires <= self._clock.seconds():
-            return evolve(order, status=OrderStatus.INVALID, error=AcmeProblem(ProblemType.MALFORMED, "order expired").to_json())
+            return evolve(
+                order, status=OrderStatus.INVALID, error=AcmeProblem(ProblemType.MALFORMED, "order expired").to_json()
+            )
         return order
 
     async def order(self, token: Token, account: Account, order_id: str) -> Order:
@@ -220,7 +231,9 @@ class OrderService:
         """
         return self._current(owned(await self._repo.order(order_id), token, account, "order"))
 
-    async def authorization(self, token: Token, account: Account, authz_id: str, what: str = "authorization") -> Authorization:
+    async def authorization(
+        self, token: Token, account: Account, authz_id: str, what: str = "authorization"
+    ) -> Authorization:
         """
         C{account}'s authorization; C{what} names it in problems.
         """
@@ -263,15 +276,23 @@ class OrderService:
         await self._repo.enqueue(order.id)
         updated = await self._repo.update_order(
             order.id,
-            lambda o: evolve(o, status=OrderStatus.PROCESSING, csr=csr, processing_since=now)
-            if o.status is OrderStatus.READY
-            else None,
+            lambda o: (
+                evolve(o, status=OrderStatus.PROCESSING, csr=csr, processing_since=now)
+                if o.status is OrderStatus.READY
+                else None
+            ),
         )
         if updated is None or updated.processing_since != now or updated.csr != csr:
             raise AcmeProblem(ProblemType.ORDER_NOT_READY, "order was finalized by another request")
         self._log.info("order {order_id} is processing", order_id=order.id)
-        self._events.emit(Event, name=EventName.ORDER_PROCESSING, order_id=order.id, token_id=token.id, names=order.names,
-                          outcome=OrderStatus.PROCESSING.value)
+        self._events.emit(
+            Event,
+            name=EventName.ORDER_PROCESSING,
+            order_id=order.id,
+            token_id=token.id,
+            names=order.names,
+            outcome=OrderStatus.PROCESSING.value,
+        )
         self._issuance.submit(order.id)
         return updated
 
@@ -304,13 +325,17 @@ class OrderService:
         if record.revoked_at is not None:
             raise AcmeProblem(ProblemType.ALREADY_REVOKED, "the certificate is already revoked")
         await self._revoker.revoke(record, request.reason)
-        self._log.info("certificate {serial} of order {order_id} revoked", serial=record.serial, order_id=record.order_id)
+        self._log.info(
+            "certificate {serial} of order {order_id} revoked", serial=record.serial, order_id=record.order_id
+        )
         return record
 
     async def _issued_here(self, token: Token, certificate: x509.Certificate) -> CertificateRecord:
         record = await self._repo.certificate_by_serial(format(certificate.serial_number, "x"))
-        if record is None or record.token_id != token.id or record.chain_pem.encode().find(
-            certificate.public_bytes(serialization.Encoding.PEM)
-        ) != 0:
+        if (
+            record is None
+            or record.token_id != token.id
+            or record.chain_pem.encode().find(certificate.public_bytes(serialization.Encoding.PEM)) != 0
+        ):
             raise AcmeProblem(ProblemType.UNAUTHORIZED, "this directory did not issue that certificate")
         return record

@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ..core import InvalidName, name_allowed, normalise_name
-from ..storage import Store, keys, get_record, load_record, put_record
+from ..storage import Store, get_record, keys, load_record, put_record
 from ._policy import Policy
 
 TOKEN_BYTES = 24  # 192 bits of randomness

@@ -8,8 +8,8 @@ import importlib.resources
 from collections.abc import Mapping
 from typing import Any
 
-from ..notify import CertificateIssued, EventJournal, EventName, ValidationEvent
 from ..core import rfc3339
+from ..notify import CertificateIssued, Event, EventJournal, EventName, ValidationEvent
 
 HOURS = 24
 RECENT_FAILURES = 20
@@ -29,6 +29,28 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return round(ordered[index], 3)
 
+
+def ca_state(state: Mapping[str, object]) -> dict[str, object]:
+    """
+    One CA's health (from C{CAHealth.snapshot}) as JSON: C{up}, consecutive
+    C{failures} and C{down_since} as an RFC 3339 time or C{None}.
+    """
+    down_since = state.get("down_since")
+    return {
+        "up": bool(state.get("up", True)),
+        "failures": state.get("failures", 0),
+        "down_since": rfc3339(float(down_since)) if isinstance(down_since, (int, float)) else None,
+    }
+
+
+def _failure(event: Event) -> dict[str, Any]:
+    return {
+        "time": rfc3339(event.time),
+        "order_id": event.order_id,
+        "names": list(event.names),
+        "ca": event.ca,
+        "error": event.error,
+    }
 
 
 async def dashboard_data(
@@ -58,18 +80,12 @@ async def dashboard_data(
         elif event.name is EventName.ORDER_FAILED:
             slot["failed"] += 1
             by_ca.setdefault(event.ca or "unknown", {"issued": 0, "failed": 0})["failed"] += 1
-            failures.append({"time": rfc3339(event.time), "order_id": event.order_id, "names": list(event.names),
-                             "ca": event.ca, "error": event.error})
+            failures.append(_failure(event))
         elif isinstance(event, ValidationEvent) and event.name is not EventName.VALIDATION_STARTED:
             performed += 1
             if event.seconds is not None and event.name is EventName.VALIDATION_SUCCEEDED:
                 validation.append(event.seconds)
-    cas = []
-    for name in sorted(health):
-        state = health[name]
-        down_since = state.get("down_since")
-        cas.append({"ca": name, "up": bool(state.get("up", True)), "failures": state.get("failures", 0),
-                    "down_since": rfc3339(float(down_since)) if isinstance(down_since, (int, float)) else down_since})
+    cas = [{"ca": name, **ca_state(health[name])} for name in sorted(health)]
     return {
         "generated": rfc3339(now),
         "issued_per_hour": [

@@ -67,17 +67,25 @@ class Metrics:
             "http_requests", "HTTP requests by listener, endpoint and status.", ["listener", "endpoint", "status"]
         )
         self.upstream_requests = Counter(
-            "acme_appliance_upstream_requests", "HTTP requests to upstream CAs, by result.", ["ca", "result"],
+            "acme_appliance_upstream_requests",
+            "HTTP requests to upstream CAs, by result.",
+            ["ca", "result"],
             registry=r,
         )
         self.ca_up = Gauge("acme_appliance_ca_up", "1 while a CA is considered up, 0 while down.", ["ca"], registry=r)
         self.issuance_seconds = Histogram(
-            "acme_appliance_issuance_seconds", "Finalize to valid, per issued certificate.", ["mode"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "acme_appliance_issuance_seconds",
+            "Finalize to valid, per issued certificate.",
+            ["mode"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.validation_seconds = Histogram(
-            "acme_appliance_validation_seconds", "Upstream validation time, by method.", ["method"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "acme_appliance_validation_seconds",
+            "Upstream validation time, by method.",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
 
     def _counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
@@ -112,8 +120,11 @@ class Metrics:
             self.ca_up.labels(ca=event.ca or "unknown").set(1 if event.name is EventName.CA_UP else 0)
         if isinstance(event, CertificateIssued) and event.seconds is not None:
             self.issuance_seconds.labels(mode=event.mode or "new").observe(event.seconds)
-        elif (isinstance(event, ValidationEvent) and event.name is EventName.VALIDATION_SUCCEEDED
-              and event.seconds is not None):
+        elif (
+            isinstance(event, ValidationEvent)
+            and event.name is EventName.VALIDATION_SUCCEEDED
+            and event.seconds is not None
+        ):
             self.validation_seconds.labels(method=event.method or "unknown").observe(event.seconds)
         if not self._restored:
             self._pending.append(event)
@@ -148,7 +159,7 @@ class Metrics:
             return
         try:
             for key, value in await self._store.scan(keys.COUNTER_PREFIX):
-                counter, _, labels = key[len(keys.COUNTER_PREFIX):].partition("/")
+                counter, _, labels = key[len(keys.COUNTER_PREFIX) :].partition("/")
                 if counter in self._counters:
                     try:
                         self._counters[counter].labels(**json.loads(labels)).inc(int(value))

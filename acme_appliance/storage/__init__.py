@@ -19,17 +19,17 @@ from .memory import MemoryStore
 from .sqlite import SQLiteStore
 
 __all__ = [
-    "Store",
-    "StorageError",
     "MemoryStore",
     "SQLiteStore",
-    "dump_record",
-    "load_record",
-    "get_record",
-    "put_record",
-    "keys",
-    "open_store",
+    "StorageError",
+    "Store",
     "check_store_url",
+    "dump_record",
+    "get_record",
+    "keys",
+    "load_record",
+    "open_store",
+    "put_record",
 ]
 
 _FORMS = "memory:, sqlite:PATH or redis://host[:port][/db]"

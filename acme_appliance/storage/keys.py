@@ -80,6 +80,7 @@ def token(token_id: str) -> str:
 
 # upstream CAs
 
+
 def ca_account(ca_name: str) -> str:
     """
     The appliance's account (its key) at one upstream CA.

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any, Callable, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool

@@ -10,16 +10,16 @@ import secrets
 from typing import Any, cast
 
 from treq.client import HTTPClient
+from twisted.internet.defer import TimeoutError as DNSTimeoutError
 from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError
 from twisted.internet.interfaces import IResolver
 from twisted.logger import Logger
 from twisted.names import dns
 from twisted.names.error import DomainError, ResolverError
-from twisted.internet.defer import TimeoutError as DNSTimeoutError
 from twisted.web.http_headers import Headers
 
-from ..core import ProblemType
 from ..ca import CAError, ChallengeType, PendingChallenge
+from ..core import ProblemType
 from ._names import ACME_CHALLENGE_PREFIX
 from ._values import ValidationValues
 
@@ -73,16 +73,18 @@ class Preflight:
         except DomainError:
             raise CAError(f"{owner} does not exist: {fix}", transient=False, problem_type=ProblemType.DNS) from None
         except (DNSTimeoutError, ResolverError, TimeoutError) as e:
-            raise CAError(f"cannot look up {owner} ({e.__class__.__name__}); {fix}", transient=True,
-                          problem_type=ProblemType.DNS) from None
+            raise CAError(
+                f"cannot look up {owner} ({e.__class__.__name__}); {fix}", transient=True, problem_type=ProblemType.DNS
+            ) from None
         cnames = [
             str(cast(dns.Record_CNAME, r.payload).name).lower().rstrip(".") for r in answers if r.type == dns.CNAME
         ]
         if not cnames:
             raise CAError(f"{owner} has no CNAME record: {fix}", transient=False, problem_type=ProblemType.DNS)
         if target not in cnames:
-            raise CAError(f"{owner} is a CNAME to {cnames[0]}, not {target}: {fix}", transient=False,
-                          problem_type=ProblemType.DNS)
+            raise CAError(
+                f"{owner} is a CNAME to {cnames[0]}, not {target}: {fix}", transient=False, problem_type=ProblemType.DNS
+            )
 
     async def _check_forwarding(self, name: str) -> None:
         token = secrets.token_urlsafe(24)
@@ -97,18 +99,29 @@ class Preflight:
             try:
                 address = await self._resolver.getHostByName(name, timeout=(2, 4))
             except (DomainError, DNSLookupError, ResolverError, DNSTimeoutError, TimeoutError):
-                raise CAError(f"{name} does not resolve to an address, so the CA cannot fetch from it", transient=False,
-                              problem_type=ProblemType.DNS) from None
+                raise CAError(
+                    f"{name} does not resolve to an address, so the CA cannot fetch from it",
+                    transient=False,
+                    problem_type=ProblemType.DNS,
+                ) from None
             url = f"http://{address}:{self._http_port}{path}"
             try:
-                response = await self._http.get(url, headers=Headers({b"Host": [name.encode("ascii")]}), timeout=self._timeout)
+                response = await self._http.get(
+                    url, headers=Headers({b"Host": [name.encode("ascii")]}), timeout=self._timeout
+                )
                 got = await response.content()
             except (ConnectError, TimeoutError) as e:
-                raise CAError(f"cannot connect to {name} ({address}) on port {self._http_port}: {e}; {rule}",
-                              transient=False, problem_type=ProblemType.CONNECTION) from None
+                raise CAError(
+                    f"cannot connect to {name} ({address}) on port {self._http_port}: {e}; {rule}",
+                    transient=False,
+                    problem_type=ProblemType.CONNECTION,
+                ) from None
             if response.code != 200 or got != body:
-                raise CAError(f"http://{name}{path} answered {response.code} without the appliance's probe: {rule}",
-                              transient=False, problem_type=ProblemType.UNAUTHORIZED)
+                raise CAError(
+                    f"http://{name}{path} answered {response.code} without the appliance's probe: {rule}",
+                    transient=False,
+                    problem_type=ProblemType.UNAUTHORIZED,
+                )
             self._log.debug("preflight: {name} forwards to the file proxy", name=name)
         finally:
             await self._values.remove_http(name, path)

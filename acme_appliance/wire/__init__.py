@@ -6,28 +6,28 @@ objects.
 
 from . import _messages as messages
 from ._jws import (
-    AcmeJWS,
     ALLOWED_ALGORITHMS,
-    b64decode,
+    JWKOKP,
+    AcmeJWS,
     BadSignatureAlgorithm,
     EdDSA,
+    PublicKey,
+    b64decode,
     jwk_from_json,
     jwk_thumbprint,
     jwk_to_json,
-    JWKOKP,
     parse_inner_keychange_jws,
     parse_jws,
     public_key_of,
-    PublicKey,
     sign_flattened,
 )
 
 __all__ = [
     "ALLOWED_ALGORITHMS",
+    "JWKOKP",
     "AcmeJWS",
     "BadSignatureAlgorithm",
     "EdDSA",
-    "JWKOKP",
     "PublicKey",
     "b64decode",
     "jwk_from_json",

@@ -547,6 +547,4 @@ def sign_flattened(key: Any, alg: josepy.JWASignature, protected: Mapping[str, A
     header = josepy.encode_b64jose(json.dumps(dict(protected), separators=(",", ":")).encode())
     data = josepy.encode_b64jose(payload)
     signature = alg.sign(key, f"{header}.{data}".encode("ascii"))
-    return json.dumps(
-        {"protected": header, "payload": data, "signature": josepy.encode_b64jose(signature)}
-    ).encode()
+    return json.dumps({"protected": header, "payload": data, "signature": josepy.encode_b64jose(signature)}).encode()

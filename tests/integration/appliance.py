@@ -84,8 +84,9 @@ class Appliance:
     One appliance process with its own config and state directory.
     """
 
-    def __init__(self, case: SynchronousTestCase, *, policies: str | None = None, cas: str | None = None,
-                 extra: str = "") -> None:
+    def __init__(
+        self, case: SynchronousTestCase, *, policies: str | None = None, cas: str | None = None, extra: str = ""
+    ) -> None:
         self.case = case
         self.dir = os.path.abspath(case.mktemp())
         os.makedirs(self.dir)
@@ -122,7 +123,9 @@ state_dir = "state"
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "acme-appliance", "--config", self.config],
-            cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         self.case.addCleanup(self.stop)
@@ -151,7 +154,9 @@ state_dir = "state"
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [os.path.join(BIN, "acme-appliance"), *args, "--config", self.config],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"acme-appliance {' '.join(args)} failed: {result.stderr}")

@@ -15,9 +15,19 @@ from attrs import frozen
 from twisted.trial.unittest import SynchronousTestCase
 
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-    "--window-size=1280,1100", "--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1280,1100",
+    "--virtual-time-budget=5000",
+    "--enable-logging=stderr",
+    "--v=0",
 ]
 
 
@@ -49,8 +59,12 @@ def render(chromium: str, url: str, screenshot: str, *, timeout: float = 90) -> 
     outputs = []
     for action in ("--dump-dom", f"--screenshot={screenshot}"):
         with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
-            result = subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}", action, url],
-                                    capture_output=True, text=True, timeout=timeout)
+            result = subprocess.run(
+                [chromium, *FLAGS, f"--user-data-dir={profile}", action, url],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         outputs.append(result.stdout)
         console += [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
     if not os.path.exists(screenshot):

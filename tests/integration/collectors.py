@@ -95,7 +95,7 @@ class TCPSyslog:
                     break
                 with self._lock:
                     self.data += buffer[: len(length) + 1 + int(length)]
-                buffer = rest[int(length):]
+                buffer = rest[int(length) :]
         connection.close()
 
     def messages(self) -> list[bytes]:
@@ -105,7 +105,7 @@ class TCPSyslog:
             if not length.isdigit() or len(rest) < int(length):
                 break
             frames.append(rest[: int(length)])
-            data = rest[int(length):]
+            data = rest[int(length) :]
         return frames
 
     def close(self) -> None:

@@ -34,8 +34,12 @@ class Client:
     def __init__(self, appliance: Appliance, directory_url: str) -> None:
         self.appliance = appliance
         self.key = account_key()
-        self.net = client.ClientNetwork(self.key, alg=josepy.ES256, verify_ssl=appliance.tls_cert,  # type: ignore[arg-type]
-                                      user_agent="tests")
+        self.net = client.ClientNetwork(
+            self.key,
+            alg=josepy.ES256,
+            verify_ssl=appliance.tls_cert,  # type: ignore[arg-type]
+            user_agent="tests",
+        )
         self.directory = client.ClientV2.get_directory(directory_url, self.net)
         self.acme = client.ClientV2(self.directory, self.net)
         self.regr = self.acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
@@ -44,15 +48,31 @@ class Client:
         response = requests.head(self.directory["newNonce"], verify=self.appliance.tls_cert, timeout=10)
         return str(response.headers["Replay-Nonce"])
 
-    def raw(self, url: str, payload: dict[str, Any] | None, *, nonce: str | None = None,
-            jws_url: str | None = None, kid: str | None = None) -> requests.Response:
+    def raw(
+        self,
+        url: str,
+        payload: dict[str, Any] | None,
+        *,
+        nonce: str | None = None,
+        jws_url: str | None = None,
+        kid: str | None = None,
+    ) -> requests.Response:
         body = b"" if payload is None else json.dumps(payload).encode()
         signed = jws.JWS.sign(
-            body, key=self.key, alg=josepy.ES256, nonce=josepy.b64decode(nonce or self.nonce()), url=jws_url or url,
+            body,
+            key=self.key,
+            alg=josepy.ES256,
+            nonce=josepy.b64decode(nonce or self.nonce()),
+            url=jws_url or url,
             kid=kid or self.regr.uri,
         )
-        return requests.post(url, data=signed.json_dumps(), headers={"Content-Type": "application/jose+json"},
-                             verify=self.appliance.tls_cert, timeout=30)
+        return requests.post(
+            url,
+            data=signed.json_dumps(),
+            headers={"Content-Type": "application/jose+json"},
+            verify=self.appliance.tls_cert,
+            timeout=30,
+        )
 
 
 def new_csr(names: list[str], key: Any = None) -> tuple[bytes, bytes]:
@@ -99,8 +119,11 @@ class HostileRequestTests(SynchronousTestCase):
 
     def test_kid_of_another_tokens_account(self) -> None:
         other = Client(self.appliance, self.appliance.directory("other"))
-        response = self.client.raw(self.client.directory["newOrder"],
-                                   {"identifiers": [{"type": "dns", "value": "example.com"}]}, kid=other.regr.uri)
+        response = self.client.raw(
+            self.client.directory["newOrder"],
+            {"identifiers": [{"type": "dns", "value": "example.com"}]},
+            kid=other.regr.uri,
+        )
         self.assertIn(problem(response), ("accountDoesNotExist", "unauthorized"))
 
     def test_csr_with_extra_name(self) -> None:
@@ -119,9 +142,13 @@ class HostileRequestTests(SynchronousTestCase):
         self.assertEqual(problem(response), "badCSR")
 
     def test_huge_body(self) -> None:
-        response = requests.post(self.client.directory["newOrder"], data=b"x" * (2 * 1024 * 1024),
-                                 headers={"Content-Type": "application/jose+json"},
-                                 verify=self.appliance.tls_cert, timeout=30)
+        response = requests.post(
+            self.client.directory["newOrder"],
+            data=b"x" * (2 * 1024 * 1024),
+            headers={"Content-Type": "application/jose+json"},
+            verify=self.appliance.tls_cert,
+            timeout=30,
+        )
         self.assertEqual(response.status_code // 100, 4)
         self.assertEqual(problem(response), "malformed")
 

@@ -30,24 +30,43 @@ class CertbotTests(SynchronousTestCase):
         self.hook_called = os.path.join(self.work, "hook-called")
         self.hook = os.path.join(self.work, "auth-hook")
         with open(self.hook, "w") as f:
-            f.write(f"#!/bin/sh\necho \"$CERTBOT_DOMAIN\" >> {self.hook_called}\nexit 1\n")
+            f.write(f'#!/bin/sh\necho "$CERTBOT_DOMAIN" >> {self.hook_called}\nexit 1\n')
         os.chmod(self.hook, 0o755)
 
     def run_certbot(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [
-                self.certbot, *args,
+                self.certbot,
+                *args,
                 "--non-interactive",
-                "--config-dir", os.path.join(self.work, "config"),
-                "--work-dir", os.path.join(self.work, "work"),
-                "--logs-dir", os.path.join(self.work, "logs"),
+                "--config-dir",
+                os.path.join(self.work, "config"),
+                "--work-dir",
+                os.path.join(self.work, "work"),
+                "--logs-dir",
+                os.path.join(self.work, "logs"),
             ],
-            env=self.appliance.env(), capture_output=True, text=True, timeout=180,
+            env=self.appliance.env(),
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
 
     def certonly(self, name: str, key_type: str, *domains: str) -> subprocess.CompletedProcess[str]:
-        args = ["certonly", "--manual", "--manual-auth-hook", self.hook, "--agree-tos", "--register-unsafely-without-email",
-                "--server", self.directory, "--cert-name", name, "--key-type", key_type]
+        args = [
+            "certonly",
+            "--manual",
+            "--manual-auth-hook",
+            self.hook,
+            "--agree-tos",
+            "--register-unsafely-without-email",
+            "--server",
+            self.directory,
+            "--cert-name",
+            name,
+            "--key-type",
+            key_type,
+        ]
         for d in domains:
             args += ["-d", d]
         return self.run_certbot(*args)
@@ -64,15 +83,26 @@ class CertbotTests(SynchronousTestCase):
         with open(root, "w") as f:
             f.write(self.appliance.root_pem())
         result = subprocess.run(
-            [self.openssl, "verify", "-CAfile", root, "-untrusted", self.live(name, "chain.pem"), self.live(name, "cert.pem")],
-            capture_output=True, text=True,
+            [
+                self.openssl,
+                "verify",
+                "-CAfile",
+                root,
+                "-untrusted",
+                self.live(name, "chain.pem"),
+                self.live(name, "cert.pem"),
+            ],
+            capture_output=True,
+            text=True,
         )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         with open(self.live(name, "cert.pem"), "rb") as f:
             return x509.load_pem_x509_certificate(f.read())
 
     def sans(self, cert: x509.Certificate) -> list[str]:
-        return sorted(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName))
+        return sorted(
+            cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        )
 
     def test_ecdsa_and_rsa_renew_revoke(self) -> None:
         ecdsa = self.certonly("ec", "ecdsa", "example.com", "www.example.com")
@@ -92,7 +122,9 @@ class CertbotTests(SynchronousTestCase):
         new_cert = self.verify_chain("ec")
         self.assertNotEqual(new_cert.serial_number, cert.serial_number)
 
-        revoked = self.run_certbot("revoke", "--cert-name", "rsa", "--server", self.directory, "--no-delete-after-revoke")
+        revoked = self.run_certbot(
+            "revoke", "--cert-name", "rsa", "--server", self.directory, "--no-delete-after-revoke"
+        )
         self.assertEqual(revoked.returncode, 0, revoked.stdout + revoked.stderr)
         again = self.run_certbot("revoke", "--cert-name", "rsa", "--server", self.directory, "--no-delete-after-revoke")
         self.assertNotEqual(again.returncode, 0)

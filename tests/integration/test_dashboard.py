@@ -27,8 +27,9 @@ class DashboardTests(SynchronousTestCase):
         client = Client(appliance, appliance.directory("dead"))
         pem, _ = new_csr(["www.dead.test"])
         with self.assertRaises(acme_errors.Error):
-            client.acme.finalize_order(client.acme.new_order(pem),
-                                       datetime.datetime.now() + datetime.timedelta(seconds=30))
+            client.acme.finalize_order(
+                client.acme.new_order(pem), datetime.datetime.now() + datetime.timedelta(seconds=30)
+            )
         admin = Admin(appliance)
         key = admin.headers["Authorization"].split()[1]
         screenshot = os.path.join(os.path.abspath(self.mktemp()) + ".png")

@@ -21,7 +21,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from .browser import render, require_chromium
 
-HOURS = [f"2026-11-23T{hour:02d}:00:00Z" for hour in range(23, 24)] + [f"2026-11-24T{hour:02d}:00:00Z" for hour in range(23)]
+HOURS = [f"2026-11-23T{hour:02d}:00:00Z" for hour in range(23, 24)] + [
+    f"2026-11-24T{hour:02d}:00:00Z" for hour in range(23)
+]
 
 SAMPLE: dict[str, Any] = {
     "generated": "2026-11-24T23:00:00Z",
@@ -42,12 +44,27 @@ SAMPLE: dict[str, Any] = {
         {"ca": "internal", "up": True, "failures": 1, "down_since": None},
     ],
     "recent_failures": [
-        {"time": "2026-11-24T22:59:00Z", "order_id": "abc", "names": ["a.example", "www.a.example"], "ca": "le",
-         "error": "dns: NXDOMAIN for _acme-challenge.a.example"},
-        {"time": "2026-11-24T22:31:12Z", "order_id": "x<b>y</b>", "names": ["<img src=x onerror=alert(1)>"],
-         "ca": "zerossl", "error": "rateLimited: <script>alert(1)</script> too many orders"},
-        {"time": "2026-11-24T21:40:00Z", "order_id": "def", "names": ["shop.example"], "ca": "zerossl",
-         "error": "connection refused"},
+        {
+            "time": "2026-11-24T22:59:00Z",
+            "order_id": "abc",
+            "names": ["a.example", "www.a.example"],
+            "ca": "le",
+            "error": "dns: NXDOMAIN for _acme-challenge.a.example",
+        },
+        {
+            "time": "2026-11-24T22:31:12Z",
+            "order_id": "x<b>y</b>",
+            "names": ["<img src=x onerror=alert(1)>"],
+            "ca": "zerossl",
+            "error": "rateLimited: <script>alert(1)</script> too many orders",
+        },
+        {
+            "time": "2026-11-24T21:40:00Z",
+            "order_id": "def",
+            "names": ["shop.example"],
+            "ca": "zerossl",
+            "error": "connection refused",
+        },
     ],
 }
 
@@ -117,10 +134,13 @@ class DashboardPageTests(SynchronousTestCase):
         for name in ("dashboard.html", "dashboard.json"):
             with open(os.path.join(directory, name), "rb") as f:
                 files[name] = f.read()
-        base = serve(self, {
-            "/dashboard.html": (200, "text/html; charset=utf-8", files["dashboard.html"]),
-            "/dashboard.json": (status, "application/json", files["dashboard.json"]),
-        })
+        base = serve(
+            self,
+            {
+                "/dashboard.html": (200, "text/html; charset=utf-8", files["dashboard.html"]),
+                "/dashboard.json": (status, "application/json", files["dashboard.json"]),
+            },
+        )
         return f"{base}/dashboard.html", os.path.join(directory, "dashboard.png")
 
     def charts(self, dom: str) -> int:

@@ -22,7 +22,13 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest, TestCase
 
 from acme_appliance.storage import MemoryStore
-from acme_appliance.validation import DcvAuthority, DcvDNSServerFactory, IDNSReactor, ValidationValues, make_dns_services
+from acme_appliance.validation import (
+    DcvAuthority,
+    DcvDNSServerFactory,
+    IDNSReactor,
+    ValidationValues,
+    make_dns_services,
+)
 
 ZONE = "dcv.test"
 VALUE_A = "kWwkYm1Qb3AcRj0X2PuC7JlD7xT8Cb4kTzBRaC3Ir0k"
@@ -102,7 +108,9 @@ class DigTests(TestCase):
         factory = DcvDNSServerFactory(authority, clock=reactor)
         self.port = free_udp_and_tcp_port()
         parent = MultiService()
-        for service in make_dns_services(factory, port=self.port, interface="127.0.0.1", reactor=cast(IDNSReactor, reactor)):
+        for service in make_dns_services(
+            factory, port=self.port, interface="127.0.0.1", reactor=cast(IDNSReactor, reactor)
+        ):
             service.setServiceParent(parent)
         parent.privilegedStartService()
         parent.startService()

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
 from .collectors import SyslogCollector
-from .test_operations import RFC5424, wait_until
 from .test_acme_library import Client, new_csr
+from .test_operations import RFC5424, wait_until
 from .test_pebble import PebbleWorld
 from .world import Pebble
 
@@ -31,8 +31,9 @@ def metrics(world: PebbleWorld) -> dict[tuple[str, tuple[tuple[str, str], ...]],
     appliance = world.appliance
     with open(f"{appliance.dir}/admin.key") as f:
         key = f.read().strip()
-    response = requests.get(f"http://127.0.0.1:{appliance.admin_port}/metrics",
-                            headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    response = requests.get(
+        f"http://127.0.0.1:{appliance.admin_port}/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
     response.raise_for_status()
     values = {}
     for family in text_string_to_metric_families(response.text):
@@ -54,8 +55,9 @@ def obtain(world: PebbleWorld, directory: str, names: list[str], timeout: float 
 
 
 def validations(pebble_log: str, name: str) -> int:
-    return sum(1 for line in pebble_log.splitlines()
-               if "Pulled a task from the Tasks queue" in line and f'"{name}"' in line)
+    return sum(
+        1 for line in pebble_log.splitlines() if "Pulled a task from the Tasks queue" in line and f'"{name}"' in line
+    )
 
 
 class FleetTests(SynchronousTestCase):
@@ -71,16 +73,23 @@ class FleetTests(SynchronousTestCase):
         public_keys = set()
         for chain, key in results:
             leaf = x509.load_pem_x509_certificates(chain.encode())[0]
-            spki = leaf.public_key().public_bytes(serialization.Encoding.DER,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
-            self.assertEqual(spki, key.public_key().public_bytes(serialization.Encoding.DER,
-                                                                 serialization.PublicFormat.SubjectPublicKeyInfo))
+            spki = leaf.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            self.assertEqual(
+                spki,
+                key.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                ),
+            )
             public_keys.add(spki)
         self.assertEqual(len(public_keys), 32)
         self.assertEqual(validations(world.pebble.log(), "fleet.shop.test"), 1, world.pebble.log()[-3000:])
         values = metrics(world)
         self.assertEqual(values[("acme_appliance_certificates_issued_total", (("ca", "pebble"), ("mode", "new")))], 1)
-        self.assertEqual(values[("acme_appliance_certificates_issued_total", (("ca", "pebble"), ("mode", "reissue")))], 31)
+        self.assertEqual(
+            values[("acme_appliance_certificates_issued_total", (("ca", "pebble"), ("mode", "reissue")))], 31
+        )
         self.assertNotIn("Traceback", world.appliance.log())
 
     def test_tokens_do_not_wait_on_each_other(self) -> None:
@@ -155,6 +164,7 @@ class FailoverTests(SynchronousTestCase):
         client = Client(world.appliance, directory)
         pem, _ = new_csr(["during.shop.test"])
         order = client.acme.new_order(pem)
+
         # Stop the primary as soon as it has been asked to validate.
         def stop_on_validation() -> None:
             deadline = time.monotonic() + 60
@@ -190,8 +200,11 @@ class FailoverTests(SynchronousTestCase):
         self.assertTrue(any("event=order.failed" in m for m in world.syslog.events()), world.syslog.messages)
         with open(f"{world.appliance.dir}/admin.key") as f:
             key = f.read().strip()
-        health = requests.get(f"http://127.0.0.1:{world.appliance.admin_port}/health",
-                              headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
+        health = requests.get(
+            f"http://127.0.0.1:{world.appliance.admin_port}/health",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        ).json()
         self.assertEqual(health["status"], "ok")
         self.assertFalse(health["cas"]["pebble"]["up"])
         # Back: the same process issues again.

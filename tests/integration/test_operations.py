@@ -109,7 +109,7 @@ def operations_appliance(case: SynchronousTestCase, webhooks: list[str], syslog:
     "dead", orders fail after 3 s) and the given notification sinks.
     """
     notify = "[notify]\n" + (f'syslog = "{syslog}"\n' if syslog else "")
-    notify += f"webhooks = {json.dumps(webhooks)}\nwebhook_secret = \"{SECRET}\"\n"
+    notify += f'webhooks = {json.dumps(webhooks)}\nwebhook_secret = "{SECRET}"\n'
     notify += f"""
 [issuance]
 order_deadline = 3
@@ -120,19 +120,25 @@ dns_listen_port = {free_port()}
 dns_listen_interface = "127.0.0.1"
 preflight = false
 """
-    cas = LOCAL_CA + f"""
+    cas = (
+        LOCAL_CA
+        + f"""
 [[ca]]
 name = "dead"
 kind = "acme"
 directory = "https://127.0.0.1:{free_port()}/dir"
 """
-    policies = POLICIES + """
+    )
+    policies = (
+        POLICIES
+        + """
 [[policy]]
 name = "dead"
 primary_ca = "dead"
 validation = "dns-cname"
 allowed_domains = ["dead.test", "*.dead.test"]
 """
+    )
     appliance = Appliance(case, extra=notify, cas=cas, policies=policies)
     appliance.start()
     return appliance
@@ -154,12 +160,15 @@ class OperationsTests(SynchronousTestCase):
         # at its (short) deadline.
         client = Client(appliance, appliance.directory("dead"))
         pem, _ = new_csr(["www.dead.test"])
-        with self.assertRaises(Exception):
-            client.acme.finalize_order(client.acme.new_order(pem),
-                                       datetime.datetime.now() + datetime.timedelta(seconds=30))
+        with self.assertRaises(Exception):  # noqa: B017 - the acme library raises its own timeout or error types
+            client.acme.finalize_order(
+                client.acme.new_order(pem), datetime.datetime.now() + datetime.timedelta(seconds=30)
+            )
         self.assertTrue(wait_until(lambda: any(b"event=order.failed" in m for m in syslog.messages())))
-        self.assertTrue(wait_until(lambda: len([m for m in syslog.messages()
-                                                  if b"event=certificate.issued" in m]) == 3), syslog.data[-2000:])
+        self.assertTrue(
+            wait_until(lambda: len([m for m in syslog.messages() if b"event=certificate.issued" in m]) == 3),
+            syslog.data[-2000:],
+        )
         for message in syslog.messages():
             self.assertIsNotNone(RFC5424.fullmatch(message), message)
         # The CLI's token create reached syslog and the webhook too, from
@@ -200,8 +209,12 @@ class OperationsTests(SynchronousTestCase):
         appliance = self.start([])
         admin = Admin(appliance)
         self.assertEqual(requests.get(admin.base + "/tokens", timeout=10).status_code, 401)
-        created = requests.post(admin.base + "/tokens", headers=admin.headers, timeout=10,
-                                json={"policy": "shop", "domains": ["api.example.com"]})
+        created = requests.post(
+            admin.base + "/tokens",
+            headers=admin.headers,
+            timeout=10,
+            json={"policy": "shop", "domains": ["api.example.com"]},
+        )
         self.assertEqual(created.status_code, 201, created.text)
         token = created.json()
         work = os.path.abspath(self.mktemp())
@@ -211,10 +224,31 @@ class OperationsTests(SynchronousTestCase):
             f.write("#!/bin/sh\nexit 1\n")
         os.chmod(hook, 0o755)
         result = subprocess.run(
-            [certbot, "certonly", "--manual", "--manual-auth-hook", hook, "--non-interactive", "--agree-tos",
-             "--register-unsafely-without-email", "--server", token["directory_url"], "-d", "api.example.com",
-             "--config-dir", f"{work}/config", "--work-dir", f"{work}/work", "--logs-dir", f"{work}/logs"],
-            env=appliance.env(), capture_output=True, text=True, timeout=120)
+            [
+                certbot,
+                "certonly",
+                "--manual",
+                "--manual-auth-hook",
+                hook,
+                "--non-interactive",
+                "--agree-tos",
+                "--register-unsafely-without-email",
+                "--server",
+                token["directory_url"],
+                "-d",
+                "api.example.com",
+                "--config-dir",
+                f"{work}/config",
+                "--work-dir",
+                f"{work}/work",
+                "--logs-dir",
+                f"{work}/logs",
+            ],
+            env=appliance.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         orders = admin.get(f"/orders?token={token['id']}").json()
         self.assertEqual([o["status"] for o in orders], ["valid"])
@@ -223,6 +257,7 @@ class OperationsTests(SynchronousTestCase):
         self.assertEqual(history[-1]["ca"], "builtin")
         listed = admin.get("/tokens").json()
         self.assertEqual([t["id"] for t in listed], [token["id"]])
-        self.assertEqual(requests.delete(f"{admin.base}/tokens/{token['id']}", headers=admin.headers,
-                                         timeout=10).status_code, 200)
+        self.assertEqual(
+            requests.delete(f"{admin.base}/tokens/{token['id']}", headers=admin.headers, timeout=10).status_code, 200
+        )
         self.assertEqual(requests.get(token["directory_url"], verify=appliance.tls_cert, timeout=10).status_code, 404)

@@ -31,7 +31,9 @@ class InstalledPackageTests(SynchronousTestCase):
         where = run(sys.executable, "-c", "import acme_appliance; print(acme_appliance.__file__)", cwd=outside)
         self.assertEqual(where.returncode, 0, where.stderr)
         if where.stdout.strip().startswith(os.path.join(REPO, "acme_appliance") + os.sep):
-            self.skipTest("acme_appliance is installed in editable mode here; `make test` installs it with `pip install .`")
+            self.skipTest(
+                "acme_appliance is installed in editable mode here; `make test` installs it with `pip install .`"
+            )
         help_text = run(os.path.join(BIN, "twistd"), "--help", cwd=outside)
         self.assertIn("acme-appliance", help_text.stdout)
         plugin = run(os.path.join(BIN, "twistd"), "acme-appliance", "--help", cwd=outside)
@@ -102,12 +104,22 @@ class CLITests(SynchronousTestCase):
 
 class StartupErrorTests(SynchronousTestCase):
     def twistd(self, config: str) -> subprocess.CompletedProcess[str]:
-        return run(os.path.join(BIN, "twistd"), "-n", "--pidfile=", "acme-appliance", "--config", config,
-                   cwd=os.path.dirname(config))
+        return run(
+            os.path.join(BIN, "twistd"),
+            "-n",
+            "--pidfile=",
+            "acme-appliance",
+            "--config",
+            config,
+            cwd=os.path.dirname(config),
+        )
 
     def test_bad_config(self) -> None:
-        appliance = Appliance(self, policies='[[policy]]\nname = "shop"\nprimary_ca = "le"\nvalidation = "none"\n'
-                                             'allowed_domains = ["example.com"]\n')
+        appliance = Appliance(
+            self,
+            policies='[[policy]]\nname = "shop"\nprimary_ca = "le"\nvalidation = "none"\n'
+            'allowed_domains = ["example.com"]\n',
+        )
         result = self.twistd(appliance.config)
         self.assertNotEqual(result.returncode, 0)
         self.assertEqual(result.stderr.count("\n"), 1, result.stderr)
@@ -146,8 +158,13 @@ class QuickStartConfigTests(SynchronousTestCase):
             f.write(text)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         log = open(os.path.join(work, "twistd.log"), "wb")
-        process = subprocess.Popen([os.path.join(BIN, "twistd"), "-n", "--pidfile=", "acme-appliance", "--config", config],
-                                   cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "acme-appliance", "--config", config],
+            cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         log.close()
         self.addCleanup(process.wait, 10)
         self.addCleanup(process.terminate)
@@ -165,6 +182,7 @@ class QuickStartConfigTests(SynchronousTestCase):
         self.assertEqual(health.status_code, 401)
         with open(os.path.join(work, "var", "admin.key")) as f:
             key = f.read().strip()
-        health = requests.get(f"http://127.0.0.1:{ports['18081']}/health", timeout=10,
-                              headers={"Authorization": f"Bearer {key}"})
+        health = requests.get(
+            f"http://127.0.0.1:{ports['18081']}/health", timeout=10, headers={"Authorization": f"Bearer {key}"}
+        )
         self.assertEqual(health.json()["status"], "ok")

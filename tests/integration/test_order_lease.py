@@ -58,8 +58,13 @@ class OrderLeaseTests(TestCase):
     def spawn(self, order_id: str, on_change: Callable[[], None]) -> Worker:
         worker = Worker(on_change)
         transport = reactor.spawnProcess(
-            worker, sys.executable, [sys.executable, WORKER, self.database, self.record, self.go, order_id],
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))},
+            worker,
+            sys.executable,
+            [sys.executable, WORKER, self.database, self.record, self.go, order_id],
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")])),
+            },
         )
 
         def stop() -> Deferred[int | None]:

@@ -28,8 +28,15 @@ class PebbleWorld:
     unbound + nginx + Pebble (+ an EAB-requiring Pebble) + the appliance.
     """
 
-    def __init__(self, case: SynchronousTestCase, *, eab: bool = False, backup: bool = False,
-                 syslog: str | None = None, order_deadline: float = 120) -> None:
+    def __init__(
+        self,
+        case: SynchronousTestCase,
+        *,
+        eab: bool = False,
+        backup: bool = False,
+        syslog: str | None = None,
+        order_deadline: float = 120,
+    ) -> None:
         self.case = case
         self.dir = os.path.abspath(case.mktemp())
         os.makedirs(self.dir)
@@ -39,13 +46,19 @@ class PebbleWorld:
         self.unbound.start()
         self.nginx = Nginx(case, self.dir, fileproxy_port=self.fileproxy_port)
         self.nginx.start()
-        self.pebble = Pebble(case, self.dir, dns_server=self.unbound.address, http_port=self.nginx.port,
-                             eab_keys={EAB_KID: EAB_KEY} if eab else None)
+        self.pebble = Pebble(
+            case,
+            self.dir,
+            dns_server=self.unbound.address,
+            http_port=self.nginx.port,
+            eab_keys={EAB_KID: EAB_KEY} if eab else None,
+        )
         self.pebble.start()
         self.backup: Pebble | None = None
         if backup:
-            self.backup = Pebble(case, self.dir, dns_server=self.unbound.address, http_port=self.nginx.port,
-                                 name="backup")
+            self.backup = Pebble(
+                case, self.dir, dns_server=self.unbound.address, http_port=self.nginx.port, name="backup"
+            )
             self.backup.start()
         ca = f"""
 [[ca]]
@@ -126,8 +139,11 @@ allowed_domains = ["shop.test", "*.shop.test"]
         for suffix, text in (("root", root_pem), ("leaf", certificates[0]), ("chain", "".join(certificates[1:]))):
             with open(f"{path}.{suffix}", "w") as f:
                 f.write(text)
-        result = subprocess.run([openssl, "verify", "-CAfile", f"{path}.root", "-untrusted", f"{path}.chain",
-                                 f"{path}.leaf"], capture_output=True, text=True)
+        result = subprocess.run(
+            [openssl, "verify", "-CAfile", f"{path}.root", "-untrusted", f"{path}.chain", f"{path}.leaf"],
+            capture_output=True,
+            text=True,
+        )
         self.case.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 
     def dcv_txt(self, name: str) -> list[str]:
@@ -153,9 +169,26 @@ class CertbotThroughPebbleTests(SynchronousTestCase):
 
     def certonly(self, policy: str, *names: str) -> str:
         directory = self.directory = self.world.appliance.directory(policy)
-        args = [self.certbot, "certonly", "--manual", "--manual-auth-hook", self.hook, "--non-interactive",
-                "--agree-tos", "--register-unsafely-without-email", "--server", directory, "--cert-name", policy,
-                "--config-dir", f"{self.work}/config", "--work-dir", f"{self.work}/work", "--logs-dir", f"{self.work}/logs"]
+        args = [
+            self.certbot,
+            "certonly",
+            "--manual",
+            "--manual-auth-hook",
+            self.hook,
+            "--non-interactive",
+            "--agree-tos",
+            "--register-unsafely-without-email",
+            "--server",
+            directory,
+            "--cert-name",
+            policy,
+            "--config-dir",
+            f"{self.work}/config",
+            "--work-dir",
+            f"{self.work}/work",
+            "--logs-dir",
+            f"{self.work}/logs",
+        ]
         for name in names:
             args += ["-d", name]
         result = subprocess.run(args, env=self.world.appliance.env(), capture_output=True, text=True, timeout=180)
@@ -166,8 +199,11 @@ class CertbotThroughPebbleTests(SynchronousTestCase):
         root = os.path.join(self.work, "pebble-root.pem")
         with open(root, "w") as f:
             f.write(self.world.pebble.root_pem())
-        result = subprocess.run([self.openssl, "verify", "-CAfile", root, "-untrusted", f"{live}/chain.pem",
-                                 f"{live}/cert.pem"], capture_output=True, text=True)
+        result = subprocess.run(
+            [self.openssl, "verify", "-CAfile", root, "-untrusted", f"{live}/chain.pem", f"{live}/cert.pem"],
+            capture_output=True,
+            text=True,
+        )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 
     def test_dns_cname_wildcard_and_base(self) -> None:
@@ -183,18 +219,41 @@ class CertbotThroughPebbleTests(SynchronousTestCase):
         self.verify(live)
         # Revocation goes through to the CA that issued the certificate.
         result = subprocess.run(
-            [self.certbot, "revoke", "--non-interactive", "--no-delete-after-revoke", "--server",
-             self.directory, "--cert-path", f"{live}/cert.pem", "--key-path",
-             f"{live}/privkey.pem", "--config-dir", f"{self.work}/config", "--work-dir", f"{self.work}/work",
-             "--logs-dir", f"{self.work}/logs"],
-            env=self.world.appliance.env(), capture_output=True, text=True, timeout=120)
+            [
+                self.certbot,
+                "revoke",
+                "--non-interactive",
+                "--no-delete-after-revoke",
+                "--server",
+                self.directory,
+                "--cert-path",
+                f"{live}/cert.pem",
+                "--key-path",
+                f"{live}/privkey.pem",
+                "--config-dir",
+                f"{self.work}/config",
+                "--work-dir",
+                f"{self.work}/work",
+                "--logs-dir",
+                f"{self.work}/logs",
+            ],
+            env=self.world.appliance.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr + self.world.appliance.log()[-3000:])
         self.assertIn("CA pebble: certificate revoked", self.world.appliance.log())
         access = self.world.nginx.access()
         for name in ("www.shop.test", "api.shop.test"):
-            fetches = [line for line in access.splitlines()
-                       if line.startswith(name + " ") and "/.well-known/acme-challenge/" in line
-                       and " 200 " in line and "Pebble" in line]
+            fetches = [
+                line
+                for line in access.splitlines()
+                if line.startswith(name + " ")
+                and "/.well-known/acme-challenge/" in line
+                and " 200 " in line
+                and "Pebble" in line
+            ]
             self.assertTrue(fetches, f"no Pebble fetch for {name} through nginx's proxy rule:\n{access}")
 
 
@@ -237,10 +296,10 @@ class ExternalAccountBindingTests(SynchronousTestCase):
         client = Client(world.appliance, world.appliance.directory("dns"))
         pem, _ = new_csr(["www.shop.test"])
         order = client.acme.new_order(pem)
-        final = client.acme.finalize_order(order, datetime.datetime.now() + datetime.timedelta(seconds=90),
-                                           fetch_alternative_chains=True)
+        final = client.acme.finalize_order(
+            order, datetime.datetime.now() + datetime.timedelta(seconds=90), fetch_alternative_chains=True
+        )
         self.assertIn("BEGIN CERTIFICATE", final.fullchain_pem)
         # Pebble's alternate chain (to its second root) reaches the client.
         self.assertEqual(len(final.alternative_fullchains_pem), 1)
-        world.verify_chain(final.alternative_fullchains_pem[0],
-                           world.pebble.root_pem_at(1))
+        world.verify_chain(final.alternative_fullchains_pem[0], world.pebble.root_pem_at(1))

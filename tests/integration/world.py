@@ -38,8 +38,14 @@ DCV_ZONE = "dcv.test"
 # Names with a delegation (dns-cname) or a proxy rule (file-proxy) in place;
 # "bare" has neither.
 # Names the fleet and failover tests order (set up like www).
-FLEET_NAMES = ("fleet.shop.test", "same.shop.test", "failover.shop.test", "during.shop.test", "down.shop.test",
-               "back.shop.test")
+FLEET_NAMES = (
+    "fleet.shop.test",
+    "same.shop.test",
+    "failover.shop.test",
+    "during.shop.test",
+    "down.shop.test",
+    "back.shop.test",
+)
 DELEGATED = ("shop.test", "www.shop.test", "api.shop.test") + FLEET_NAMES
 CUSTOMER_NAMES = DELEGATED + ("bare.shop.test",)
 
@@ -57,14 +63,17 @@ def make_tls_ca(directory: str, hostnames: tuple[str, ...] = ("localhost", "127.
 
     @return: paths of the CA certificate, the server certificate and its key.
     """
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test TLS CA")])
     ca = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
@@ -78,9 +87,11 @@ def make_tls_ca(directory: str, hostnames: tuple[str, ...] = ("localhost", "127.
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
-        .issuer_name(ca_name).public_key(key.public_key())
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
@@ -89,8 +100,11 @@ def make_tls_ca(directory: str, hostnames: tuple[str, ...] = ("localhost", "127.
     return (
         _write(os.path.join(directory, "tls-ca.pem"), ca.public_bytes(pem)),
         _write(os.path.join(directory, "tls-cert.pem"), cert.public_bytes(pem)),
-        _write(os.path.join(directory, "tls-key.pem"), key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), 0o600),
+        _write(
+            os.path.join(directory, "tls-key.pem"),
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+            0o600,
+        ),
     )
 
 
@@ -99,13 +113,15 @@ class Process:
     A child process with its output in a file, stopped at cleanup.
     """
 
-    def __init__(self, case: SynchronousTestCase, name: str, args: list[str], directory: str,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, case: SynchronousTestCase, name: str, args: list[str], directory: str, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.log_path = os.path.join(directory, f"{name}.log")
         log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=directory,
-                                      env={**os.environ, **(env or {})})
+        self.popen = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, cwd=directory, env={**os.environ, **(env or {})}
+        )
         log.close()
         case.addCleanup(self.stop)
 
@@ -129,8 +145,16 @@ class Pebble:
     fetches to C{http_port}.
     """
 
-    def __init__(self, case: SynchronousTestCase, directory: str, *, dns_server: str, http_port: int,
-                 eab_keys: dict[str, str] | None = None, name: str = "pebble") -> None:
+    def __init__(
+        self,
+        case: SynchronousTestCase,
+        directory: str,
+        *,
+        dns_server: str,
+        http_port: int,
+        eab_keys: dict[str, str] | None = None,
+        name: str = "pebble",
+    ) -> None:
         self.case = case
         self.binary = require_binary(case, "pebble")
         self.dir = os.path.join(directory, name)
@@ -162,11 +186,17 @@ class Pebble:
 
     def start(self) -> None:
         self.process = Process(
-            self.case, self.name, [self.binary, "-config", self.config, "-dnsserver", self.dns_server, "-strict=false"],
+            self.case,
+            self.name,
+            [self.binary, "-config", self.config, "-dnsserver", self.dns_server, "-strict=false"],
             self.dir,
             # One alternate root: its chain is passed through to the clients.
-            env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "100",
-                 "PEBBLE_ALTERNATE_ROOTS": "1"},
+            env={
+                "PEBBLE_VA_NOSLEEP": "1",
+                "PEBBLE_WFE_NONCEREJECT": "0",
+                "PEBBLE_AUTHZREUSE": "100",
+                "PEBBLE_ALTERNATE_ROOTS": "1",
+            },
         )
         wait_for_port(self.port, process=self.process.popen)
 
@@ -178,8 +208,9 @@ class Pebble:
         return self.root_pem_at(0)
 
     def root_pem_at(self, index: int) -> str:
-        response = requests.get(f"https://localhost:{self.management_port}/roots/{index}", verify=self.tls_ca,
-                                timeout=10)
+        response = requests.get(
+            f"https://localhost:{self.management_port}/roots/{index}", verify=self.tls_ca, timeout=10
+        )
         response.raise_for_status()
         return response.text
 
@@ -193,8 +224,9 @@ class Unbound:
     zone stubbed to the appliance's DNS server.
     """
 
-    def __init__(self, case: SynchronousTestCase, directory: str, *, dcv_port: int,
-                 delegated: tuple[str, ...] = DELEGATED) -> None:
+    def __init__(
+        self, case: SynchronousTestCase, directory: str, *, dcv_port: int, delegated: tuple[str, ...] = DELEGATED
+    ) -> None:
         self.case = case
         self.binary = require_binary(case, "unbound", "/usr/sbin/unbound")
         self.dir = os.path.join(directory, "unbound")
@@ -211,7 +243,9 @@ class Unbound:
         for name in delegated:
             records.append(f"_acme-challenge.{name}. 60 IN CNAME {name}.{DCV_ZONE}.")
         zonefile = _write(os.path.join(self.dir, "customer.zone"), "\n".join(records) + "\n")
-        self.config = _write(os.path.join(self.dir, "unbound.conf"), f"""
+        self.config = _write(
+            os.path.join(self.dir, "unbound.conf"),
+            f"""
 server:
     interface: 127.0.0.1
     port: {self.port}
@@ -248,7 +282,8 @@ auth-zone:
 stub-zone:
     name: "{DCV_ZONE}."
     stub-addr: 127.0.0.1@{dcv_port}
-""")
+""",
+        )
         self.process: Process | None = None
 
     @property
@@ -283,15 +318,18 @@ class Nginx:
     for every delegated name; other hosts get nginx's own 404.
     """
 
-    def __init__(self, case: SynchronousTestCase, directory: str, *, fileproxy_port: int,
-                 proxied: tuple[str, ...] = DELEGATED) -> None:
+    def __init__(
+        self, case: SynchronousTestCase, directory: str, *, fileproxy_port: int, proxied: tuple[str, ...] = DELEGATED
+    ) -> None:
         self.case = case
         self.binary = require_binary(case, "nginx", "/usr/sbin/nginx")
         self.dir = os.path.join(directory, "nginx")
         os.makedirs(os.path.join(self.dir, "logs"))
         self.port = free_port()
         self.access_log = os.path.join(self.dir, "logs", "access.log")
-        self.config = _write(os.path.join(self.dir, "nginx.conf"), f"""
+        self.config = _write(
+            os.path.join(self.dir, "nginx.conf"),
+            f"""
 daemon off;
 master_process off;
 user root;
@@ -313,7 +351,7 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{self.port};
-        server_name {' '.join(proxied)};
+        server_name {" ".join(proxied)};
         # The rule the appliance asks customers to add (etc/nginx-fileproxy.conf).
         location /.well-known/acme-challenge/ {{
             proxy_pass http://127.0.0.1:{fileproxy_port};
@@ -326,7 +364,8 @@ http {{
         location / {{ return 404; }}
     }}
 }}
-""")
+""",
+        )
         self.process: Process | None = None
 
     def start(self) -> None:
@@ -342,8 +381,12 @@ def dig(port: int, name: str, rtype: str = "A", *options: str, server: str = "12
     dig_binary = shutil.which("dig")
     if dig_binary is None:
         raise AssertionError("dig is not installed (Debian package dnsutils)")
-    result = subprocess.run([dig_binary, f"@{server}", "-p", str(port), name, rtype, "+time=2", "+tries=1", *options],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [dig_binary, f"@{server}", "-p", str(port), name, rtype, "+time=2", "+tries=1", *options],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return result.stdout
 
 

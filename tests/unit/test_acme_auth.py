@@ -22,13 +22,15 @@ from acme_appliance.core import AcmeProblem
 from acme_appliance.orders import Account, AccountStatus, AcmeRepository
 from acme_appliance.policy import TokenRegistry
 from acme_appliance.storage import MemoryStore
-from acme_appliance.wire import jwk_thumbprint, jwk_to_json
 from acme_appliance.testing import BASE_URL, ec_key, sign
+from acme_appliance.wire import jwk_thumbprint, jwk_to_json
 
 T = TypeVar("T")
 
 
-def post(body: bytes, path: str, content_type: bytes = b"application/jose+json", length: bytes | None = None) -> IRequest:
+def post(
+    body: bytes, path: str, content_type: bytes = b"application/jose+json", length: bytes | None = None
+) -> IRequest:
     request = DummyRequest([])
     request.method = b"POST"
     request.uri = request.path = path.encode()  # type: ignore[attr-defined]
@@ -53,10 +55,19 @@ class AuthenticatorTests(SynchronousTestCase):
         self.token, self.secret = self.wait(self.tokens.create("shop"))
         self.key = ec_key()
         public = self.key.public_key()
-        self.account = self.wait(self.repo.add_account(Account(
-            id="acct1", token_id=self.token.id, key=jwk_to_json(public), thumbprint=jwk_thumbprint(public),
-            status=AccountStatus.VALID, contact=(), created=self.clock.seconds(),
-        )))
+        self.account = self.wait(
+            self.repo.add_account(
+                Account(
+                    id="acct1",
+                    token_id=self.token.id,
+                    key=jwk_to_json(public),
+                    thumbprint=jwk_thumbprint(public),
+                    status=AccountStatus.VALID,
+                    contact=(),
+                    created=self.clock.seconds(),
+                )
+            )
+        )
         self.kid = f"{BASE_URL}/acme/{self.secret}/acct/acct1"
 
     def wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -65,10 +76,16 @@ class AuthenticatorTests(SynchronousTestCase):
     def url(self, resource: str = "new-order") -> str:
         return f"{BASE_URL}/acme/{self.secret}/{resource}"
 
-    def signed(self, key: josepy.JWK | None = None, *, kid: str | None = "", url: str | None = None,
-               nonce: str | None = "") -> bytes:
-        return sign(key or self.key, {}, url=url or self.url(), nonce=self.nonces.new() if nonce == "" else nonce,
-                    kid=self.kid if kid == "" else kid)
+    def signed(
+        self, key: josepy.JWK | None = None, *, kid: str | None = "", url: str | None = None, nonce: str | None = ""
+    ) -> bytes:
+        return sign(
+            key or self.key,
+            {},
+            url=url or self.url(),
+            nonce=self.nonces.new() if nonce == "" else nonce,
+            kid=self.kid if kid == "" else kid,
+        )
 
     def authenticate(self, body: bytes, signed_by: SignedBy = SignedBy.ACCOUNT, **kw: Any) -> AuthenticatedRequest:
         path = kw.pop("path", f"/acme/{self.secret}/new-order")

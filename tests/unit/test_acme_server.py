@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
+
 from acme_appliance.testing import BASE_URL, World, b64, ec_key, issued, make_csr, sign
 
 
@@ -126,8 +127,14 @@ class AccountTests(SynchronousTestCase):
         self.client.register()
         new_key = ec_key()
         url = self.client.directory["keyChange"]
-        inner = json.loads(sign(new_key, {"account": self.client.kid, "oldKey": self.client.key.public_key().to_partial_json()},
-                                url=url, nonce=None))
+        inner = json.loads(
+            sign(
+                new_key,
+                {"account": self.client.kid, "oldKey": self.client.key.public_key().to_partial_json()},
+                url=url,
+                nonce=None,
+            )
+        )
         response = self.client.post(url, inner)
         self.assertEqual(response.code, 200, response.body)
         old = self.client.post(self.client.account, None)
@@ -140,8 +147,14 @@ class AccountTests(SynchronousTestCase):
         second = self.world.client(self.client.directory_url)
         second.register()
         url = self.client.directory["keyChange"]
-        inner = json.loads(sign(second.key, {"account": self.client.kid, "oldKey": self.client.key.public_key().to_partial_json()},
-                                url=url, nonce=None))
+        inner = json.loads(
+            sign(
+                second.key,
+                {"account": self.client.kid, "oldKey": self.client.key.public_key().to_partial_json()},
+                url=url,
+                nonce=None,
+            )
+        )
         response = self.client.post(url, inner)
         self.assertEqual(response.code, 409)
         self.assertEqual(response.header("location"), second.kid)
@@ -250,7 +263,11 @@ class OrderTests(SynchronousTestCase):
         self.assertIn('rel="up"', cert.header("link"))
         chain = x509.load_pem_x509_certificates(cert.body)
         self.assertEqual(len(chain), 2)
-        names = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        names = (
+            chain[0]
+            .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            .value.get_values_for_type(x509.DNSName)
+        )
         self.assertEqual(sorted(names), ["example.com", "www.example.com"])
         self.assertEqual(chain[0].public_key(), key.public_key())
         link = cert.header("link")
@@ -312,8 +329,10 @@ class OrderTests(SynchronousTestCase):
         self.assertEqual(late.problem_type, "orderNotReady")
 
     def test_no_time_travel(self) -> None:
-        response = self.client.post(self.client.directory["newOrder"], {
-            "identifiers": [{"type": "dns", "value": "example.com"}], "notAfter": "2030-01-01T00:00:00Z"})
+        response = self.client.post(
+            self.client.directory["newOrder"],
+            {"identifiers": [{"type": "dns", "value": "example.com"}], "notAfter": "2030-01-01T00:00:00Z"},
+        )
         self.assertEqual(response.problem_type, "malformed")
 
 
@@ -339,12 +358,17 @@ class RevocationTests(SynchronousTestCase):
     def test_revoke_refused(self) -> None:
         other = self.world.client(self.client.directory_url)
         other.register()
-        self.assertEqual(other.post(self.client.directory["revokeCert"], {"certificate": b64(self.der)}).problem_type, "unauthorized")
+        self.assertEqual(
+            other.post(self.client.directory["revokeCert"], {"certificate": b64(self.der)}).problem_type, "unauthorized"
+        )
         wrong_key = other.post(self.client.directory["revokeCert"], {"certificate": b64(self.der)}, use_jwk=True)
         self.assertEqual(wrong_key.problem_type, "unauthorized")
         bad_reason = self.client.post(self.client.directory["revokeCert"], {"certificate": b64(self.der), "reason": 8})
         self.assertEqual(bad_reason.problem_type, "badRevocationReason")
-        self.assertEqual(self.client.post(self.client.directory["revokeCert"], {"certificate": b64(b"junk")}).problem_type, "malformed")
+        self.assertEqual(
+            self.client.post(self.client.directory["revokeCert"], {"certificate": b64(b"junk")}).problem_type,
+            "malformed",
+        )
 
 
 class AlternateChainTests(SynchronousTestCase):

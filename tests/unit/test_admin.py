@@ -16,7 +16,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from acme_appliance.admin import AdminAPI
 from acme_appliance.notify import EventBus, EventJournal, EventName, PolicyEvent
 from acme_appliance.stats import Metrics
-
 from acme_appliance.testing import BASE_URL, World, issued
 
 KEY = "k" * 32
@@ -33,9 +32,17 @@ class AdminTests(SynchronousTestCase):
         self.successResultOf(Deferred.fromCoroutine(self.metrics.restore()))
         events.subscribe(self.metrics.observe)
         self.admin = AdminAPI(
-            api_key=KEY, store=self.world.store, metrics=self.metrics, ca_health=self.world.issuance.health.snapshot,
-            tokens=self.world.tokens, repository=self.world.repo, journal=self.journal,
-            policies=tuple(self.world.policies.values()), cas={"builtin": "local"}, base_url=BASE_URL, events=events,
+            api_key=KEY,
+            store=self.world.store,
+            metrics=self.metrics,
+            ca_health=self.world.issuance.health.snapshot,
+            tokens=self.world.tokens,
+            repository=self.world.repo,
+            journal=self.journal,
+            policies=tuple(self.world.policies.values()),
+            cas={"builtin": "local"},
+            base_url=BASE_URL,
+            events=events,
             clock=self.world.clock,
         )
         self.http = StubTreq(self.admin.resource())
@@ -52,10 +59,23 @@ class AdminTests(SynchronousTestCase):
         return response.code, response.headers, json.loads(content) if is_json else content
 
     def test_key_required(self) -> None:
-        for method, path in (("GET", "/health"), ("GET", "/metrics"), ("GET", "/tokens"), ("POST", "/tokens"),
-                             ("DELETE", "/tokens/x"), ("GET", "/orders"), ("GET", "/orders/x"), ("GET", "/cas"),
-                             ("GET", "/"), ("GET", "/dashboard.json")):
-            for headers in ({}, {b"Authorization": [b"Bearer wrong-key-wrong-key"]}, {b"Authorization": [KEY.encode()]}):
+        for method, path in (
+            ("GET", "/health"),
+            ("GET", "/metrics"),
+            ("GET", "/tokens"),
+            ("POST", "/tokens"),
+            ("DELETE", "/tokens/x"),
+            ("GET", "/orders"),
+            ("GET", "/orders/x"),
+            ("GET", "/cas"),
+            ("GET", "/"),
+            ("GET", "/dashboard.json"),
+        ):
+            for headers in (
+                {},
+                {b"Authorization": [b"Bearer wrong-key-wrong-key"]},
+                {b"Authorization": [KEY.encode()]},
+            ):
                 code, _, body = self.request(method, path, headers=headers)
                 self.assertEqual(code, 401, (method, path, headers))
                 self.assertEqual(body, {"error": "a valid bearer key is required"})
@@ -98,8 +118,9 @@ class AdminTests(SynchronousTestCase):
         [summary] = orders
         self.assertEqual((summary["status"], summary["ca"], summary["names"]), ("valid", "builtin", ["example.com"]))
         code, _, detail = self.request("GET", f"/orders/{summary['id']}")
-        self.assertEqual([e["event"] for e in detail["history"]],
-                         ["order.created", "order.processing", "certificate.issued"])
+        self.assertEqual(
+            [e["event"] for e in detail["history"]], ["order.created", "order.processing", "certificate.issued"]
+        )
         self.assertEqual(detail["history"][-1]["details"]["mode"], "new")
         self.assertIn("finalize_to_done", detail["timings"])
         self.assertEqual(self.request("GET", "/orders?status=invalid")[2], [])

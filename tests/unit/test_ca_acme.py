@@ -16,9 +16,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.core import ProblemType
 from acme_appliance.ca import CAError, ChallengeType, IssueRequest, PendingChallenge
 from acme_appliance.ca.upstream import AccountRecord, UpstreamAcmeCA, http_client_for
+from acme_appliance.core import ProblemType
 from acme_appliance.issuance._failover import OrderEvents
 from acme_appliance.notify import EventBus, EventName
 from acme_appliance.notify.testing import MemoryNotifier
@@ -72,8 +72,13 @@ class AcmeCATests(SynchronousTestCase):
 
     def request(self, names: tuple[str, ...] = ("www.example.com",)) -> IssueRequest:
         csr, _ = make_csr(list(names))
-        return IssueRequest(csr_der=csr, names=names, order_id="o1", challenge_type=None,
-                            observer=OrderEvents(self.events, order_id="o1", token_id="t1"))
+        return IssueRequest(
+            csr_der=csr,
+            names=names,
+            order_id="o1",
+            challenge_type=None,
+            observer=OrderEvents(self.events, order_id="o1", token_id="t1"),
+        )
 
     def test_issue(self) -> None:
         """
@@ -86,7 +91,9 @@ class AcmeCATests(SynchronousTestCase):
         sans = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         self.assertEqual(sorted(sans.get_values_for_type(x509.DNSName)), ["example.com", "www.example.com"])
         self.assertEqual(issued.ca_name, "upstream")
-        record = self.successResultOf(Deferred.fromCoroutine(get_record(self.store, AccountRecord, "ca-account/upstream")))
+        record = self.successResultOf(
+            Deferred.fromCoroutine(get_record(self.store, AccountRecord, "ca-account/upstream"))
+        )
         assert record is not None
         self.assertEqual(record.directory, self.directory)
         self.assertIn("/acct/", record.url)
@@ -182,8 +189,9 @@ class ChallengeTests(SynchronousTestCase):
         The dns-01 value is base64url(SHA-256(key authorization)) (RFC 8555
         section 8.4).
         """
-        challenge = PendingChallenge(type=ChallengeType.DNS_01, name="a.test", token="tok",
-                                     key_authorization="tok.thumb")
+        challenge = PendingChallenge(
+            type=ChallengeType.DNS_01, name="a.test", token="tok", key_authorization="tok.thumb"
+        )
         self.assertEqual(challenge.dns_txt_value, "sYAwVrqDtVOuJZvAHurSAYPoEt5fFV_C4bdSOOW-o5Y")
 
 

@@ -67,8 +67,9 @@ class Refused:
     An agent for a CA nobody answers at.
     """
 
-    def request(self, method: bytes, uri: bytes, headers: Headers | None = None,
-                bodyProducer: Any = None) -> Deferred[IResponse]:
+    def request(
+        self, method: bytes, uri: bytes, headers: Headers | None = None, bodyProducer: Any = None
+    ) -> Deferred[IResponse]:
         return fail(ConnectionRefusedError("nobody home"))
 
 
@@ -80,8 +81,11 @@ class TransportTests(SynchronousTestCase):
         self.calls: list[tuple[str, str]] = []
         self.store = MemoryStore(self.world.clock)
         self.transport = AcmeTransport(
-            ca="upstream", directory_url=self.world.directory(), http=http_over(self.agent, self.calls),
-            clock=self.world.clock, store=self.store,
+            ca="upstream",
+            directory_url=self.world.directory(),
+            http=http_over(self.agent, self.calls),
+            clock=self.world.clock,
+            store=self.store,
         )
 
     def drive(self, d: Deferred[Any]) -> None:
@@ -94,7 +98,9 @@ class TransportTests(SynchronousTestCase):
     def new_order(self) -> Deferred[Reply]:
         async def go() -> Reply:
             directory = await self.transport.directory()
-            return await self.transport.post(directory.new_order, {"identifiers": [{"type": "dns", "value": "a.example.com"}]})
+            return await self.transport.post(
+                directory.new_order, {"identifiers": [{"type": "dns", "value": "a.example.com"}]}
+            )
 
         d = Deferred.fromCoroutine(go())
         self.drive(d)
@@ -151,10 +157,13 @@ class TransportTests(SynchronousTestCase):
         """
 
         calls: list[tuple[str, str]] = []
-        http = HTTPClient(upstream_agent(Refused(), ca="down", on_request=lambda ca, r: calls.append((ca, r))),
-                          data_to_body_producer=BytesProducer)
-        transport = AcmeTransport(ca="down", directory_url="https://ca.test/dir", http=http, clock=Clock(),
-                                  store=MemoryStore(Clock()))
+        http = HTTPClient(
+            upstream_agent(Refused(), ca="down", on_request=lambda ca, r: calls.append((ca, r))),
+            data_to_body_producer=BytesProducer,
+        )
+        transport = AcmeTransport(
+            ca="down", directory_url="https://ca.test/dir", http=http, clock=Clock(), store=MemoryStore(Clock())
+        )
         error = self.failureResultOf(Deferred.fromCoroutine(transport.directory()), CAError).value
         self.assertTrue(error.transient)
         self.assertIn("ConnectionRefusedError", error.detail)
@@ -166,8 +175,13 @@ def _chain() -> bytes:
     name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "a.test")])
     now = datetime.datetime(2024, 1, 1)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM)
@@ -184,8 +198,9 @@ class ScriptedTransport:
         self.posted: list[str] = []
 
     async def directory(self) -> Directory:
-        return Directory(new_nonce="n", new_account="a", new_order="new-order", revoke_cert=None,
-                         external_account_required=False)
+        return Directory(
+            new_nonce="n", new_account="a", new_order="new-order", revoke_cert=None, external_account_required=False
+        )
 
     async def key_authorization(self, token: str) -> str:
         return f"{token}.thumb"
@@ -197,8 +212,9 @@ class ScriptedTransport:
         headers = Headers({b"location": [b"order"]} if url == "new-order" else {})
         if code >= 400:
             raise CAError(f"CA scripted: {code}", transient=True)
-        return Reply(code=code, headers=headers, body=body if isinstance(body, bytes) else json.dumps(body).encode(),
-                     url=url)
+        return Reply(
+            code=code, headers=headers, body=body if isinstance(body, bytes) else json.dumps(body).encode(), url=url
+        )
 
 
 class RecordingObserver:
@@ -220,7 +236,8 @@ class RecordingObserver:
 
 PENDING_ORDER = {"status": "pending", "authorizations": ["authz"], "finalize": "finalize"}
 PENDING_AUTHZ = {
-    "status": "pending", "identifier": {"type": "dns", "value": "a.test"},
+    "status": "pending",
+    "identifier": {"type": "dns", "value": "a.test"},
     "challenges": [{"type": "http-01", "url": "chall", "token": "tok", "status": "pending"}],
 }
 
@@ -230,22 +247,37 @@ class ObserverTests(SynchronousTestCase):
         self.clock = Clock()
         self.responder = RecordingResponder()
         self.observer = RecordingObserver()
-        self.ca = UpstreamAcmeCA(name="up", directory_url="https://ca.test/dir", http=HTTPClient(Refused()),
-                                 clock=self.clock, store=MemoryStore(self.clock), responder=self.responder,
-                                 poll_delays=(1.0,))
+        self.ca = UpstreamAcmeCA(
+            name="up",
+            directory_url="https://ca.test/dir",
+            http=HTTPClient(Refused()),
+            clock=self.clock,
+            store=MemoryStore(self.clock),
+            responder=self.responder,
+            poll_delays=(1.0,),
+        )
 
     def issue(self, authz_after: dict[str, Any], observer: Any = None) -> Deferred[Any]:
-        self.ca.transport = ScriptedTransport({  # type: ignore[assignment]
-            "new-order": [(201, PENDING_ORDER)],
-            "authz": [(200, PENDING_AUTHZ), (200, PENDING_AUTHZ), (200, authz_after)],
-            "chall": [(200, {})],
-            "order": [(200, {"status": "ready", "finalize": "finalize"}),
-                      (200, {"status": "valid", "certificate": "cert"})],
-            "finalize": [(200, {"status": "processing"})],
-            "cert": [(200, _chain())],
-        })
-        request = IssueRequest(csr_der=b"csr", names=("a.test",), order_id="o1", challenge_type=ChallengeType.HTTP_01,
-                               observer=observer or self.observer)
+        self.ca.transport = ScriptedTransport(
+            {  # type: ignore[assignment]
+                "new-order": [(201, PENDING_ORDER)],
+                "authz": [(200, PENDING_AUTHZ), (200, PENDING_AUTHZ), (200, authz_after)],
+                "chall": [(200, {})],
+                "order": [
+                    (200, {"status": "ready", "finalize": "finalize"}),
+                    (200, {"status": "valid", "certificate": "cert"}),
+                ],
+                "finalize": [(200, {"status": "processing"})],
+                "cert": [(200, _chain())],
+            }
+        )
+        request = IssueRequest(
+            csr_der=b"csr",
+            names=("a.test",),
+            order_id="o1",
+            challenge_type=ChallengeType.HTTP_01,
+            observer=observer or self.observer,
+        )
         d = Deferred.fromCoroutine(self.ca.issue(request))
         for _ in range(20):
             self.clock.advance(1.0)
@@ -258,11 +290,14 @@ class ObserverTests(SynchronousTestCase):
         """
         valid = dict(PENDING_AUTHZ, status="valid")
         self.successResultOf(self.issue(valid))
-        self.assertEqual(self.observer.calls, [
-            ("ordered", "up", ("a.test",), "order"),
-            ("started", "up", ("a.test",), ChallengeType.HTTP_01),
-            ("succeeded", "up", ("a.test",), ChallengeType.HTTP_01, 1.0),
-        ])
+        self.assertEqual(
+            self.observer.calls,
+            [
+                ("ordered", "up", ("a.test",), "order"),
+                ("started", "up", ("a.test",), ChallengeType.HTTP_01),
+                ("succeeded", "up", ("a.test",), ChallengeType.HTTP_01, 1.0),
+            ],
+        )
         self.assertEqual(self.responder.withdrawn, self.responder.published)
         self.assertEqual(self.responder.published[0].key_authorization, "tok.thumb")
 
@@ -272,16 +307,21 @@ class ObserverTests(SynchronousTestCase):
         issue for good.
         """
         problem = {"type": "urn:ietf:params:acme:error:unauthorized", "detail": "no file"}
-        invalid = dict(PENDING_AUTHZ, status="invalid", challenges=[
-            {"type": "http-01", "url": "chall", "token": "tok", "status": "invalid", "error": problem}
-        ])
+        invalid = dict(
+            PENDING_AUTHZ,
+            status="invalid",
+            challenges=[{"type": "http-01", "url": "chall", "token": "tok", "status": "invalid", "error": problem}],
+        )
         error = self.failureResultOf(self.issue(invalid), CAError).value
         self.assertFalse(error.transient)
         self.assertEqual(error.detail, "a.test: CA up: no file")
-        self.assertEqual(self.observer.calls[1:], [
-            ("started", "up", ("a.test",), ChallengeType.HTTP_01),
-            ("failed", "up", ("a.test",), ChallengeType.HTTP_01, "a.test: CA up: no file"),
-        ])
+        self.assertEqual(
+            self.observer.calls[1:],
+            [
+                ("started", "up", ("a.test",), ChallengeType.HTTP_01),
+                ("failed", "up", ("a.test",), ChallengeType.HTTP_01, "a.test: CA up: no file"),
+            ],
+        )
         self.assertEqual(self.responder.withdrawn, self.responder.published)
 
     def test_order_events(self) -> None:
@@ -293,14 +333,18 @@ class ObserverTests(SynchronousTestCase):
         notes = MemoryNotifier()
         bus.subscribe(notes)
         self.successResultOf(self.issue(dict(PENDING_AUTHZ, status="valid"), OrderEvents(bus, "o1", "t1")))
-        self.assertEqual([e.name for e in notes.events],
-                         [EventName.UPSTREAM_ORDER, EventName.VALIDATION_STARTED, EventName.VALIDATION_SUCCEEDED])
+        self.assertEqual(
+            [e.name for e in notes.events],
+            [EventName.UPSTREAM_ORDER, EventName.VALIDATION_STARTED, EventName.VALIDATION_SUCCEEDED],
+        )
         for event in notes.events:
             self.assertEqual((event.order_id, event.token_id, event.names, event.ca), ("o1", "t1", ("a.test",), "up"))
         ordered, started, succeeded = notes.events
         self.assertEqual(ordered.details, (("upstream_order", "order"),))
         self.assertEqual(started.details, (("method", "file-proxy"),))
-        self.assertEqual((succeeded.outcome, succeeded.details), ("valid", (("method", "file-proxy"), ("seconds", "1.000"))))
+        self.assertEqual(
+            (succeeded.outcome, succeeded.details), ("valid", (("method", "file-proxy"), ("seconds", "1.000")))
+        )
 
     def test_failed_events(self) -> None:
         bus = EventBus(self.clock)
@@ -309,6 +353,7 @@ class ObserverTests(SynchronousTestCase):
         invalid = dict(PENDING_AUTHZ, status="invalid")
         self.failureResultOf(self.issue(invalid, OrderEvents(bus, "o1", "t1")), CAError)
         failed = notes.events[-1]
-        self.assertEqual((failed.name, failed.outcome, failed.error, failed.details),
-                         (EventName.VALIDATION_FAILED, "invalid", "CA up could not validate a.test",
-                          (("method", "file-proxy"),)))
+        self.assertEqual(
+            (failed.name, failed.outcome, failed.error, failed.details),
+            (EventName.VALIDATION_FAILED, "invalid", "CA up could not validate a.test", (("method", "file-proxy"),)),
+        )

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from acme_appliance.core import AcmeProblem, ProblemType
 from acme_appliance.orders import KeyRules, check_csr, check_key, csr_names
 from acme_appliance.policy import KeyType
-from acme_appliance.core import AcmeProblem, ProblemType
 
 P256 = ec.generate_private_key(ec.SECP256R1())
 ACCOUNT = ec.generate_private_key(ec.SECP256R1())
@@ -184,7 +184,9 @@ class CheckCSRTests(SynchronousTestCase):
         A common name outside the order is an extra name, even when the SAN
         is right.
         """
-        self.assertBadCSR(build_csr(["example.com"], cn="other.example"), ["example.com"], "not in the order: other.example")
+        self.assertBadCSR(
+            build_csr(["example.com"], cn="other.example"), ["example.com"], "not in the order: other.example"
+        )
 
     def test_no_names(self) -> None:
         self.assertBadCSR(build_csr(), ["example.com"], "missing from the CSR: example.com")

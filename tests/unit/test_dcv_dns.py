@@ -19,7 +19,6 @@ from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.names import dns, error
 from twisted.trial.unittest import SynchronousTestCase
-
 from zope.interface import implementer
 
 from acme_appliance.storage import MemoryStore, StorageError
@@ -160,9 +159,7 @@ class ApexTests(DnsCase):
     def test_ns(self) -> None:
         reply = self.ask("dcv.test", dns.NS)
         self.assertTrue(reply.auth)
-        self.assertEqual(
-            sorted(payload(r).name.name for r in reply.answers), [b"ns1.dcv.test", b"ns2.example.net"]
-        )
+        self.assertEqual(sorted(payload(r).name.name for r in reply.answers), [b"ns1.dcv.test", b"ns2.example.net"])
 
     def test_nodata_at_apex(self) -> None:
         reply = self.ask("dcv.test", dns.A)
@@ -483,7 +480,13 @@ class ConstructionTests(SynchronousTestCase):
         for changes, words in cases:
             args: dict[str, Any] = {"zone": ZONE, "nameservers": ["ns1.dcv.test"], **changes}
             e = self.assertRaises(
-                ValueError, DcvAuthority, args.pop("zone"), args.pop("nameservers"), self.values, clock=self.clock, **args
+                ValueError,
+                DcvAuthority,
+                args.pop("zone"),
+                args.pop("nameservers"),
+                self.values,
+                clock=self.clock,
+                **args,
             )
             self.assertIn(words, str(e))
 

@@ -100,7 +100,9 @@ class FileProxyTests(SynchronousTestCase):
         return response
 
     def test_raw_request(self) -> None:
-        response = self.raw(b"GET /.well-known/acme-challenge/" + TOKEN.encode() + b" HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        response = self.raw(
+            b"GET /.well-known/acme-challenge/" + TOKEN.encode() + b" HTTP/1.1\r\nHost: example.com\r\n\r\n"
+        )
         self.assertTrue(response.startswith(b"HTTP/1.1 200 "), response)
         self.assertIn(b"\r\nContent-Length: %d\r\n" % len(KEY_AUTHORIZATION), response)
         self.assertTrue(response.endswith(b"\r\n\r\n" + KEY_AUTHORIZATION.encode()), response)

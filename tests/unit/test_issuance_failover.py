@@ -12,11 +12,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.core import ProblemType
 from acme_appliance.ca import CAError, IssueRequest, ValidationRequired
+from acme_appliance.core import ProblemType
 from acme_appliance.issuance._failover import FailoverIssuer
 from acme_appliance.issuance._health import CAHealth
-from acme_appliance.notify import CaFailover, CertificateIssued, EventBus, EventName
+from acme_appliance.notify import CaFailover, CertificateIssued, EventBus
 from acme_appliance.notify.testing import MemoryNotifier
 from acme_appliance.testing import RefusingCA, ScriptedCA, World, issued, make_csr
 
@@ -31,12 +31,19 @@ class FailoverTests(SynchronousTestCase):
         self.notes = MemoryNotifier()
         self.events.subscribe(self.notes)
         self.changes: list[tuple[str, bool]] = []
-        self.health = CAHealth(self.clock, threshold=3, probe_interval=60,
-                               on_change=lambda ca, up: self.changes.append((ca, up)))
+        self.health = CAHealth(
+            self.clock, threshold=3, probe_interval=60, on_change=lambda ca, up: self.changes.append((ca, up))
+        )
 
     def issuer(self, *cas: ScriptedCA) -> FailoverIssuer:
-        return FailoverIssuer(cas={ca.name: ca for ca in cas}, health=self.health, clock=self.clock,
-                              events=self.events, attempts_per_ca=2, retry_delays=(1.0, 2.0, 4.0))
+        return FailoverIssuer(
+            cas={ca.name: ca for ca in cas},
+            health=self.health,
+            clock=self.clock,
+            events=self.events,
+            attempts_per_ca=2,
+            retry_delays=(1.0, 2.0, 4.0),
+        )
 
     def issue(self, issuer: FailoverIssuer, names: Sequence[str], deadline: float = 100.0) -> Deferred[Any]:
         request = IssueRequest(csr_der=b"", names=("a.test",), order_id="o1")
@@ -195,8 +202,7 @@ class ReuseTests(SynchronousTestCase):
         self.assertEqual([e.mode for e in notes.of_kind(CertificateIssued)], ["new"])
         # The re-issues run together: one more delay for all of them.
         world.clock.advance(10)
-        self.assertEqual([e.mode for e in notes.of_kind(CertificateIssued)],
-                         ["new", "reissue", "reissue"])
+        self.assertEqual([e.mode for e in notes.of_kind(CertificateIssued)], ["new", "reissue", "reissue"])
         for client, url in zip(clients, orders):
             self.assertEqual(client.post(url, None).json()["status"], "valid")
         self.assertEqual(len(world.issuance.locks), 0)
@@ -229,9 +235,7 @@ class ReuseTests(SynchronousTestCase):
         notes = MemoryNotifier()
         world.issuance.events.subscribe(notes)
         asked: list[bool] = []
-        world.issuance._upstream._cas = {
-            "builtin": RefusingCA(world.ca, asked, lambda: asked.count(True) < 2)
-        }
+        world.issuance._upstream._cas = {"builtin": RefusingCA(world.ca, asked, lambda: asked.count(True) < 2)}
         directory = world.directory()
         client = world.client(directory)
         client.register()
@@ -242,7 +246,6 @@ class ReuseTests(SynchronousTestCase):
             client.finalize(client.new_order(["example.com"]).json(), make_csr(["example.com"])[0])
         world.clock.advance(10)
         world.clock.advance(10)
-        self.assertEqual([e.mode for e in notes.of_kind(CertificateIssued)],
-                         ["new", "new", "reissue", "reissue"])
+        self.assertEqual([e.mode for e in notes.of_kind(CertificateIssued)], ["new", "new", "reissue", "reissue"])
         self.assertEqual(asked, [True, False, True, False, False])
         self.assertEqual(len(world.issuance.locks), 0)

@@ -86,8 +86,9 @@ class CAHealthTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.changes: list[tuple[str, bool]] = []
-        self.health = CAHealth(self.clock, threshold=3, probe_interval=30,
-                               on_change=lambda ca, up: self.changes.append((ca, up)))
+        self.health = CAHealth(
+            self.clock, threshold=3, probe_interval=30, on_change=lambda ca, up: self.changes.append((ca, up))
+        )
 
     def test_down_after_threshold(self) -> None:
         for _ in range(2):

@@ -58,11 +58,14 @@ class UpstreamReuseTests(SynchronousTestCase):
         return UpstreamReuse(self.store, self.clock, OrderLocks(self.store, self.clock, poll=0.5), window=3600)
 
     def obtain(self, reuse: UpstreamReuse, order_id: str) -> Deferred[tuple[IssuedCertificate, IssueMode]]:
-        return Deferred.fromCoroutine(reuse.obtain(
-            KEY, order_id,
-            reissue=lambda fresh: self.ca.reissue(order_id, fresh),
-            validate=lambda: self.ca.validate(order_id),
-        ))
+        return Deferred.fromCoroutine(
+            reuse.obtain(
+                KEY,
+                order_id,
+                reissue=lambda fresh: self.ca.reissue(order_id, fresh),
+                validate=lambda: self.ca.validate(order_id),
+            )
+        )
 
     def run_all(self, jobs: list[Deferred[tuple[IssuedCertificate, IssueMode]]]) -> list[IssueMode]:
         for _ in range(200):

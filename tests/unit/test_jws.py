@@ -15,12 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from acme_appliance.core import AcmeProblem, ProblemType
 from acme_appliance.wire._jws import (
     ALLOWED_ALGORITHMS,
+    JWKOKP,
     AcmeJWS,
     BadSignatureAlgorithm,
     EdDSA,
-    JWKOKP,
     jwk_from_json,
     jwk_thumbprint,
     jwk_to_json,
@@ -28,7 +29,6 @@ from acme_appliance.wire._jws import (
     parse_jws,
     public_key_of,
 )
-from acme_appliance.core import AcmeProblem, ProblemType
 
 URL = "https://acme.test/acme/s3cret/new-order"
 NONCE = "b2xkLW5vbmNl"
@@ -151,7 +151,7 @@ class ValidRequestTests(ProblemAssertions):
             jws.verify(jws.jwk)
 
     def test_kidEveryAlgorithm(self) -> None:
-        for alg, key in KEYS.items():
+        for key in KEYS.values():
             jws = parse_jws(sign(key, kid=KID))
             self.assertEqual(jws.kid, KID)
             self.assertIsNone(jws.jwk)
@@ -265,7 +265,10 @@ class EnvelopeRejectionTests(ProblemAssertions):
 
     def test_general(self) -> None:
         obj = json.loads(sign(P256_KEY))
-        general = {"payload": obj["payload"], "signatures": [{"protected": obj["protected"], "signature": obj["signature"]}]}
+        general = {
+            "payload": obj["payload"],
+            "signatures": [{"protected": obj["protected"], "signature": obj["signature"]}],
+        }
         problem = self.assertProblem(ProblemType.MALFORMED, json.dumps(general).encode())
         self.assertIn("signatures", problem.detail)
 
@@ -559,7 +562,7 @@ class KeyHelperTests(SynchronousTestCase):
         jwk = jwk_from_json(
             {
                 "kty": "RSA",
-                "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXj"
+                "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXj"  # noqa: E501
                 "BZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8"
                 "KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_x"
                 "BniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",

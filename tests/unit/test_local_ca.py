@@ -10,7 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -22,10 +22,9 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.core import ProblemType
-from acme_appliance.ca import CAError, CertificateAuthority, IssuedCertificate, IssueRequest
-from acme_appliance.ca import local
+from acme_appliance.ca import CAError, CertificateAuthority, IssuedCertificate, IssueRequest, local
 from acme_appliance.ca.local import CA_FILES, LocalCA, LocalCAError
+from acme_appliance.core import ProblemType
 
 NOW = 1_800_000_000  # 2027-01-15
 
@@ -53,7 +52,7 @@ def split_chain(chain_pem: bytes) -> list[x509.Certificate]:
 
 
 def utc(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 class LocalCATestsMixin:

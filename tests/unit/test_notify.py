@@ -55,8 +55,9 @@ class EventBusTests(SynchronousTestCase):
     def test_emit(self) -> None:
         seen = MemoryNotifier()
         self.bus.subscribe(seen)
-        event = self.bus.emit(CertificateIssued, order_id="o", token_id="t", names=["a.test", "b.test"],
-                              ca="le", mode="new")
+        event = self.bus.emit(
+            CertificateIssued, order_id="o", token_id="t", names=["a.test", "b.test"], ca="le", mode="new"
+        )
         self.assertEqual(seen.events, [event])
         self.assertEqual(event.time, 1_800_000_000)
         self.assertEqual(event.names, ("a.test", "b.test"))
@@ -101,7 +102,6 @@ class EventBusTests(SynchronousTestCase):
         self.bus.emit(Event, name=EventName.CA_UP, ca="le")
         self.assertEqual(seen.events, [])
 
-
     def test_every_name_has_a_kind(self) -> None:
         """
         Each event name has its class; a class refuses a name it does not
@@ -119,8 +119,7 @@ class EventBusTests(SynchronousTestCase):
         """
         Durations are numbers, kept to the millisecond the wire shows.
         """
-        event = self.bus.emit(ValidationEvent, name=EventName.VALIDATION_SUCCEEDED, method="dns-cname",
-                              seconds=1.23449)
+        event = self.bus.emit(ValidationEvent, name=EventName.VALIDATION_SUCCEEDED, method="dns-cname", seconds=1.23449)
         self.assertEqual((event.method, event.seconds), ("dns-cname", 1.234))
         self.assertEqual(event.data(), {"method": "dns-cname", "seconds": 1.234})
         self.assertEqual(CertificateIssued.data_fields(), ("mode", "serial", "seconds"))
@@ -134,15 +133,16 @@ class FormatTests(SynchronousTestCase):
         return EventBus(clock).emit(EVENT_TYPES[name], name=name, **kw)
 
     def test_structure(self) -> None:
-        event = self.event(order_id="o1", token_id="t1", names=("a.test",), ca="backup",
-                           from_ca="le", to_ca="backup")
+        event = self.event(order_id="o1", token_id="t1", names=("a.test",), ca="backup", from_ca="le", to_ca="backup")
         message = format_rfc5424(event, hostname="box", procid="42").decode()
         match = RFC5424.fullmatch(message)
         assert match is not None, message
         self.assertEqual(match["pri"], str(16 * 8 + 4))
         self.assertEqual(match["ts"], "2027-01-15T08:00:00.250000Z")
-        self.assertEqual((match["host"], match["app"], match["procid"], match["msgid"]),
-                         ("box", "acme-appliance", "42", "ca.failover"))
+        self.assertEqual(
+            (match["host"], match["app"], match["procid"], match["msgid"]),
+            ("box", "acme-appliance", "42", "ca.failover"),
+        )
         self.assertIn('event="ca.failover"', match["sd"])
         self.assertIn('from_ca="le"', match["sd"])
         self.assertTrue(match["msg"].startswith("event=ca.failover order_id=o1 token_id=t1 names=a.test ca=backup"))
@@ -157,10 +157,20 @@ class FormatTests(SynchronousTestCase):
         The kind's data follow the common fields, in their order, as text
         (seconds with three decimals); the error comes last.
         """
-        event = self.event(EventName.CERTIFICATE_ISSUED, order_id="o1", ca="le", error="late", mode="new",
-                           serial="0a1b", seconds=2.5)
-        self.assertEqual(event.fields(), [("order_id", "o1"), ("ca", "le"), ("mode", "new"), ("serial", "0a1b"),
-                                          ("seconds", "2.500"), ("error", "late")])
+        event = self.event(
+            EventName.CERTIFICATE_ISSUED, order_id="o1", ca="le", error="late", mode="new", serial="0a1b", seconds=2.5
+        )
+        self.assertEqual(
+            event.fields(),
+            [
+                ("order_id", "o1"),
+                ("ca", "le"),
+                ("mode", "new"),
+                ("serial", "0a1b"),
+                ("seconds", "2.500"),
+                ("error", "late"),
+            ],
+        )
         self.assertEqual(event.to_json()["details"], {"mode": "new", "serial": "0a1b", "seconds": "2.500"})
         message = format_rfc5424(event, hostname="box").decode()
         self.assertIn('ca="le" mode="new" serial="0a1b" seconds="2.500" error="late"]', message)
@@ -183,15 +193,26 @@ class FormatTests(SynchronousTestCase):
 class TargetTests(SynchronousTestCase):
     def test_good(self) -> None:
         self.assertEqual(parse_syslog_target("udp:127.0.0.1:514"), SyslogTarget(SyslogTransport.UDP, "127.0.0.1", 514))
-        self.assertEqual(parse_syslog_target("tcp:logs.example.net:6514"),
-                         SyslogTarget(SyslogTransport.TCP, "logs.example.net", 6514))
+        self.assertEqual(
+            parse_syslog_target("tcp:logs.example.net:6514"),
+            SyslogTarget(SyslogTransport.TCP, "logs.example.net", 6514),
+        )
         self.assertEqual(parse_syslog_target("udp:[::1]:514"), SyslogTarget(SyslogTransport.UDP, "::1", 514))
         self.assertEqual(parse_syslog_target("unix:/dev/log"), SyslogTarget(SyslogTransport.UNIX, path="/dev/log"))
         self.assertEqual(str(parse_syslog_target("udp:[::1]:514")), "udp:[::1]:514")
 
     def test_bad(self) -> None:
-        for bad in ("", "udp", "udp:", "http://x", "udp:host", "udp:host:0", "udp:host:99999", "unix:dev/log",
-                    "tcp:[::1:514"):
+        for bad in (
+            "",
+            "udp",
+            "udp:",
+            "http://x",
+            "udp:host",
+            "udp:host:0",
+            "udp:host:99999",
+            "unix:dev/log",
+            "tcp:[::1:514",
+        ):
             with self.assertRaises(ValueError, msg=bad) as caught:
                 parse_syslog_target(bad)
             self.assertIn(repr(bad), str(caught.exception))
@@ -241,7 +262,7 @@ def octet_frames(data: bytes) -> list[bytes]:
     while data:
         length, _, rest = data.partition(b" ")
         frames.append(rest[: int(length)])
-        data = rest[int(length):]
+        data = rest[int(length) :]
     return frames
 
 
@@ -295,8 +316,9 @@ class SyslogSinkTests(TestCase):
             self.assertEqual([e.name for e in dropped], [EventName.ORDER_CREATED])
             self.assertEqual(metrics.value("acme_appliance_notifications_dropped_total", sink="syslog"), 1)
             received: list[bytes] = []
-            server = reactor.listenTCP(port_number, Factory.forProtocol(lambda: _StreamCollector(received)),
-                                       interface="127.0.0.1")
+            server = reactor.listenTCP(
+                port_number, Factory.forProtocol(lambda: _StreamCollector(received)), interface="127.0.0.1"
+            )
             self.addCleanup(server.stopListening)
             await eventually(lambda: len(octet_frames(b"".join(received))) == 2, timeout=10)
             frames = octet_frames(b"".join(received))
@@ -335,7 +357,6 @@ class SyslogSinkTests(TestCase):
         self.emit(sink, EventName.CA_DOWN)
         self.assertEqual(len(dropped), 1)
         self.assertTrue(any("cannot open syslog target" in str(e.get("log_format")) for e in logs))
-
 
     def test_unix(self) -> Deferred[None]:
         """
@@ -380,8 +401,10 @@ class SyslogSinkTests(TestCase):
             sink = self.notifier(f"unix:{path}", on_drop=dropped.append)
             self.emit(sink, EventName.ORDER_CREATED, EventName.ORDER_PROCESSING)
         self.assertEqual(len(dropped), 2)
-        self.assertEqual([e["log_format"] for e in logs if "syslog target" in e["log_format"]],
-                         ["cannot open syslog target {target}: {error}"])
+        self.assertEqual(
+            [e["log_format"] for e in logs if "syslog target" in e["log_format"]],
+            ["cannot open syslog target {target}: {error}"],
+        )
         collector = _Collector()
         server = reactor.listenUNIXDatagram(path, collector)
         self.addCleanup(server.stopListening)
@@ -536,15 +559,39 @@ class JournalTests(SynchronousTestCase):
 
         store = MemoryStore(Clock())
         old = [
-            {"event": "certificate.issued", "time": "1970-01-01T00:00:10.000000Z", "t": 10.0, "order_id": "o1",
-             "ca": "le", "outcome": "valid", "names": ["a.test"],
-             "details": {"mode": "new", "serial": "ab", "seconds": "1.234"}},
-            {"event": "validation.succeeded", "time": "1970-01-01T00:00:11.000000Z", "t": 11.0, "order_id": "o1",
-             "names": [], "details": {"method": "dns-cname", "seconds": "soon"}},
-            {"event": "ca.failover", "time": "1970-01-01T00:00:12.000000Z", "t": 12.0, "order_id": "o1",
-             "names": [], "details": {"from_ca": "le", "to_ca": "backup"}},
-            {"event": "order.processing", "time": "1970-01-01T00:00:13.000000Z", "t": 13.0, "order_id": "o1",
-             "names": []},
+            {
+                "event": "certificate.issued",
+                "time": "1970-01-01T00:00:10.000000Z",
+                "t": 10.0,
+                "order_id": "o1",
+                "ca": "le",
+                "outcome": "valid",
+                "names": ["a.test"],
+                "details": {"mode": "new", "serial": "ab", "seconds": "1.234"},
+            },
+            {
+                "event": "validation.succeeded",
+                "time": "1970-01-01T00:00:11.000000Z",
+                "t": 11.0,
+                "order_id": "o1",
+                "names": [],
+                "details": {"method": "dns-cname", "seconds": "soon"},
+            },
+            {
+                "event": "ca.failover",
+                "time": "1970-01-01T00:00:12.000000Z",
+                "t": 12.0,
+                "order_id": "o1",
+                "names": [],
+                "details": {"from_ca": "le", "to_ca": "backup"},
+            },
+            {
+                "event": "order.processing",
+                "time": "1970-01-01T00:00:13.000000Z",
+                "t": 13.0,
+                "order_id": "o1",
+                "names": [],
+            },
         ]
         for i, record in enumerate(old):
             key = keys.order_events("o1") + f"{i:020d}-000000"
@@ -555,8 +602,10 @@ class JournalTests(SynchronousTestCase):
         assert isinstance(issued, CertificateIssued)
         assert isinstance(validated, ValidationEvent)
         assert isinstance(failover, CaFailover)
-        self.assertEqual((issued.time, issued.names, issued.mode, issued.serial, issued.seconds),
-                         (10.0, ("a.test",), "new", "ab", 1.234))
+        self.assertEqual(
+            (issued.time, issued.names, issued.mode, issued.serial, issued.seconds),
+            (10.0, ("a.test",), "new", "ab", 1.234),
+        )
         self.assertEqual(issued.to_json(), {k: v for k, v in old[0].items() if k != "t"})
         self.assertEqual((validated.method, validated.seconds), ("dns-cname", None))
         self.assertEqual((failover.from_ca, failover.to_ca), ("le", "backup"))

@@ -30,10 +30,9 @@ from acme_appliance.orders import (
 )
 from acme_appliance.policy import Token, TokenRegistry, ValidationMethod
 from acme_appliance.storage import MemoryStore
+from acme_appliance.testing import b64, ec_key, make_csr, sample_policy
 from acme_appliance.wire import jwk_thumbprint, jwk_to_json
 from acme_appliance.wire import messages as m
-
-from acme_appliance.testing import b64, ec_key, make_csr, sample_policy
 
 T = TypeVar("T")
 
@@ -61,11 +60,16 @@ def identifiers(*names: str, type: str = "dns") -> tuple[m.Identifier, ...]:
 def self_signed(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime(2027, 1, 1, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256())
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
     )
     return certificate, key
 
@@ -81,11 +85,21 @@ class OrderServiceTests(SynchronousTestCase):
         events = EventBus(self.clock)
         self.events: list[Event] = []
         events.subscribe(self.events.append)
-        policies = {p.name: p for p in (sample_policy(), sample_policy("files", ("files.net", "*.files.net"),
-                                                         validation=ValidationMethod.FILE_PROXY))}
+        policies = {
+            p.name: p
+            for p in (
+                sample_policy(),
+                sample_policy("files", ("files.net", "*.files.net"), validation=ValidationMethod.FILE_PROXY),
+            )
+        }
         self.service = OrderService(
-            repository=self.repo, policies=policies, issuance=self.queue, revoker=self.revoker, clock=self.clock,
-            events=events, order_lifetime=3600,
+            repository=self.repo,
+            policies=policies,
+            issuance=self.queue,
+            revoker=self.revoker,
+            clock=self.clock,
+            events=events,
+            order_lifetime=3600,
         )
         self.token = self.new_token("shop")
         self.account = self.new_account("acct1")
@@ -104,10 +118,19 @@ class OrderServiceTests(SynchronousTestCase):
 
     def new_account(self, account_id: str) -> Account:
         public = ec_key().public_key()
-        return self.wait(self.repo.add_account(Account(
-            id=account_id, token_id=self.token.id, key=jwk_to_json(public), thumbprint=jwk_thumbprint(public),
-            status=AccountStatus.VALID, contact=(), created=self.clock.seconds(),
-        )))
+        return self.wait(
+            self.repo.add_account(
+                Account(
+                    id=account_id,
+                    token_id=self.token.id,
+                    key=jwk_to_json(public),
+                    thumbprint=jwk_thumbprint(public),
+                    status=AccountStatus.VALID,
+                    contact=(),
+                    created=self.clock.seconds(),
+                )
+            )
+        )
 
     def order(self, *names: str) -> Any:
         return self.wait(self.service.new_order(self.token, self.account, m.NewOrder(identifiers=identifiers(*names))))
@@ -122,44 +145,64 @@ class OrderServiceTests(SynchronousTestCase):
         self.assertEqual(self.wait(self.repo.order(order.id)), order)
         authzs = [self.wait(self.repo.authorization(a)) for a in order.authz_ids]
         self.assertEqual([(a.name, a.wildcard) for a in authzs if a], [("example.com", False), ("example.com", True)])
-        self.assertEqual([(e.name, e.order_id, e.details) for e in self.events],
-                         [(EventName.ORDER_CREATED, order.id, (("policy", "shop"),))])
+        self.assertEqual(
+            [(e.name, e.order_id, e.details) for e in self.events],
+            [(EventName.ORDER_CREATED, order.id, (("policy", "shop"),))],
+        )
 
     def test_rejected_identifiers(self) -> None:
-        problem = self.problem(self.service.new_order(
-            self.token, self.account, m.NewOrder(identifiers=identifiers("example.com", "evil.org", "bad..name.com"))
-        ))
+        problem = self.problem(
+            self.service.new_order(
+                self.token,
+                self.account,
+                m.NewOrder(identifiers=identifiers("example.com", "evil.org", "bad..name.com")),
+            )
+        )
         self.assertIs(problem.type, ProblemType.REJECTED_IDENTIFIER)
         self.assertEqual([s["identifier"]["value"] for s in problem.subproblems or ()], ["evil.org", "bad..name.com"])
         self.assertIn("policy 'shop' does not allow evil.org", problem.detail)
         self.assertEqual(self.events, [])
 
     def test_unsupported_identifier(self) -> None:
-        problem = self.problem(self.service.new_order(
-            self.token, self.account, m.NewOrder(identifiers=identifiers("10.0.0.1", type="ip"))
-        ))
+        problem = self.problem(
+            self.service.new_order(self.token, self.account, m.NewOrder(identifiers=identifiers("10.0.0.1", type="ip")))
+        )
         self.assertIs(problem.type, ProblemType.UNSUPPORTED_IDENTIFIER)
-        self.assertEqual(problem.subproblems, [{
-            "type": ProblemType.UNSUPPORTED_IDENTIFIER.urn, "detail": "identifier type 'ip' is not supported",
-            "identifier": {"type": "ip", "value": "10.0.0.1"},
-        }])
+        self.assertEqual(
+            problem.subproblems,
+            [
+                {
+                    "type": ProblemType.UNSUPPORTED_IDENTIFIER.urn,
+                    "detail": "identifier type 'ip' is not supported",
+                    "identifier": {"type": "ip", "value": "10.0.0.1"},
+                }
+            ],
+        )
 
     def test_token_domains_and_wildcards(self) -> None:
         narrow = self.new_token("shop", ("www.example.com",))
-        problem = self.problem(self.service.new_order(narrow, self.account, m.NewOrder(identifiers=identifiers("api.example.com"))))
+        problem = self.problem(
+            self.service.new_order(narrow, self.account, m.NewOrder(identifiers=identifiers("api.example.com")))
+        )
         self.assertIn("not among this directory's names", problem.detail)
         files = self.new_token("files")
-        problem = self.problem(self.service.new_order(files, self.account, m.NewOrder(identifiers=identifiers("*.files.net"))))
+        problem = self.problem(
+            self.service.new_order(files, self.account, m.NewOrder(identifiers=identifiers("*.files.net")))
+        )
         self.assertIn("file-proxy", problem.detail)
 
     def test_too_many_names(self) -> None:
         names = [f"n{i}.example.com" for i in range(101)]
-        problem = self.problem(self.service.new_order(self.token, self.account, m.NewOrder(identifiers=identifiers(*names))))
+        problem = self.problem(
+            self.service.new_order(self.token, self.account, m.NewOrder(identifiers=identifiers(*names)))
+        )
         self.assertEqual((problem.type, problem.subproblems), (ProblemType.REJECTED_IDENTIFIER, None))
 
     def test_validity_period_refused(self) -> None:
         request = m.NewOrder(identifiers=identifiers("example.com"), not_after="2030-01-01T00:00:00Z")
-        self.assertIs(self.problem(self.service.new_order(self.token, self.account, request)).type, ProblemType.MALFORMED)
+        self.assertIs(
+            self.problem(self.service.new_order(self.token, self.account, request)).type, ProblemType.MALFORMED
+        )
 
     # finalize
 
@@ -168,8 +211,9 @@ class OrderServiceTests(SynchronousTestCase):
         ready = self.wait(self.service.ready_order(self.token, self.account, order.id))
         csr = b64(make_csr(["example.com"])[0])
         updated = self.wait(self.service.finalize(self.token, self.account, ready, csr))
-        self.assertEqual((updated.status, updated.csr, updated.processing_since),
-                         (OrderStatus.PROCESSING, csr, self.clock.seconds()))
+        self.assertEqual(
+            (updated.status, updated.csr, updated.processing_since), (OrderStatus.PROCESSING, csr, self.clock.seconds())
+        )
         self.assertEqual(self.queue.submitted, [order.id])
         self.assertEqual(self.wait(self.repo.queued()), [order.id])
         self.assertEqual([e.name for e in self.events], [EventName.ORDER_CREATED, EventName.ORDER_PROCESSING])
@@ -202,9 +246,15 @@ class OrderServiceTests(SynchronousTestCase):
     def issued(self, account: Account) -> tuple[CertificateRecord, x509.Certificate, ec.EllipticCurvePrivateKey]:
         certificate, key = self_signed("example.com")
         record = CertificateRecord(
-            id="cert1", order_id="order1", token_id=self.token.id, account_id=account.id, names=("example.com",),
+            id="cert1",
+            order_id="order1",
+            token_id=self.token.id,
+            account_id=account.id,
+            names=("example.com",),
             chain_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(),
-            serial=format(certificate.serial_number, "x"), ca_name="builtin", issued=self.clock.seconds(),
+            serial=format(certificate.serial_number, "x"),
+            ca_name="builtin",
+            issued=self.clock.seconds(),
         )
         self.wait(self.repo.put_certificate(record))
         return record, certificate, key
@@ -242,4 +292,3 @@ class OrderServiceTests(SynchronousTestCase):
         self.wait(self.repo.put_certificate(evolve(record, revoked_at=self.clock.seconds())))
         problem = self.problem(self.service.revoke(self.token, self.account, None, self.revocation(certificate)))
         self.assertIs(problem.type, ProblemType.ALREADY_REVOKED)
-

@@ -15,8 +15,8 @@ from twisted.names.error import DNSNameError
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import NoResource
 
-from acme_appliance.core import ProblemType
 from acme_appliance.ca import CAError, ChallengeType, PendingChallenge
+from acme_appliance.core import ProblemType
 from acme_appliance.storage import MemoryStore
 from acme_appliance.validation import FileProxy, Preflight, ValidationResponder, ValidationValues
 
@@ -65,8 +65,10 @@ class ResponderTests(SynchronousTestCase):
         base = PendingChallenge(ChallengeType.DNS_01, "example.com", "t2", "t2.thumb")
         run(self, self.responder.publish(wildcard))
         run(self, self.responder.publish(base))
-        self.assertEqual(sorted(run(self, self.values.txt_values("example.com"))),
-                         sorted([wildcard.dns_txt_value, base.dns_txt_value]))
+        self.assertEqual(
+            sorted(run(self, self.values.txt_values("example.com"))),
+            sorted([wildcard.dns_txt_value, base.dns_txt_value]),
+        )
         run(self, self.responder.withdraw(wildcard))
         self.assertEqual(run(self, self.values.txt_values("example.com")), [base.dns_txt_value])
         run(self, self.responder.withdraw(wildcard))  # already gone: fine
@@ -88,8 +90,12 @@ class ResponderTests(SynchronousTestCase):
 
     def test_txt_value_is_rfc8555(self) -> None:
         # RFC 8555 section 8.4: base64url(SHA-256(key authorization)), no padding.
-        challenge = PendingChallenge(ChallengeType.DNS_01, "example.com", "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA",
-                                     "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.nP1qzpXGymHBrUEepNY9HCsQk7K8KhOypzEt62jcerQ")
+        challenge = PendingChallenge(
+            ChallengeType.DNS_01,
+            "example.com",
+            "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA",
+            "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.nP1qzpXGymHBrUEepNY9HCsQk7K8KhOypzEt62jcerQ",
+        )
         self.assertEqual(len(challenge.dns_txt_value), 43)
         self.assertNotIn("=", challenge.dns_txt_value)
 
@@ -99,8 +105,9 @@ class PreflightTests(SynchronousTestCase):
         self.clock = Clock()
         self.values = ValidationValues(MemoryStore(self.clock))
 
-    def preflight(self, *, cnames: dict[str, str] | None = None, addresses: dict[str, str] | None = None,
-                  forwarding: bool = True) -> Preflight:
+    def preflight(
+        self, *, cnames: dict[str, str] | None = None, addresses: dict[str, str] | None = None, forwarding: bool = True
+    ) -> Preflight:
         web = FileProxy(self.values).resource() if forwarding else NoResource()
         return Preflight(
             resolver=FakeResolver(cnames or {}, addresses or {}),  # type: ignore[arg-type]
@@ -139,7 +146,9 @@ class PreflightTests(SynchronousTestCase):
         self.assertEqual(run(self, self.values._store.scan("dcv/http/")), [])
 
     def test_name_does_not_resolve(self) -> None:
-        error = failure(self, self.preflight().check(PendingChallenge(ChallengeType.HTTP_01, "www.example.com", "t", "t.x")))
+        error = failure(
+            self, self.preflight().check(PendingChallenge(ChallengeType.HTTP_01, "www.example.com", "t", "t.x"))
+        )
         self.assertIn("does not resolve", error.detail)
 
     def test_responder_runs_preflight_first(self) -> None:

@@ -115,6 +115,7 @@ class LatencyTests(SynchronousTestCase):
         self.assertEqual(metrics.value("acme_appliance_issuance_seconds_sum", mode="new"), 4.0)
         self.assertEqual(metrics.value("acme_appliance_validation_seconds_sum", method="dns-cname"), 0.5)
         data = self.successResultOf(Deferred.fromCoroutine(dashboard_data(journal, {}, clock.seconds())))
-        self.assertEqual(data["latency"], {"issuance_p50": 2.0, "issuance_p95": 4.0, "validation_p50": 0.5,
-                                           "validation_p95": 0.5})
+        self.assertEqual(
+            data["latency"], {"issuance_p50": 2.0, "issuance_p95": 4.0, "validation_p50": 0.5, "validation_p95": 0.5}
+        )
         self.assertEqual(data["validations"], {"performed": 2, "avoided": 1})

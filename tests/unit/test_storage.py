@@ -9,7 +9,8 @@ import functools
 import inspect
 import os
 import sqlite3
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -310,7 +311,9 @@ class StoreContract(_ContractBase):
             await self.store.scan("order/"),
             [("order/a", b"order/a"), ("order/b", b"order/b"), ("order/c", b"order/c")],
         )
-        self.assertEqual([k for k, _ in await self.store.scan("")], ["order/a", "order/b", "order/c", "orders", "other/a"])
+        self.assertEqual(
+            [k for k, _ in await self.store.scan("")], ["order/a", "order/b", "order/c", "orders", "other/a"]
+        )
         self.assertEqual(await self.store.scan("nothing/"), [])
 
     async def test_scan_prefix_is_literal(self) -> None:

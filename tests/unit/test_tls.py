@@ -19,7 +19,6 @@ from cryptography.x509.oid import NameOID
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance import tls
 from acme_appliance.tls import TLSSetupError, ensure_self_signed
 
 

@@ -177,7 +177,17 @@ class NameTests(SynchronousTestCase):
             self.assertEqual(host_from_header(header), host, header)
 
     def test_bad_host_headers(self) -> None:
-        for header in [b"", b":80", b"example.com:http", b"a:1:2", b"[::1", b"[::1]x", b"::1", b"ex\xc3\xa4.com", b"a b"]:
+        for header in [
+            b"",
+            b":80",
+            b"example.com:http",
+            b"a:1:2",
+            b"[::1",
+            b"[::1]x",
+            b"::1",
+            b"ex\xc3\xa4.com",
+            b"a b",
+        ]:
             self.assertRaises(InvalidName, host_from_header, header)
 
     def test_check_http_path(self) -> None:

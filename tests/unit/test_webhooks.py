@@ -16,7 +16,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from acme_appliance.notify import CertificateIssued, Event, EventBus, EventName, PolicyEvent, Webhook, WebhookNotifier, sign
+from acme_appliance.notify import (
+    CertificateIssued,
+    Event,
+    EventBus,
+    EventName,
+    PolicyEvent,
+    Webhook,
+    WebhookNotifier,
+    sign,
+)
 
 
 class Receiver(Resource):
@@ -46,8 +55,13 @@ class WebhookTests(SynchronousTestCase):
         self.http = StubTreq(self.receiver)
         self.dropped: list[Any] = []
         self.hook = WebhookNotifier(
-            [Webhook("https://hooks.test/a", "s3cret")], http=self.http,  # type: ignore[arg-type]
-            clock=self.clock, queue_size=3, timeout=10, retry_delays=(1.0, 2.0), on_drop=self.dropped.append,
+            [Webhook("https://hooks.test/a", "s3cret")],
+            http=self.http,  # type: ignore[arg-type]
+            clock=self.clock,
+            queue_size=3,
+            timeout=10,
+            retry_delays=(1.0, 2.0),
+            on_drop=self.dropped.append,
         )
         self.hook.startService()
         self.addCleanup(self.hook.stopService)
@@ -62,8 +76,9 @@ class WebhookTests(SynchronousTestCase):
         self.assertEqual(signature, expected)
         self.assertEqual(sign(body, "s3cret"), expected)
         data = json.loads(body)
-        self.assertEqual((data["event"], data["order_id"], data["names"], data["ca"]),
-                         ("certificate.issued", "o1", ["a.test"], "le"))
+        self.assertEqual(
+            (data["event"], data["order_id"], data["names"], data["ca"]), ("certificate.issued", "o1", ["a.test"], "le")
+        )
         self.assertEqual(self.hook.pending(), 0)
 
     def test_retry_with_backoff_then_drop(self) -> None:

@@ -14,12 +14,12 @@ from ._replies import TRANSIENT_PROBLEMS
 from ._transport import AccountRecord, AcmeTransport, Registration
 
 __all__ = [
+    "TRANSIENT_PROBLEMS",
     "AccountRecord",
     "AcmeTransport",
     "CountingAgent",
     "IUpstreamReactor",
     "Registration",
-    "TRANSIENT_PROBLEMS",
     "UpstreamAcmeCA",
     "UserAgentAgent",
     "http_client_for",

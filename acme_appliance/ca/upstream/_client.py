@@ -80,8 +80,13 @@ class UpstreamAcmeCA:
     ) -> None:
         self._name = name
         self.transport = AcmeTransport(
-            ca=name, directory_url=directory_url, http=http, clock=clock, store=store,
-            registration=Registration.of(contact, eab_kid, eab_hmac_key), request_timeout=request_timeout,
+            ca=name,
+            directory_url=directory_url,
+            http=http,
+            clock=clock,
+            store=store,
+            registration=Registration.of(contact, eab_kid, eab_hmac_key),
+            request_timeout=request_timeout,
         )
         self._clock = clock
         self._responder = responder
@@ -110,7 +115,9 @@ class UpstreamAcmeCA:
             resource = reply.decode(kind)
             if resource.status in wanted:
                 return resource
-            delay = retry_after(reply, self._poll_delays[min(attempt, len(self._poll_delays) - 1)], self._max_retry_after)
+            delay = retry_after(
+                reply, self._poll_delays[min(attempt, len(self._poll_delays) - 1)], self._max_retry_after
+            )
             attempt += 1
             if self._clock.seconds() + delay > deadline:
                 raise CAError(
@@ -143,8 +150,9 @@ class UpstreamAcmeCA:
         if not order_url:
             raise CAError(f"CA {self._name}: newOrder gave no order URL", transient=True)
         request.observer.ordered(self._name, request.names, order_url)
-        self._log.info("order {order_id}: upstream order {url} at CA {ca}", order_id=request.order_id, url=order_url,
-                       ca=self._name)
+        self._log.info(
+            "order {order_id}: upstream order {url} at CA {ca}", order_id=request.order_id, url=order_url, ca=self._name
+        )
         return order_url, order
 
     def _order_error(self, order: messages.OrderAnswer) -> CAError:
@@ -184,8 +192,12 @@ class UpstreamAcmeCA:
             await self.transport.post(p.url, {})
         for p in pending:
             name = p.challenge.name
-            authz = await self._poll(p.authorization_url, messages.AuthorizationAnswer, until=("valid",),
-                                     what=f"the authorization for {name}")
+            authz = await self._poll(
+                p.authorization_url,
+                messages.AuthorizationAnswer,
+                until=("valid",),
+                what=f"the authorization for {name}",
+            )
             if authz.status != "valid":
                 raise self._validation_error(name, authz)
 
@@ -199,22 +211,35 @@ class UpstreamAcmeCA:
             return None
         name = authz.name
         if authz.status != "pending":
-            raise CAError(f"CA {self._name}: the authorization for {name} is {authz.status!r}",
-                          transient=False, problem_type=ProblemType.UNAUTHORIZED)
+            raise CAError(
+                f"CA {self._name}: the authorization for {name} is {authz.status!r}",
+                transient=False,
+                problem_type=ProblemType.UNAUTHORIZED,
+            )
         if not request.allow_validation:
             raise ValidationRequired(f"CA {self._name} wants {name} validated again")
         if request.challenge_type is None:
-            raise CAError(f"CA {self._name} wants {name} validated, but the policy validates nothing",
-                          transient=False, problem_type=ProblemType.UNAUTHORIZED)
+            raise CAError(
+                f"CA {self._name} wants {name} validated, but the policy validates nothing",
+                transient=False,
+                problem_type=ProblemType.UNAUTHORIZED,
+            )
         wanted = request.challenge_type.value
         offered = [c for c in authz.challenges if c.type == wanted]
         if not offered:
             kinds = ", ".join(c.type for c in authz.challenges)
-            raise CAError(f"CA {self._name} offers no {wanted} challenge for {name} (only {kinds or 'none'})",
-                          transient=False, problem_type=ProblemType.UNAUTHORIZED)
+            raise CAError(
+                f"CA {self._name} offers no {wanted} challenge for {name} (only {kinds or 'none'})",
+                transient=False,
+                problem_type=ProblemType.UNAUTHORIZED,
+            )
         token = offered[0].token
-        challenge = PendingChallenge(type=request.challenge_type, name=name, token=token,
-                                     key_authorization=await self.transport.key_authorization(token))
+        challenge = PendingChallenge(
+            type=request.challenge_type,
+            name=name,
+            token=token,
+            key_authorization=await self.transport.key_authorization(token),
+        )
         return _Pending(authorization_url=url, challenge=challenge, url=offered[0].url)
 
     def _validation_error(self, name: str, authz: messages.AuthorizationAnswer) -> CAError:
@@ -224,8 +249,9 @@ class UpstreamAcmeCA:
                 # The CA looked and did not find the value: another CA would
                 # not either, so this is the customer's to fix.
                 return CAError(f"{name}: {error.detail}", transient=False, problem_type=error.problem_type)
-        return CAError(f"CA {self._name} could not validate {name}", transient=False,
-                       problem_type=ProblemType.UNAUTHORIZED)
+        return CAError(
+            f"CA {self._name} could not validate {name}", transient=False, problem_type=ProblemType.UNAUTHORIZED
+        )
 
     # -- certificates -------------------------------------------------------------
 
@@ -237,8 +263,9 @@ class UpstreamAcmeCA:
             try:
                 alternates.append(self._check_chain(await self.transport.post(alternate, None, accept=PEM_CHAIN)))
             except CAError as e:
-                self._log.warn("CA {ca}: alternate chain {url} unusable: {error}", ca=self._name, url=alternate,
-                               error=e.detail)
+                self._log.warn(
+                    "CA {ca}: alternate chain {url} unusable: {error}", ca=self._name, url=alternate, error=e.detail
+                )
         return IssuedCertificate(chain_pem=chain, ca_name=self._name, alternates=tuple(alternates))
 
     def _check_chain(self, reply: Reply) -> bytes:
@@ -253,8 +280,9 @@ class UpstreamAcmeCA:
     async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
         directory = await self.transport.directory()
         if directory.revoke_cert is None:
-            raise CAError(f"CA {self._name} does not offer revocation", transient=False,
-                          problem_type=ProblemType.SERVER_INTERNAL)
+            raise CAError(
+                f"CA {self._name} does not offer revocation", transient=False, problem_type=ProblemType.SERVER_INTERNAL
+            )
         payload: dict[str, Any] = {"certificate": josepy.encode_b64jose(certificate_der)}
         if reason is not None:
             payload["reason"] = reason

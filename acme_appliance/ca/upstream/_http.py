@@ -29,6 +29,8 @@ from zope.interface import implementer
 
 USER_AGENT = b"acme-appliance/0.1 (treq)"
 
+_BODY_DONE = Failure(ResponseDone())
+
 NETWORK_ERRORS = (
     net_error.ConnectError,
     net_error.DNSLookupError,
@@ -113,7 +115,7 @@ class _BodyWatcher(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self._inner.dataReceived(data)
 
-    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+    def connectionLost(self, reason: Failure = _BODY_DONE) -> None:
         if reason.check(ResponseDone, PotentialDataLoss):
             self._report(f"{self._code // 100}xx")
         elif reason.check(*NETWORK_ERRORS):

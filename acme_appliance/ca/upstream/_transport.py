@@ -133,7 +133,9 @@ class AcmeTransport:
                     timeout.cancel()
             body = await response.content()
         except NETWORK_ERRORS as e:
-            raise CAError(f"CA {self._ca}: {method} {url} failed: {e.__class__.__name__}: {e}", transient=True) from None
+            raise CAError(
+                f"CA {self._ca}: {method} {url} failed: {e.__class__.__name__}: {e}", transient=True
+            ) from None
         reply = Reply(code=response.code, headers=response.headers, body=body, url=url)
         nonce = reply.header("replay-nonce")
         if nonce:
@@ -184,8 +186,7 @@ class AcmeTransport:
         """
         return await self._post(url, payload, accept=accept, use_jwk=False)
 
-    async def _post(self, url: str, payload: Mapping[str, Any] | None, *, accept: bytes | None,
-                    use_jwk: bool) -> Reply:
+    async def _post(self, url: str, payload: Mapping[str, Any] | None, *, accept: bytes | None, use_jwk: bool) -> Reply:
         key = await self.account_key()
         body = b"" if payload is None else json.dumps(payload).encode()
         retried = False
@@ -266,7 +267,8 @@ class AcmeTransport:
         elif directory.external_account_required:
             raise CAError(
                 f"CA {self._ca} requires external account binding: set eab_kid and eab_hmac_key in its [[ca]] table",
-                transient=False, problem_type=ProblemType.EXTERNAL_ACCOUNT_REQUIRED,
+                transient=False,
+                problem_type=ProblemType.EXTERNAL_ACCOUNT_REQUIRED,
             )
         reply = await self._post(url, payload, accept=None, use_jwk=True)
         kid = reply.header("location")
@@ -276,8 +278,9 @@ class AcmeTransport:
         store_key = keys.ca_account(self._ca)
         record = await get_record(self._store, AccountRecord, store_key)
         if record is not None:
-            await put_record(self._store, store_key,
-                             AccountRecord(key_pem=record.key_pem, directory=self._directory_url, url=kid))
+            await put_record(
+                self._store, store_key, AccountRecord(key_pem=record.key_pem, directory=self._directory_url, url=kid)
+            )
         self._log.info("CA {ca}: using account {kid}", ca=self._ca, kid=kid)
 
     async def _external_account_binding(self, url: str) -> dict[str, Any] | None:
