@@ -127,13 +127,7 @@ def _write_pair(cert_path: str, key_path: str, cert_pem: bytes, key_pem: bytes) 
         ) from None
 
 
-def ensure_self_signed(
-    cert_path: str,
-    key_path: str,
-    hostnames: Sequence[str],
-    *,
-    clock: IReactorTime,
-) -> bool:
+def ensure_self_signed(cert_path: str, key_path: str, hostnames: Sequence[str], *, clock: IReactorTime) -> bool:
     """
     Create a self-signed ECDSA P-256 certificate and its key unless both
     files already exist.

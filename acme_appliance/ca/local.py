@@ -84,13 +84,7 @@ class LocalCA:
 
     @classmethod
     def load_or_create(
-        cls,
-        name: str,
-        directory: str,
-        *,
-        clock: IReactorTime,
-        validity_days: int = 90,
-        issue_delay: float = 0.0,
+        cls, name: str, directory: str, *, clock: IReactorTime, validity_days: int = 90, issue_delay: float = 0.0
     ) -> LocalCA:
         """
         Load the CA kept in C{directory}, creating it (mode 0700, keys 0600)
@@ -166,8 +160,7 @@ class LocalCA:
         ca_expires = self._intermediate.not_valid_after_utc
         if now >= ca_expires:
             raise CAError(
-                f"the intermediate of local CA {self._name!r} expired on {ca_expires:%Y-%m-%d}",
-                transient=True,
+                f"the intermediate of local CA {self._name!r} expired on {ca_expires:%Y-%m-%d}", transient=True
             )
         # A leaf must not outlive the certificate that vouches for it.
         return min(now + self._validity, ca_expires)
@@ -188,10 +181,7 @@ class LocalCA:
             .add_extension(_subject_alt_name(names), critical=empty_subject)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                _key_usage(
-                    digital_signature=True,
-                    key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
-                ),
+                _key_usage(digital_signature=True, key_encipherment=isinstance(public_key, rsa.RSAPublicKey)),
                 critical=True,
             )
             .add_extension(
@@ -207,9 +197,7 @@ class LocalCA:
             return builder.sign(self._intermediate_key, _hash_for(self._intermediate_key))
         except (TypeError, ValueError) as e:
             raise CAError(
-                f"cannot sign a certificate for this CSR's key: {e}",
-                transient=False,
-                problem_type=ProblemType.BAD_CSR,
+                f"cannot sign a certificate for this CSR's key: {e}", transient=False, problem_type=ProblemType.BAD_CSR
             ) from None
 
     async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
@@ -258,9 +246,7 @@ def _subject_alt_name(names: Sequence[str]) -> x509.SubjectAlternativeName:
         return x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
     except ValueError as e:
         raise CAError(
-            f"cannot put the names in a certificate: {e}",
-            transient=False,
-            problem_type=ProblemType.REJECTED_IDENTIFIER,
+            f"cannot put the names in a certificate: {e}", transient=False, problem_type=ProblemType.REJECTED_IDENTIFIER
         ) from None
 
 
@@ -416,9 +402,7 @@ def _install(contents: dict[str, tuple[bytes, int]], directory: str) -> bool:
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
 
 

@@ -88,13 +88,7 @@ def _ca(t: Table, name: str, resolve: Callable[[str], str]) -> CAConfig:
     contact = t.texts("contact", _mailto)
     kid, hmac_key = _eab(t)
     return CAConfig(
-        name=name,
-        kind=kind,
-        directory=directory,
-        ca_bundle=bundle,
-        contact=contact,
-        eab_kid=kid,
-        eab_hmac_key=hmac_key,
+        name=name, kind=kind, directory=directory, ca_bundle=bundle, contact=contact, eab_kid=kid, eab_hmac_key=hmac_key
     )
 
 

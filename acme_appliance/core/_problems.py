@@ -101,11 +101,7 @@ class AcmeProblem(Exception):
         self.subproblems = subproblems
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "type": self.type.urn,
-            "detail": self.detail,
-            "status": self.status,
-        }
+        doc: dict[str, Any] = {"type": self.type.urn, "detail": self.detail, "status": self.status}
         if self.subproblems:
             doc["subproblems"] = self.subproblems
         return doc

@@ -107,12 +107,7 @@ def _msg_value(value: str) -> str:
 
 
 def format_rfc5424(
-    event: Event,
-    *,
-    hostname: str,
-    app_name: str = "acme-appliance",
-    procid: str = "-",
-    facility: int = FACILITY_LOCAL0,
+    event: Event, *, hostname: str, app_name: str = "acme-appliance", procid: str = "-", facility: int = FACILITY_LOCAL0
 ) -> bytes:
     """
     One RFC 5424 message: the event's fields as structured data, and again

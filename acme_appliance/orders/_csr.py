@@ -39,8 +39,7 @@ class KeyRules:
         validator=validators.deep_iterable(validators.instance_of(KeyType), validators.instance_of(frozenset))
     )
     rsa_min_bits: int = field(
-        default=2048,
-        validator=[validators.instance_of(int), validators.ge(1), validators.le(RSA_MAX_BITS)],
+        default=2048, validator=[validators.instance_of(int), validators.ge(1), validators.le(RSA_MAX_BITS)]
     )
 
 
@@ -153,11 +152,7 @@ def _spki(key: PublicKeyTypes) -> bytes:
 
 
 def check_csr(
-    csr_der: bytes,
-    *,
-    order_names: Iterable[str],
-    account_key: PublicKeyTypes | None,
-    key_rules: KeyRules,
+    csr_der: bytes, *, order_names: Iterable[str], account_key: PublicKeyTypes | None, key_rules: KeyRules
 ) -> x509.CertificateSigningRequest:
     """
     Check a finalize request's CSR against its order.

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 
 def account(account_id: str) -> str:
+    """
+    An ACME account of a token's client.
+    """
     return f"acct/{account_id}"
 
 
@@ -33,18 +36,30 @@ ORDER_PREFIX = "order/"
 
 
 def order(order_id: str) -> str:
+    """
+    An order, whatever its status.
+    """
     return ORDER_PREFIX + order_id
 
 
 def authorization(authz_id: str) -> str:
+    """
+    An authorization of an order (one per name).
+    """
     return f"authz/{authz_id}"
 
 
 def certificate(certificate_id: str) -> str:
+    """
+    An issued certificate: its chain, alternates and revocation state.
+    """
     return f"cert/{certificate_id}"
 
 
 def certificate_by_serial(serial: str) -> str:
+    """
+    The index from a serial number (hex) to its certificate id.
+    """
     return f"cert-serial/{serial}"
 
 
@@ -62,10 +77,16 @@ def issue_queue(order_id: str) -> str:
 
 
 def upstream_order(order_key: str) -> str:
+    """
+    The fresh upstream validation an order key re-issues on (with a TTL).
+    """
     return f"upstream/{order_key}"
 
 
 def order_lock(order_key: str) -> str:
+    """
+    The lease of the process that validates for an order key.
+    """
     return f"lock/order/{order_key}"
 
 
@@ -75,6 +96,9 @@ TOKEN_PREFIX = "token/"
 
 
 def token(token_id: str) -> str:
+    """
+    A directory token (its hash, never the secret).
+    """
     return TOKEN_PREFIX + token_id
 
 
@@ -102,6 +126,9 @@ def dcv_txt(domain: str) -> str:
 
 
 def dcv_http(host: str, path: str) -> str:
+    """
+    A file the HTTP file proxy serves for C{host} at C{path}.
+    """
     return f"{DCV_HTTP_PREFIX}{host}{path}"
 
 

@@ -3,15 +3,7 @@ Validation: the store of validation values and the two servers that show them
 to upstream CAs, the HTTP file proxy and the authoritative dcv DNS server.
 """
 
-from ._dns import (
-    DcvAuthority,
-    DcvDNSServerFactory,
-    DnsAnswer,
-    IDNSReactor,
-    Rcode,
-    SOAParameters,
-    make_dns_services,
-)
+from ._dns import DcvAuthority, DcvDNSServerFactory, DnsAnswer, IDNSReactor, Rcode, SOAParameters, make_dns_services
 from ._fileproxy import FileProxy
 from ._names import (
     ACME_CHALLENGE_PREFIX,

@@ -435,10 +435,7 @@ class _Reply:
             # Message types its sections as RRHeader; the OPT pseudo-record
             # encodes the same way.
             opt: Any = dns._OPTHeader(
-                udpPayloadSize=self.edns_payload,
-                extendedRCODE=rcode >> 4,
-                version=0,
-                dnssecOK=self.edns.dnssec_ok,
+                udpPayloadSize=self.edns_payload, extendedRCODE=rcode >> 4, version=0, dnssecOK=self.edns.dnssec_ok
             )
             message.additional = [opt]
         wire: bytes = message.toStr()

@@ -156,8 +156,7 @@ class BadSignatureAlgorithm(AcmeProblem):
     def __init__(self, detail: str) -> None:
         self.algorithms = tuple(sorted(ALLOWED_ALGORITHMS))
         super().__init__(
-            ProblemType.BAD_SIGNATURE_ALGORITHM,
-            f"{detail}; supported algorithms: {', '.join(self.algorithms)}",
+            ProblemType.BAD_SIGNATURE_ALGORITHM, f"{detail}; supported algorithms: {', '.join(self.algorithms)}"
         )
 
     def to_json(self) -> dict[str, Any]:

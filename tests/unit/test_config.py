@@ -23,13 +23,7 @@ from twisted.internet.endpoints import _parse as parse_endpoint
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance import config as config_module
-from acme_appliance.config import (
-    CAKind,
-    Config,
-    ConfigError,
-    load_config,
-    state_path,
-)
+from acme_appliance.config import CAKind, Config, ConfigError, load_config, state_path
 from acme_appliance.policy import KeyType, ValidationMethod
 
 ETC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "etc")
@@ -371,9 +365,7 @@ class AcmeSectionTests(ConfigTestCase):
             with open(os.path.join(self.dir, name), "w") as f:
                 f.write("not pem\n")
         self.assertProblem(
-            setting("acme", "listen", "ssl:8443:privateKey=tls.key:certKey=tls.pem"),
-            "acme.listen",
-            "cannot set up TLS",
+            setting("acme", "listen", "ssl:8443:privateKey=tls.key:certKey=tls.pem"), "acme.listen", "cannot set up TLS"
         )
 
     def test_ssl_with_files(self) -> None:
@@ -672,9 +664,7 @@ class NotifySectionTests(ConfigTestCase):
 
     def test_syslog_port(self) -> None:
         self.assertProblem(
-            setting("notify", "syslog", "udp:localhost:0"),
-            "notify.syslog",
-            "port '0' is not a number from 1 to 65535",
+            setting("notify", "syslog", "udp:localhost:0"), "notify.syslog", "port '0' is not a number from 1 to 65535"
         )
 
     def test_webhooks(self) -> None:
@@ -826,9 +816,7 @@ class CATests(ConfigTestCase):
 
     def test_contact(self) -> None:
         self.assertProblem(
-            ca_setting(1, "contact", ["ops@example.net"]),
-            'ca "le".contact',
-            "'ops@example.net' is not a mailto: URL",
+            ca_setting(1, "contact", ["ops@example.net"]), 'ca "le".contact', "'ops@example.net' is not a mailto: URL"
         )
         config = self.load(ca_setting(1, "contact", ["mailto:ops@example.net"]))
         self.assertEqual(config.ca("le").contact, ("mailto:ops@example.net",))

@@ -284,10 +284,7 @@ class CheckCSRTests(SynchronousTestCase):
         ordered = data.draw(st.permutations(variants))
         self.check(build_csr(ordered), names)
 
-    @given(
-        st.lists(st.from_regex(r"\A[a-z]{1,8}\.example\Z"), min_size=2, max_size=5, unique=True),
-        st.data(),
-    )
+    @given(st.lists(st.from_regex(r"\A[a-z]{1,8}\.example\Z"), min_size=2, max_size=5, unique=True), st.data())
     @settings(max_examples=50, deadline=None)
     def test_names_differ(self, names: list[str], data: st.DataObject) -> None:
         """

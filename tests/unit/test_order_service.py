@@ -20,14 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.core import AcmeProblem, ProblemType
 from acme_appliance.notify import Event, EventBus, EventName
-from acme_appliance.orders import (
-    Account,
-    AccountStatus,
-    AcmeRepository,
-    CertificateRecord,
-    OrderService,
-    OrderStatus,
-)
+from acme_appliance.orders import Account, AccountStatus, AcmeRepository, CertificateRecord, OrderService, OrderStatus
 from acme_appliance.policy import Token, TokenRegistry, ValidationMethod
 from acme_appliance.storage import MemoryStore
 from acme_appliance.testing import b64, ec_key, make_csr, sample_policy

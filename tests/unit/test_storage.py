@@ -21,14 +21,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from acme_appliance.storage import (
-    MemoryStore,
-    SQLiteStore,
-    StorageError,
-    Store,
-    check_store_url,
-    open_store,
-)
+from acme_appliance.storage import MemoryStore, SQLiteStore, StorageError, Store, check_store_url, open_store
 from acme_appliance.storage.memory import PURGE_INTERVAL
 from acme_appliance.storage.sqlite import _prefix_end
 
@@ -308,8 +301,7 @@ class StoreContract(_ContractBase):
         for key in ("order/c", "order/a", "order/b", "orders", "other/a"):
             await self.store.set(key, key.encode())
         self.assertEqual(
-            await self.store.scan("order/"),
-            [("order/a", b"order/a"), ("order/b", b"order/b"), ("order/c", b"order/c")],
+            await self.store.scan("order/"), [("order/a", b"order/a"), ("order/b", b"order/b"), ("order/c", b"order/c")]
         )
         self.assertEqual(
             [k for k, _ in await self.store.scan("")], ["order/a", "order/b", "order/c", "orders", "other/a"]

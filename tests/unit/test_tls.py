@@ -106,8 +106,7 @@ class EnsureSelfSignedTests(SynchronousTestCase):
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         self.assertEqual(san.get_values_for_type(x509.DNSName), ["acme.test", "localhost"])
         self.assertEqual(
-            san.get_values_for_type(x509.IPAddress),
-            [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")],
+            san.get_values_for_type(x509.IPAddress), [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
         )
         self.assertEqual(certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value, "acme.test")
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)

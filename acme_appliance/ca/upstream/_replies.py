@@ -93,11 +93,7 @@ def problem_to_error(ca: str, problem: messages.Problem, *, server_error: bool =
         if sub.detail:
             detail += f"; {sub.identifier.value if sub.identifier else '?'}: {sub.detail}"
     transient = server_error or problem_type is None or problem_type in TRANSIENT_PROBLEMS
-    return CAError(
-        f"CA {ca}: {detail}",
-        transient=transient,
-        problem_type=problem_type or ProblemType.SERVER_INTERNAL,
-    )
+    return CAError(f"CA {ca}: {detail}", transient=transient, problem_type=problem_type or ProblemType.SERVER_INTERNAL)
 
 
 def retry_after(reply: Reply, default: float, cap: float) -> float:
