@@ -6,7 +6,16 @@ nothing else of the appliance.
 
 from ._backoff import Backoff
 from ._files import fsync_directory, write_private_file, write_private_files
-from ._names import InvalidName, NameProblem, is_label, name_allowed, name_matches, normalise_name, prepare_name
+from ._names import (
+    InvalidName,
+    NameProblem,
+    comparable_name,
+    is_label,
+    name_allowed,
+    name_matches,
+    normalise_name,
+    prepare_name,
+)
 from ._problems import ACME_ERROR_NS, AcmeProblem, ProblemType, malformed
 from ._times import rfc3339
 from ._web import RouteError, route_errors
@@ -19,6 +28,7 @@ __all__ = [
     "NameProblem",
     "ProblemType",
     "RouteError",
+    "comparable_name",
     "fsync_directory",
     "is_label",
     "malformed",

@@ -44,6 +44,15 @@ def is_label(label: str) -> bool:
     return _LABEL.match(label) is not None
 
 
+def comparable_name(name: str) -> str:
+    """
+    The form names are compared in, without any syntax check: lower case,
+    one trailing dot stripped.
+    """
+    value = name.lower()
+    return value[:-1] if value.endswith(".") else value
+
+
 def prepare_name(name: str) -> str:
     """
     The first steps of L{normalise_name}: lower-case C{name}, strip one
@@ -55,9 +64,7 @@ def prepare_name(name: str) -> str:
         raise InvalidName("a name must be a string", NameProblem.NOT_STRING)
     if not name.isascii():
         raise InvalidName(f"{name!r} is not ASCII: give IDNs as A-labels (xn--...)", NameProblem.NOT_ASCII)
-    value = name.lower()
-    if value.endswith("."):
-        value = value[:-1]
+    value = comparable_name(name)
     if not value:
         raise InvalidName("empty name", NameProblem.EMPTY)
     if len(value) > 253:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 
-from ..core import AcmeProblem, ProblemType
+from ..core import AcmeProblem, ProblemType, comparable_name
 from ..policy import KeyType
 
 RSA_MAX_BITS = 8192
@@ -45,14 +45,6 @@ class KeyRules:
 
 def _bad(detail: str) -> AcmeProblem:
     return AcmeProblem(ProblemType.BAD_CSR, detail)
-
-
-def normalise_name(name: str) -> str:
-    """
-    The form names are compared in: lower case, no trailing dot.
-    """
-    name = name.lower()
-    return name[:-1] if name.endswith(".") else name
 
 
 _NAME_DESCRIPTIONS: tuple[tuple[type, Callable[[Any], str]], ...] = (
@@ -103,7 +95,7 @@ def csr_names(csr: x509.CertificateSigningRequest) -> tuple[str, ...]:
     @raise AcmeProblem: C{badCSR} when the subject or extensions do not parse.
     """
     found = _common_names(csr) + [n.value for n in _alt_names(csr) if isinstance(n, x509.DNSName)]
-    return tuple(dict.fromkeys(normalise_name(n) for n in found))
+    return tuple(dict.fromkeys(comparable_name(n) for n in found))
 
 
 def _describe_key(key: PublicKeyTypes) -> str:
@@ -193,7 +185,7 @@ def check_csr(
         raise _bad(f"the CSR may only name DNS names, but it has {', '.join(others)}")
 
     requested = set(csr_names(csr))
-    wanted = {normalise_name(n) for n in order_names}
+    wanted = {comparable_name(n) for n in order_names}
     if requested != wanted:
         problems = []
         if extra := requested - wanted:
