@@ -23,7 +23,7 @@ from ..policy import Policy, ValidationMethod
 from ..wire import b64decode
 from ._failover import FailoverIssuer
 from ._health import CAHealth
-from ._locks import OrderLocks, order_key
+from ._locks import LEASE, OrderLocks, order_key
 from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
 CHALLENGE_FOR_METHOD = {
@@ -63,7 +63,7 @@ class IssuanceService(Service):
         reuse_window: float = 3600.0,
         attempts_per_ca: int = 2,
         retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0),
-        lease: float = 30.0,
+        lease: float = LEASE,
         lease_poll: float = 0.25,
     ) -> None:
         self._repo = repository

@@ -22,6 +22,12 @@ from ..storage import Store, keys
 _log = Logger()
 
 
+#: Seconds an order key's lease lasts unless renewed (every third of it).  A
+#: job cut off by a crash is taken over, or resumed after a restart, once
+#: its lease has run out.
+LEASE = 15.0
+
+
 def order_key(token_id: str, names: Iterable[str]) -> str:
     """
     The key clients of the same order share: the token and the set of names
@@ -110,7 +116,7 @@ class OrderLocks:
 
     _log = Logger()
 
-    def __init__(self, store: Store, clock: IReactorTime, *, lease: float = 30.0, poll: float = 0.25) -> None:
+    def __init__(self, store: Store, clock: IReactorTime, *, lease: float = LEASE, poll: float = 0.25) -> None:
         self._store = store
         self._clock = clock
         self._lease = lease

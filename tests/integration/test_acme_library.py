@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.trial.unittest import SynchronousTestCase
 
+from acme_appliance.issuance import LEASE
+
 from .appliance import Appliance
 
 
@@ -164,7 +166,8 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual(response.json()["status"], "processing")
         appliance.kill()
         appliance.start()
-        deadline = time.monotonic() + 30
+        # The killed job's order-key lease runs out first (LEASE seconds).
+        deadline = time.monotonic() + LEASE + 30
         status = "processing"
         while status == "processing" and time.monotonic() < deadline:
             time.sleep(0.5)
