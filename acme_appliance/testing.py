@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import josepy
 import treq
+from attrs import evolve
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASE_URL",
+    "AlternateChainCA",
     "BytesProducer",
     "MemoryNotifier",
     "RecordingResponder",
@@ -486,6 +488,28 @@ class RefusingCA:
         if not request.allow_validation and self._refuse():
             raise ValidationRequired(f"CA {self.name} wants {', '.join(request.names)} validated again")
         return await self._ca.issue(request)
+
+    async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
+        """Let the CA revoke."""
+        await self._ca.revoke(certificate_der, reason)
+
+
+class AlternateChainCA:
+    """
+    Wraps a CA: every certificate it issues also comes with one alternate
+    chain, the leaf alone followed by C{# alternate chain}.
+    """
+
+    def __init__(self, ca: CertificateAuthority) -> None:
+        self.name = ca.name
+        self._ca = ca
+
+    async def issue(self, request: IssueRequest) -> IssuedCertificate:
+        """Let the CA issue, and add the alternate chain."""
+        issued = await self._ca.issue(request)
+        end = b"-----END CERTIFICATE-----\n"
+        leaf = issued.chain_pem.split(end)[0] + end
+        return evolve(issued, alternates=(leaf + b"# alternate chain\n",))
 
     async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
         """Let the CA revoke."""
