@@ -291,7 +291,8 @@ class World:
     One appliance in memory: a L{MemoryStore}, the built-in CA, issuance and
     the ACME server behind C{StubTreq}, all on one L{Clock}.  Its policies:
     C{shop} (example.com), C{other} (other.org) and C{files} (files.net,
-    validated through the file proxy).
+    validated through the file proxy); C{cas} are issuance's CAs besides
+    C{builtin}, for policies a test changes in C{policies}.
     """
 
     def __init__(
@@ -302,6 +303,7 @@ class World:
         store: MemoryStore | None = None,
         clock: Clock | None = None,
         ca_dir: str | None = None,
+        cas: dict[str, CertificateAuthority] | None = None,
     ) -> None:
         self.case = case
         if clock is None:
@@ -322,7 +324,7 @@ class World:
             )
         }
         self.issuance = IssuanceService(
-            repository=self.repo, cas={"builtin": self.ca}, policies=self.policies, clock=self.clock
+            repository=self.repo, cas={"builtin": self.ca, **(cas or {})}, policies=self.policies, clock=self.clock
         )
         self.server = AcmeServer(
             repository=self.repo,
@@ -449,11 +451,15 @@ def http_over(agent: IAgent, calls: list[tuple[str, str]], ca: str = "upstream")
 class ScriptedCA:
     """
     A CA whose answers are scripted: each call takes the next outcome (the
-    last one repeats): a L{CAError} is raised, anything else issues.
+    last one repeats): a L{CAError} is raised, anything else issues
+    C{chain_pem}.
     """
 
-    def __init__(self, name: str, outcomes: Sequence[CAError | str], clock: IReactorTime) -> None:
+    def __init__(
+        self, name: str, outcomes: Sequence[CAError | str], clock: IReactorTime, chain_pem: bytes = b"chain"
+    ) -> None:
         self.name = name
+        self.chain_pem = chain_pem
         self.outcomes = list(outcomes)
         self.clock = clock
         self.calls: list[float] = []
@@ -466,7 +472,7 @@ class ScriptedCA:
         outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
         if isinstance(outcome, CAError):
             raise outcome
-        return IssuedCertificate(chain_pem=b"chain", ca_name=self.name)
+        return IssuedCertificate(chain_pem=self.chain_pem, ca_name=self.name)
 
     async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
         """Revoking always works."""
