@@ -69,6 +69,8 @@ __all__ = [
     "make_csr",
     "rsa_jwk",
     "sample_policy",
+    "self_signed",
+    "self_signed_pem",
     "sign",
 ]
 
@@ -524,22 +526,27 @@ class AlternateChainCA:
         await self._ca.revoke(certificate_der, reason)
 
 
-def self_signed_pem(name: str) -> bytes:
-    """A self-signed certificate for C{name}, as PEM: a chain of one."""
+def self_signed(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A self-signed certificate for C{name} (valid in 2027), and its key."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=90))
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=30))
         .sign(key, hashes.SHA256())
     )
-    return certificate.public_bytes(serialization.Encoding.PEM)
+    return certificate, key
+
+
+def self_signed_pem(name: str) -> bytes:
+    """A self-signed certificate for C{name}, as PEM: a chain of one."""
+    return self_signed(name)[0].public_bytes(serialization.Encoding.PEM)
 
 
 class ScriptedAcmeServer(Resource):
@@ -597,7 +604,7 @@ class ScriptedAcmeServer(Resource):
         if parts[0] == "cert":
             request.setHeader("Content-Type", "application/pem-certificate-chain")
             return self_signed_pem(self.names[0])
-        status, location, body = self._answer(parts, request.content.read())
+        status, location, body = self._answer(parts, request.content.read() if request.content else b"")
         request.setResponseCode(status)
         if location:
             request.setHeader("Location", self.base + location)
@@ -636,7 +643,12 @@ class ScriptedAcmeServer(Resource):
 
     def _challenge(self, name: str) -> dict[str, Any]:
         status = self._status(name)
-        challenge = {"type": "dns-01", "url": f"{self.base}/chall/{name}", "token": f"token-{name}", "status": status}
+        challenge: dict[str, Any] = {
+            "type": "dns-01",
+            "url": f"{self.base}/chall/{name}",
+            "token": f"token-{name}",
+            "status": status,
+        }
         outcome = self.outcomes.get(name)
         if status == "invalid" and isinstance(outcome, dict):
             challenge["error"] = outcome

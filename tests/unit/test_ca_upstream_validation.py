@@ -99,8 +99,7 @@ class ValidationTests(SynchronousTestCase):
         self.assertEqual(len(after), 3)
         self.assertEqual([b - a for a, b in zip(after, after[1:])], [3.0, 3.0])
         self.assertEqual(
-            self.event_names(),
-            [EventName.UPSTREAM_ORDER, EventName.VALIDATION_STARTED, EventName.VALIDATION_SUCCEEDED],
+            self.event_names(), [EventName.UPSTREAM_ORDER, EventName.VALIDATION_STARTED, EventName.VALIDATION_SUCCEEDED]
         )
         succeeded = self.notes.events[-1]
         self.assertEqual(succeeded.names, (NAME,))
