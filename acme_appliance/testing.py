@@ -11,6 +11,7 @@ results take the test case they report to.
 
 from __future__ import annotations
 
+import datetime
 import json
 import tempfile
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import josepy
 import treq
+from attrs import evolve
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -49,11 +51,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASE_URL",
+    "AlternateChainCA",
     "BytesProducer",
     "MemoryNotifier",
     "RecordingResponder",
     "RecordingUpstream",
     "RefusingCA",
+    "ScriptedAcmeServer",
     "ScriptedCA",
     "StubAcmeClient",
     "StubResponse",
@@ -65,6 +69,8 @@ __all__ = [
     "make_csr",
     "rsa_jwk",
     "sample_policy",
+    "self_signed",
+    "self_signed_pem",
     "sign",
 ]
 
@@ -287,7 +293,8 @@ class World:
     One appliance in memory: a L{MemoryStore}, the built-in CA, issuance and
     the ACME server behind C{StubTreq}, all on one L{Clock}.  Its policies:
     C{shop} (example.com), C{other} (other.org) and C{files} (files.net,
-    validated through the file proxy).
+    validated through the file proxy); C{cas} are issuance's CAs besides
+    C{builtin}, for policies a test changes in C{policies}.
     """
 
     def __init__(
@@ -298,6 +305,7 @@ class World:
         store: MemoryStore | None = None,
         clock: Clock | None = None,
         ca_dir: str | None = None,
+        cas: dict[str, CertificateAuthority] | None = None,
     ) -> None:
         self.case = case
         if clock is None:
@@ -318,7 +326,7 @@ class World:
             )
         }
         self.issuance = IssuanceService(
-            repository=self.repo, cas={"builtin": self.ca}, policies=self.policies, clock=self.clock
+            repository=self.repo, cas={"builtin": self.ca, **(cas or {})}, policies=self.policies, clock=self.clock
         )
         self.server = AcmeServer(
             repository=self.repo,
@@ -445,11 +453,15 @@ def http_over(agent: IAgent, calls: list[tuple[str, str]], ca: str = "upstream")
 class ScriptedCA:
     """
     A CA whose answers are scripted: each call takes the next outcome (the
-    last one repeats): a L{CAError} is raised, anything else issues.
+    last one repeats): a L{CAError} is raised, anything else issues
+    C{chain_pem}.
     """
 
-    def __init__(self, name: str, outcomes: Sequence[CAError | str], clock: IReactorTime) -> None:
+    def __init__(
+        self, name: str, outcomes: Sequence[CAError | str], clock: IReactorTime, chain_pem: bytes = b"chain"
+    ) -> None:
         self.name = name
+        self.chain_pem = chain_pem
         self.outcomes = list(outcomes)
         self.clock = clock
         self.calls: list[float] = []
@@ -462,7 +474,7 @@ class ScriptedCA:
         outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
         if isinstance(outcome, CAError):
             raise outcome
-        return IssuedCertificate(chain_pem=b"chain", ca_name=self.name)
+        return IssuedCertificate(chain_pem=self.chain_pem, ca_name=self.name)
 
     async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
         """Revoking always works."""
@@ -490,3 +502,173 @@ class RefusingCA:
     async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
         """Let the CA revoke."""
         await self._ca.revoke(certificate_der, reason)
+
+
+class AlternateChainCA:
+    """
+    Wraps a CA: every certificate it issues also comes with one alternate
+    chain, the leaf alone followed by C{# alternate chain}.
+    """
+
+    def __init__(self, ca: CertificateAuthority) -> None:
+        self.name = ca.name
+        self._ca = ca
+
+    async def issue(self, request: IssueRequest) -> IssuedCertificate:
+        """Let the CA issue, and add the alternate chain."""
+        issued = await self._ca.issue(request)
+        end = b"-----END CERTIFICATE-----\n"
+        leaf = issued.chain_pem.split(end)[0] + end
+        return evolve(issued, alternates=(leaf + b"# alternate chain\n",))
+
+    async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
+        """Let the CA revoke."""
+        await self._ca.revoke(certificate_der, reason)
+
+
+def self_signed(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A self-signed certificate for C{name} (valid in 2027), and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+def self_signed_pem(name: str) -> bytes:
+    """A self-signed certificate for C{name}, as PEM: a chain of one."""
+    return self_signed(name)[0].public_bytes(serialization.Encoding.PEM)
+
+
+class ScriptedAcmeServer(Resource):
+    """
+    An upstream ACME CA in memory whose validations are scripted: the
+    authorization of a name in C{outcomes} stays C{"pending"} for ever,
+    becomes C{"valid"}, or (a problem document) becomes C{invalid} with that
+    error on its challenge; names not in C{outcomes} become valid.  An
+    authorization turns only once its challenge was answered and it was
+    then polled C{pending_polls} times; its replies carry C{Retry-After:
+    retry_after} when that is set.  JWS signatures are not checked: this
+    is a fake for testing clients.
+
+    @ivar answered: when each name's challenge was answered.
+    @ivar polls: when each authorization was polled, and for which name.
+    """
+
+    isLeaf = True
+    base = "https://ca.test"
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        outcomes: dict[str, str | dict[str, Any]] | None = None,
+        *,
+        pending_polls: int = 0,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.clock = clock
+        self.outcomes = dict(outcomes or {})
+        self.pending_polls = pending_polls
+        self.retry_after = retry_after
+        self.answered: dict[str, float] = {}
+        self.polls: list[tuple[float, str]] = []
+        self.names: tuple[str, ...] = ()
+        self.finalized = False
+        self._nonce = 0
+        self._polled_after_answer: dict[str, int] = {}
+
+    @property
+    def directory_url(self) -> str:
+        """Where the directory is."""
+        return self.base + "/directory"
+
+    def render(self, request: Request) -> Any:
+        """Answer one request, always with a fresh nonce."""
+        self._nonce += 1
+        request.setHeader("Replay-Nonce", b64(b"nonce-%d" % self._nonce))
+        parts = request.path.decode().strip("/").split("/")
+        if parts[0] == "authz" and self.retry_after is not None:
+            request.setHeader("Retry-After", f"{self.retry_after:g}")
+        if parts[0] == "new-nonce":
+            return b""
+        if parts[0] == "cert":
+            request.setHeader("Content-Type", "application/pem-certificate-chain")
+            return self_signed_pem(self.names[0])
+        status, location, body = self._answer(parts, request.content.read() if request.content else b"")
+        request.setResponseCode(status)
+        if location:
+            request.setHeader("Location", self.base + location)
+        request.setHeader("Content-Type", "application/json")
+        return json.dumps(body).encode()
+
+    def _answer(self, parts: list[str], body: bytes) -> tuple[int, str | None, dict[str, Any]]:
+        kind, rest = parts[0], parts[1:]
+        if kind == "directory":
+            urls = {"newNonce": "new-nonce", "newAccount": "new-account", "newOrder": "new-order"}
+            return 200, None, {key: f"{self.base}/{path}" for key, path in urls.items()}
+        if kind == "new-account":
+            return 201, "/acct/1", {"status": "valid"}
+        if kind == "new-order":
+            payload = json.loads(josepy.decode_b64jose(json.loads(body)["payload"]))
+            self.names = tuple(i["value"] for i in payload["identifiers"])
+            self.finalized = False
+            return 201, "/order/1", self._order()
+        if kind == "order":
+            self.finalized = self.finalized or rest[-1] == "finalize"
+            return 200, None, self._order()
+        if kind == "chall":
+            self.answered.setdefault(rest[0], self.clock.seconds())
+            return 200, None, self._challenge(rest[0])
+        self.polls.append((self.clock.seconds(), rest[0]))
+        if rest[0] in self.answered:
+            self._polled_after_answer[rest[0]] = self._polled_after_answer.get(rest[0], 0) + 1
+        return 200, None, self._authorization(rest[0])
+
+    def _status(self, name: str) -> str:
+        outcome = self.outcomes.get(name, "valid")
+        polled = self._polled_after_answer.get(name, 0)
+        if name not in self.answered or polled <= self.pending_polls or outcome == "pending":
+            return "pending"
+        return outcome if isinstance(outcome, str) else "invalid"
+
+    def _challenge(self, name: str) -> dict[str, Any]:
+        status = self._status(name)
+        challenge: dict[str, Any] = {
+            "type": "dns-01",
+            "url": f"{self.base}/chall/{name}",
+            "token": f"token-{name}",
+            "status": status,
+        }
+        outcome = self.outcomes.get(name)
+        if status == "invalid" and isinstance(outcome, dict):
+            challenge["error"] = outcome
+        return challenge
+
+    def _authorization(self, name: str) -> dict[str, Any]:
+        return {
+            "status": self._status(name),
+            "identifier": {"type": "dns", "value": name},
+            "challenges": [self._challenge(name)],
+        }
+
+    def _order(self) -> dict[str, Any]:
+        statuses = {self._status(n) for n in self.names}
+        status = "invalid" if "invalid" in statuses else "pending" if "pending" in statuses else "ready"
+        order: dict[str, Any] = {
+            "status": "valid" if status == "ready" and self.finalized else status,
+            "authorizations": [f"{self.base}/authz/{n}" for n in self.names],
+            "finalize": f"{self.base}/order/1/finalize",
+        }
+        if order["status"] == "valid":
+            order["certificate"] = f"{self.base}/cert/1"
+        return order

@@ -128,6 +128,25 @@ class HostileRequestTests(SynchronousTestCase):
         )
         self.assertIn(problem(response), ("accountDoesNotExist", "unauthorized"))
 
+    def test_account_id_under_another_tokens_prefix(self) -> None:
+        """
+        An attacker who knows an account's id (not its token) builds a kid
+        from their own token's C{acct/} prefix and signs with the account's
+        key: the account does not exist there.  Their own account cannot
+        reach the order by its id under their token either.
+        """
+        mallory = Client(self.appliance, self.appliance.directory("shop"))
+        order = self.client.acme.new_order(new_csr(["example.com"])[0])
+        prefix = self.client.regr.uri.rsplit("/acct/", 1)[0]
+        mallory_prefix = mallory.regr.uri.rsplit("/acct/", 1)[0]
+        self.assertNotEqual(prefix, mallory_prefix)
+        forged_kid = self.client.regr.uri.replace(prefix, mallory_prefix)
+        new_order = mallory.directory["newOrder"]
+        forged = self.client.raw(new_order, {"identifiers": [{"type": "dns", "value": "example.com"}]}, kid=forged_kid)
+        self.assertEqual((forged.status_code, problem(forged)), (400, "accountDoesNotExist"))
+        stolen = mallory.raw(order.uri.replace(prefix, mallory_prefix), None)
+        self.assertEqual((stolen.status_code, problem(stolen)), (404, "malformed"))
+
     def test_csr_with_extra_name(self) -> None:
         order = self.client.acme.new_order(new_csr(["example.com"])[0])
         _, der = new_csr(["example.com", "www.example.com"])

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.testing import BASE_URL, World, b64, ec_key, issued, make_csr, sign
+from acme_appliance.testing import BASE_URL, AlternateChainCA, World, b64, ec_key, issued, make_csr, sign
 
 
 class DirectoryTests(SynchronousTestCase):
@@ -377,25 +377,8 @@ class AlternateChainTests(SynchronousTestCase):
         Chains an upstream CA offered besides the default are served at
         C{Link: rel="alternate"} URLs (RFC 8555 section 7.4.2).
         """
-        from attrs import evolve
-
-        from acme_appliance.ca import IssuedCertificate, IssueRequest
-
         world = World(self)
-        local = world.ca
-
-        class WithAlternate:
-            name = local.name
-
-            async def issue(self, request: IssueRequest) -> IssuedCertificate:
-                issued = await local.issue(request)
-                leaf = issued.chain_pem.split(b"-----END CERTIFICATE-----\n")[0] + b"-----END CERTIFICATE-----\n"
-                return evolve(issued, alternates=(leaf + b"# alternate chain\n",))
-
-            async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
-                pass
-
-        world.issuance._upstream._cas = {"builtin": WithAlternate()}
+        world.issuance._upstream._cas = {"builtin": AlternateChainCA(world.ca)}
         client = world.client()
         order, _ = issued(world, client, ["example.com"])
         cert = client.post(order["certificate"], None)

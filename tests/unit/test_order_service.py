@@ -4,16 +4,14 @@ Tests for L{acme_appliance.orders.OrderService} used directly, without HTTP.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import josepy
 from attrs import evolve
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -23,7 +21,7 @@ from acme_appliance.notify import Event, EventBus, EventName
 from acme_appliance.orders import Account, AccountStatus, AcmeRepository, CertificateRecord, OrderService, OrderStatus
 from acme_appliance.policy import Token, TokenRegistry, ValidationMethod
 from acme_appliance.storage import MemoryStore
-from acme_appliance.testing import b64, ec_key, make_csr, sample_policy
+from acme_appliance.testing import b64, ec_key, make_csr, sample_policy, self_signed
 from acme_appliance.wire import jwk_thumbprint, jwk_to_json
 from acme_appliance.wire import messages as m
 
@@ -48,23 +46,6 @@ class FakeRevoker:
 
 def identifiers(*names: str, type: str = "dns") -> tuple[m.Identifier, ...]:
     return tuple(m.Identifier(type=type, value=n) for n in names)
-
-
-def self_signed(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return certificate, key
 
 
 class OrderServiceTests(SynchronousTestCase):

@@ -1,0 +1,84 @@
+"""
+Issuance jobs end to end under a Clock: an order finalized through the ACME
+server is issued at the policy's backup CA when the primary is down, and
+becomes invalid at the order deadline when no CA can issue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import evolve
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from acme_appliance.ca import CAError
+from acme_appliance.notify import EventName
+from acme_appliance.notify.testing import MemoryNotifier
+from acme_appliance.testing import ScriptedCA, StubAcmeClient, World, make_csr, self_signed_pem
+
+DOWN = CAError("primary is down", transient=True)
+DEADLINE = 600.0  # IssuanceService's default, as World builds it
+
+
+class JobTests(SynchronousTestCase):
+    def world(self, primary: list[CAError | str], backup: list[CAError | str]) -> tuple[World, StubAcmeClient]:
+        clock = Clock()
+        clock.advance(1_800_000_000)
+        chain = self_signed_pem("example.com")
+        self.primary = ScriptedCA("primary", primary, clock, chain)
+        self.backup = ScriptedCA("backup", backup, clock, chain)
+        world = World(self, clock=clock, cas={"primary": self.primary, "backup": self.backup})
+        world.policies["shop"] = evolve(world.policies["shop"], primary_ca="primary", backup_ca="backup")
+        self.notes = MemoryNotifier()
+        world.issuance.events.subscribe(self.notes)
+        client = world.client()
+        self.assertEqual(client.register().code, 201)
+        return world, client
+
+    def finalize(self, client: StubAcmeClient) -> str:
+        """Order and finalize example.com; the order's URL."""
+        response = client.new_order(["example.com"])
+        self.assertEqual(response.code, 201, response.body)
+        finalized = client.finalize(response.json(), make_csr(["example.com"])[0])
+        self.assertEqual(finalized.json()["status"], "processing", finalized.body)
+        return response.location
+
+    def order_at(self, world: World, client: StubAcmeClient, url: str, seconds: float) -> dict[str, Any]:
+        """The order, after the clock moved on to C{seconds} after now, a second at a time."""
+        for _ in range(int(seconds)):
+            world.clock.advance(1.0)
+        order: dict[str, Any] = client.post(url, None).json()
+        return order
+
+    def test_primary_down_backup_issues(self) -> None:
+        world, client = self.world([DOWN], ["issue"])
+        url = self.finalize(client)
+        order = self.order_at(world, client, url, 30)
+        self.assertEqual(order["status"], "valid", order)
+        self.assertGreaterEqual(len(self.primary.calls), 1)
+        self.assertEqual(len(self.backup.calls), 1)
+        record = self.successResultOf(Deferred.fromCoroutine(world.repo.order(url.rsplit("/", 1)[-1])))
+        assert record is not None
+        self.assertEqual(record.ca_name, "backup")
+        self.assertIn(EventName.CA_FAILOVER, [e.name for e in self.notes.events])
+
+    def test_order_deadline(self) -> None:
+        """
+        No CA can issue: the order stays processing while the deadline is
+        ahead, and is invalid (with C{order.failed}) once it has passed.
+        """
+        world, client = self.world([DOWN], [DOWN])
+        url = self.finalize(client)
+        finalized_at = world.clock.seconds()
+        early = self.order_at(world, client, url, DEADLINE / 2)
+        self.assertEqual(early["status"], "processing")
+        order = self.order_at(world, client, url, DEADLINE / 2 + 1)
+        self.assertEqual(order["status"], "invalid", order)
+        failed = [e for e in self.notes.events if e.name is EventName.ORDER_FAILED]
+        self.assertEqual(len(failed), 1)
+        self.assertLessEqual(failed[0].time, finalized_at + DEADLINE)
+        self.assertIn("deadline", str(getattr(failed[0], "error", "")))
+        calls = self.primary.calls + self.backup.calls
+        self.assertLess(max(calls), finalized_at + DEADLINE)

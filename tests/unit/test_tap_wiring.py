@@ -1,0 +1,74 @@
+"""
+The production wiring of L{ApplianceService}, built from a configuration
+file on a memory reactor (nothing listens, nothing is sent).
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from acme_appliance.config import load_config
+from acme_appliance.notify import Event, EventName
+from acme_appliance.storage import MemoryStore
+from acme_appliance.tap import ApplianceService
+
+CONFIG = """
+[acme]
+listen = "tcp:0:interface=127.0.0.1"
+base_url = "https://acme.test:8443"
+
+[storage]
+url = "memory:"
+state_dir = "var"
+
+[notify]
+webhooks = ["http://127.0.0.1:9/hook"]
+
+[[ca]]
+name = "builtin"
+kind = "local"
+
+[[policy]]
+name = "shop"
+primary_ca = "builtin"
+validation = "none"
+allowed_domains = ["example.com"]
+"""
+
+#: the webhook sink's queue size, as C{make_notifiers} builds it
+QUEUE_SIZE = 1000
+DROPPED = "acme_appliance_notifications_dropped_total"
+
+
+class NotifierWiringTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "appliance.toml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(CONFIG)
+        self.reactor = MemoryReactorClock()
+        self.service = ApplianceService(load_config(path), MemoryStore(self.reactor), self.reactor)  # type: ignore[arg-type]
+
+    def test_webhook_drops_are_counted(self) -> None:
+        """
+        Events the webhook sink's full queue drops (the service is not
+        running, so nothing is delivered) show in the service's metrics
+        under C{sink="webhook"}.
+        """
+        metrics = self.service.metrics
+        self.assertEqual(metrics.value(DROPPED, sink="webhook"), 0.0)
+        for _ in range(QUEUE_SIZE):
+            self.service.events.emit(Event, name=EventName.CA_UP, ca="builtin")
+        self.assertEqual(metrics.value(DROPPED, sink="webhook"), 0.0)
+        for _ in range(3):
+            self.service.events.emit(Event, name=EventName.CA_UP, ca="builtin")
+        self.assertEqual(metrics.value(DROPPED, sink="webhook"), 3.0)
+        self.assertIn(b'acme_appliance_notifications_dropped_total{sink="webhook"} 3.0', metrics.exposition())
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_order_deadline_reaches_issuance(self) -> None:
+        self.assertEqual(self.service.issuance._deadline, self.service.config.issuance.order_deadline)
