@@ -16,8 +16,8 @@ from acme import errors as acme_errors
 from twisted.trial.unittest import SynchronousTestCase
 
 from .appliance import BIN, Appliance, require_binary
-from .test_acme_library import Client, new_csr
 from .collectors import SyslogCollector
+from .test_acme_library import Client, new_csr
 from .tools import closed_port, free_port, start_retrying, wait_for
 from .world import DCV_ZONE, DELEGATED, STALE_NAME, Nginx, Pebble, Unbound, dig
 
@@ -385,9 +385,7 @@ class ValidationFailsAtTheCATests(SynchronousTestCase):
         self.assertEqual(body["error"]["type"], "urn:ietf:params:acme:error:unauthorized", body)
         self.assertIn("CA pebble: Correct value not found for DNS challenge", body["error"]["detail"], body)
         failed = wait_for(
-            lambda: [m for m in syslog.events() if "event=validation.failed" in m],
-            10,
-            "validation.failed in syslog",
+            lambda: [m for m in syslog.events() if "event=validation.failed" in m], 10, "validation.failed in syslog"
         )
         self.assertEqual(len(failed), 1, syslog.messages)
         self.assertIn(STALE_NAME, failed[0])

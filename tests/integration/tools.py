@@ -40,12 +40,13 @@ PACKAGES = {
 
 def require(name: str, path: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
     """
-    The binary C{name} (at C{path} if that exists, else on C{PATH}).
+    The binary C{name} (at C{path} if that exists, else on C{environ}'s
+    C{PATH}).
 
     @raise SkipTest: it is missing and C{CI} is not set.
     @raise AssertionError: it is missing and C{CI} is set.
     """
-    found = path if path and os.path.exists(path) else shutil.which(name)
+    found = path if path and os.path.exists(path) else shutil.which(name, path=environ.get("PATH"))
     if found:
         return found
     message = f"{name} is not installed (Debian package {PACKAGES.get(name, name)}; run ./scripts/install-system-deps)"

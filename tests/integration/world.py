@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.trial.unittest import SynchronousTestCase
 
-from .tools import AddressInUse, free_port, require, wait_for, wait_listening
+from .tools import AddressInUse, closed_port, free_port, require, wait_for, wait_listening
 
 CUSTOMER_ZONE = "shop.test"
 DCV_ZONE = "dcv.test"
@@ -170,7 +170,8 @@ class Pebble:
                 "certificate": cert,
                 "privateKey": key,
                 "httpPort": http_port,
-                "tlsPort": free_port(),
+                # Where Pebble would connect for TLS-ALPN-01 (never used).
+                "tlsPort": closed_port(case),
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": bool(eab_keys),
                 **({"externalAccountMACKeys": eab_keys} if eab_keys else {}),
@@ -304,10 +305,14 @@ stub-zone:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        check = subprocess.run(["unbound-checkconf", self.config], capture_output=True, text=True)
+        check = subprocess.run(
+            [require("unbound-checkconf", "/usr/sbin/unbound-checkconf"), self.config], capture_output=True, text=True
+        )
         if check.returncode != 0:
             raise AssertionError(f"unbound config: {check.stdout}{check.stderr}")
-        self.process = process = Process(self.case, os.path.basename(self.dir), [self.binary, "-d", "-c", self.config], self.dir)
+        self.process = process = Process(
+            self.case, os.path.basename(self.dir), [self.binary, "-d", "-c", self.config], self.dir
+        )
 
         def answering() -> bool:
             if process.popen.poll() is not None:
