@@ -6,15 +6,15 @@ subprocesses for integration tests, on loopback ports.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
+
+from .tools import AddressInUse, free_port, require, start_retrying, wait_listening
 
 BIN = os.path.dirname(sys.executable)
 
@@ -39,44 +39,11 @@ allowed_domains = ["other.org"]
 """
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """
-    A loopback port that is free for both TCP and UDP right now (DNS
-    servers want both).  Another process may still take it before the
-    caller binds it: callers that can, retry.
-    """
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-            other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
-            try:
-                with socket.socket(socket.AF_INET, other) as o:
-                    o.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port for both TCP and UDP")
-
-
-def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
 def require_binary(case: SynchronousTestCase, name: str, path: str | None = None) -> str:
-    found = path if path and os.path.exists(path) else shutil.which(name)
-    if not found:
-        case.skipTest(f"{name} is not installed (run ./scripts/install-system-deps)")
-    return found or ""
+    """
+    L{require} for a test case (kept for the callers that pass one).
+    """
+    return require(name, path)
 
 
 class Appliance:
@@ -85,16 +52,36 @@ class Appliance:
     """
 
     def __init__(
-        self, case: SynchronousTestCase, *, policies: str | None = None, cas: str | None = None, extra: str = ""
+        self,
+        case: SynchronousTestCase,
+        *,
+        policies: str | None = None,
+        cas: str | None = None,
+        extra: str | Callable[[], str] = "",
     ) -> None:
+        """
+        @param extra: more configuration; a callable is asked again for
+            each new choice of ports (it may choose ports of its own).
+        """
         self.case = case
         self.dir = os.path.abspath(case.mktemp())
         os.makedirs(self.dir)
+        self.config = os.path.join(self.dir, "appliance.toml")
+        self.log_path = os.path.join(self.dir, "twistd.log")
+        self._policies, self._cas, self._extra = policies, cas, extra
+        self._configure()
+        self.tls_cert = os.path.join(self.dir, "tls.pem")
+        self.process: subprocess.Popen[bytes] | None = None
+        self._started = False
+
+    def _configure(self) -> None:
+        """
+        Choose fresh ports and write the configuration.
+        """
         self.port = free_port()
         self.admin_port = free_port()
         self.base_url = f"https://127.0.0.1:{self.port}"
-        self.config = os.path.join(self.dir, "appliance.toml")
-        self.log_path = os.path.join(self.dir, "twistd.log")
+        extra = self._extra() if callable(self._extra) else self._extra
         with open(self.config, "w") as f:
             f.write(f"""
 [acme]
@@ -112,14 +99,36 @@ state_dir = "state"
 
 {extra}
 
-{LOCAL_CA if cas is None else cas}
+{LOCAL_CA if self._cas is None else self._cas}
 
-{POLICIES if policies is None else policies}
+{POLICIES if self._policies is None else self._policies}
 """)
-        self.tls_cert = os.path.join(self.dir, "tls.pem")
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """
+        Start the process.  The first start retries with fresh ports when
+        one was taken meanwhile; a restart keeps the ports (URLs handed out
+        name them).
+        """
+        if self._started:
+            self.start_once()
+            return
+
+        def attempt() -> None:
+            try:
+                self.start_once()
+            except AddressInUse:
+                self._configure()
+                raise
+
+        start_retrying(attempt, "appliance")
+
+    def start_once(self) -> None:
+        """
+        Start the process on the configured ports.
+
+        @raise AddressInUse: one of them was taken.
+        """
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "acme-appliance", "--config", self.config],
@@ -130,9 +139,14 @@ state_dir = "state"
         log.close()
         self.case.addCleanup(self.stop)
         try:
-            wait_for_port(self.port, process=self.process)
-        except RuntimeError as e:
+            wait_listening(self.port, self.process, self.log)
+            wait_listening(self.admin_port, self.process, self.log)
+        except AddressInUse:
+            self.stop()
+            raise
+        except AssertionError as e:
             raise AssertionError(f"{e}\n--- appliance log ---\n{self.log()}") from None
+        self._started = True
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:

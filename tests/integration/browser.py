@@ -7,12 +7,13 @@ console.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 
 from attrs import frozen
 from twisted.trial.unittest import SynchronousTestCase
+
+from .tools import require
 
 FLAGS = [
     "--headless",
@@ -44,10 +45,7 @@ class Rendered:
 
 
 def require_chromium(case: SynchronousTestCase) -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        case.skipTest("chromium is not installed (run ./scripts/install-system-deps)")
-    return found or ""
+    return require("chromium")
 
 
 def render(chromium: str, url: str, screenshot: str, *, timeout: float = 90) -> Rendered:

@@ -26,7 +26,7 @@ class DashboardTests(SynchronousTestCase):
             issue(appliance, directory, name)
         client = Client(appliance, appliance.directory("dead"))
         pem, _ = new_csr(["www.dead.test"])
-        with self.assertRaises(acme_errors.Error):
+        with self.assertRaises(acme_errors.IssuanceError):
             client.acme.finalize_order(
                 client.acme.new_order(pem), datetime.datetime.now() + datetime.timedelta(seconds=30)
             )
@@ -39,7 +39,8 @@ class DashboardTests(SynchronousTestCase):
         self.assertIn('data-state="ready"', page.dom, page.dom[:2000])
         charts = int(page.dom.split('data-charts="', 1)[1].split('"', 1)[0])
         self.assertGreaterEqual(charts, 3)
-        # The failure, with its reason; 2 re-issues avoided validations.
+        # The failure, with its reason; one re-issue (the second
+        # www.example.com) avoided a validation.
         self.assertIn("www.dead.test", page.dom)
         self.assertIn("no CA could issue", page.dom)
         self.assertIn("<td>dead</td>", page.dom)

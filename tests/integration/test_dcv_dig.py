@@ -10,16 +10,15 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
-import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 import attrs
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from acme_appliance.storage import MemoryStore
 from acme_appliance.validation import (
@@ -29,6 +28,8 @@ from acme_appliance.validation import (
     ValidationValues,
     make_dns_services,
 )
+
+from .tools import AddressInUse, free_port, require, start_retrying
 
 ZONE = "dcv.test"
 VALUE_A = "kWwkYm1Qb3AcRj0X2PuC7JlD7xT8Cb4kTzBRaC3Ir0k"
@@ -41,23 +42,6 @@ def deferred_test(method: Callable[[Any], Coroutine[Any, Any, None]]) -> Callabl
         return Deferred.fromCoroutine(method(self))
 
     return run
-
-
-def free_udp_and_tcp_port() -> int:
-    """
-    A loopback port free for both UDP and TCP (dig uses one port for both).
-    """
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1")
 
 
 @attrs.frozen
@@ -96,25 +80,36 @@ class DigTests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        dig = shutil.which("dig")
-        if dig is None:
-            raise SkipTest("dig is not installed (Debian package dnsutils); the dcv DNS server was not checked")
-        self.dig_path = dig
+        # The same lookup as world.dig(): a skip, or under CI a failure.
+        self.dig_path = require("dig")
         from twisted.internet import reactor
 
         self.reactor: Any = reactor
         self.values = ValidationValues(MemoryStore(reactor))
         authority = DcvAuthority(ZONE, ["ns1.dcv.test", "ns2.example.net"], self.values, clock=reactor)
         factory = DcvDNSServerFactory(authority, clock=reactor)
-        self.port = free_udp_and_tcp_port()
+        self.port = start_retrying(lambda: self.start_server(factory), "the dcv DNS server")
+
+    def start_server(self, factory: DcvDNSServerFactory) -> int:
+        """
+        The DNS server on a fresh port (free for UDP and TCP when chosen).
+
+        @raise AddressInUse: it was taken before the bind.
+        """
+        port = free_port()
         parent = MultiService()
         for service in make_dns_services(
-            factory, port=self.port, interface="127.0.0.1", reactor=cast(IDNSReactor, reactor)
+            factory, port=port, interface="127.0.0.1", reactor=cast(IDNSReactor, self.reactor)
         ):
             service.setServiceParent(parent)
-        parent.privilegedStartService()
+        try:
+            parent.privilegedStartService()
+        except CannotListenError as e:
+            parent.stopService()
+            raise AddressInUse(str(e)) from None
         parent.startService()
         self.addCleanup(parent.stopService)
+        return port
 
     async def add(self, domain: str, *values: str) -> None:
         for value in values:

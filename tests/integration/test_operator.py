@@ -14,7 +14,8 @@ import sys
 import requests
 from twisted.trial.unittest import SynchronousTestCase
 
-from .appliance import BIN, Appliance, free_port, wait_for_port
+from .appliance import BIN, Appliance
+from .tools import free_port, start_retrying, wait_listening
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -148,27 +149,40 @@ class QuickStartConfigTests(SynchronousTestCase):
         work = os.path.abspath(self.mktemp())
         os.makedirs(work)
         with open(os.path.join(REPO, "etc", "acme-appliance.toml")) as f:
-            text = f.read()
-        ports = {p: free_port() for p in ("18443", "18081", "18080")}
-        for old, new in ports.items():
-            text = text.replace(old, str(new))
-        text = text.replace("dns_listen_port = 15353", f"dns_listen_port = {free_port()}")
+            example = f.read()
         config = os.path.join(work, "acme-appliance.toml")
-        with open(config, "w") as f:
-            f.write(text)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        log = open(os.path.join(work, "twistd.log"), "wb")
-        process = subprocess.Popen(
-            [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "acme-appliance", "--config", config],
-            cwd=work,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        log.close()
-        self.addCleanup(process.wait, 10)
-        self.addCleanup(process.terminate)
-        wait_for_port(ports["18443"], process=process)
+
+        def start() -> dict[str, int]:
+            ports = {p: free_port() for p in ("18443", "18081", "18080")}
+            text = example
+            for old, new in ports.items():
+                text = text.replace(old, str(new))
+            text = text.replace("dns_listen_port = 15353", f"dns_listen_port = {free_port()}")
+            with open(config, "w") as f:
+                f.write(text)
+            log_path = os.path.join(work, "twistd.log")
+            log = open(log_path, "wb")
+            process = subprocess.Popen(
+                [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "acme-appliance", "--config", config],
+                cwd=work,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            log.close()
+            self.addCleanup(process.wait, 10)
+            self.addCleanup(process.terminate)
+
+            def read_log() -> str:
+                with open(log_path, errors="replace") as f:
+                    return f.read()
+
+            wait_listening(ports["18443"], process, read_log)
+            wait_listening(ports["18081"], process, read_log)
+            return ports
+
+        ports = start_retrying(start, "the quick-start appliance")
         with open(os.path.join(work, "twistd.log")) as f:
             self.assertIn("token create --config", f.read())
         created = run(os.path.join(BIN, "acme-appliance"), "token", "create", "--config", config, "--policy", "default")

@@ -15,11 +15,14 @@ import time
 from acme import errors as acme_errors
 from twisted.trial.unittest import SynchronousTestCase
 
-from .appliance import BIN, Appliance, free_port, require_binary
+from .appliance import BIN, Appliance, require_binary
+from .collectors import SyslogCollector
 from .test_acme_library import Client, new_csr
-from .world import DCV_ZONE, Nginx, Pebble, Unbound, dig
+from .tools import closed_port, free_port, start_retrying, wait_for
+from .world import DCV_ZONE, DELEGATED, STALE_NAME, Nginx, Pebble, Unbound, dig
 
 EAB_KID = "kid-1"
+STALE_VALUE = "an-old-validation-value-left-behind-by-someone"
 EAB_KEY = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
 
 
@@ -36,30 +39,65 @@ class PebbleWorld:
         backup: bool = False,
         syslog: str | None = None,
         order_deadline: float = 120,
+        stale: tuple[str, ...] = (),
     ) -> None:
+        """
+        @param stale: names whose C{_acme-challenge} the CA's resolver sees
+            as an old TXT value (L{STALE_VALUE}), where the appliance's
+            resolver sees the CNAME into the dcv zone.
+        """
         self.case = case
+        self.eab, self.with_backup, self.stale = eab, backup, stale
+        self.syslog_sink, self.order_deadline = syslog, order_deadline
+        start_retrying(self._start, "the Pebble world")
+
+    def _start(self) -> None:
+        """
+        Choose ports, start everything.
+
+        @raise AddressInUse: a port was taken meanwhile; the caller starts
+            again from scratch (in a new directory, with new ports).
+        """
+        case = self.case
         self.dir = os.path.abspath(case.mktemp())
         os.makedirs(self.dir)
         self.dns_port = free_port()
         self.fileproxy_port = free_port()
         self.unbound = Unbound(case, self.dir, dcv_port=self.dns_port)
         self.unbound.start()
+        # The CA's own resolver: the same zone, except that the stale names
+        # still have an old TXT value instead of the CNAME.
+        self.ca_resolver = self.unbound
+        if self.stale:
+            self.ca_resolver = Unbound(
+                case,
+                self.dir,
+                dcv_port=self.dns_port,
+                delegated=tuple(n for n in DELEGATED if n not in self.stale),
+                txt={f"_acme-challenge.{n}": STALE_VALUE for n in self.stale},
+                name="unbound-ca",
+            )
+            self.ca_resolver.start()
         self.nginx = Nginx(case, self.dir, fileproxy_port=self.fileproxy_port)
         self.nginx.start()
         self.pebble = Pebble(
             case,
             self.dir,
-            dns_server=self.unbound.address,
+            dns_server=self.ca_resolver.address,
             http_port=self.nginx.port,
-            eab_keys={EAB_KID: EAB_KEY} if eab else None,
+            eab_keys={EAB_KID: EAB_KEY} if self.eab else None,
         )
         self.pebble.start()
         self.backup: Pebble | None = None
-        if backup:
+        if self.with_backup:
             self.backup = Pebble(
-                case, self.dir, dns_server=self.unbound.address, http_port=self.nginx.port, name="backup"
+                case, self.dir, dns_server=self.ca_resolver.address, http_port=self.nginx.port, name="backup"
             )
             self.backup.start()
+        self.appliance = Appliance(case, extra=self._validation_config(), cas=self._cas(), policies=self._policies())
+        self.appliance.start_once()
+
+    def _cas(self) -> str:
         ca = f"""
 [[ca]]
 name = "pebble"
@@ -68,7 +106,7 @@ directory = "{self.pebble.directory_url}"
 ca_bundle = "{self.pebble.tls_ca}"
 contact = ["mailto:ops@example.net"]
 """
-        if eab:
+        if self.eab:
             ca += f'eab_kid = "{EAB_KID}"\neab_hmac_key = "{EAB_KEY}"\n'
         if self.backup is not None:
             ca += f"""
@@ -78,18 +116,21 @@ kind = "acme"
 directory = "{self.backup.directory_url}"
 ca_bundle = "{self.backup.tls_ca}"
 """
-        # A CA that never answers: orders through it are slow to fail.
-        ca += f"""
+        # A CA that never answers (connections refused): orders through it
+        # are slow to fail.
+        return (
+            ca
+            + f"""
 [[ca]]
 name = "dead"
 kind = "acme"
-directory = "https://127.0.0.1:{free_port()}/dir"
+directory = "https://127.0.0.1:{closed_port(self.case)}/dir"
 """
-        backup_line = 'backup_ca = "backup"' if backup else ""
-        notify = f'[notify]\nsyslog = "{syslog}"\n' if syslog else ""
-        self.appliance = Appliance(
-            case,
-            extra=f"""
+        )
+
+    def _validation_config(self) -> str:
+        notify = f'[notify]\nsyslog = "{self.syslog_sink}"\n' if self.syslog_sink else ""
+        return f"""
 [validation]
 fileproxy_listen = "tcp:{self.fileproxy_port}:interface=127.0.0.1"
 dns_zone = "{DCV_ZONE}"
@@ -100,12 +141,14 @@ resolver = "{self.unbound.address}"
 preflight_http_port = {self.nginx.port}
 
 [issuance]
-order_deadline = {order_deadline}
+order_deadline = {self.order_deadline}
 
 {notify}
-""",
-            cas=ca,
-            policies=f"""
+"""
+
+    def _policies(self) -> str:
+        backup_line = 'backup_ca = "backup"' if self.with_backup else ""
+        return f"""
 [[policy]]
 name = "dns"
 primary_ca = "pebble"
@@ -125,9 +168,7 @@ name = "slow"
 primary_ca = "dead"
 validation = "dns-cname"
 allowed_domains = ["shop.test", "*.shop.test"]
-""",
-        )
-        self.appliance.start()
+"""
 
     def verify_chain(self, chain_pem: str, root_pem: str) -> None:
         """
@@ -149,6 +190,15 @@ allowed_domains = ["shop.test", "*.shop.test"]
     def dcv_txt(self, name: str) -> list[str]:
         out = dig(self.dns_port, f"{name}.{DCV_ZONE}", "TXT", "+norecurse", "+noall", "+answer")
         return [line for line in out.splitlines() if "TXT" in line]
+
+
+def validations(pebble_log: str, name: str) -> int:
+    """
+    How many validations of the identifier C{name} Pebble started.
+    """
+    return sum(
+        1 for line in pebble_log.splitlines() if "Pulled a task from the Tasks queue" in line and f'"{name}"' in line
+    )
 
 
 class CertbotThroughPebbleTests(SynchronousTestCase):
@@ -212,7 +262,13 @@ class CertbotThroughPebbleTests(SynchronousTestCase):
         # The wildcard and its base name needed two TXT values at once at
         # shop.test.dcv.test; both are gone now.
         self.assertEqual(self.world.dcv_txt("shop.test"), [])
-        self.assertIn("shop.test", self.world.pebble.log())
+        # Pebble validated both authorizations (the base name's and the
+        # wildcard's, both for the identifier shop.test) itself, over DNS:
+        # nothing fetched a file for shop.test through nginx.
+        log = self.world.pebble.log()
+        self.assertEqual(validations(log, "shop.test"), 2, log[-3000:])
+        self.assertEqual(log.count("set VALID by completed challenge"), 2, log[-3000:])
+        self.assertNotIn("shop.test ", [line[: len("shop.test ")] for line in self.world.nginx.access().splitlines()])
 
     def test_file_proxy(self) -> None:
         live = self.certonly("files", "www.shop.test", "api.shop.test")
@@ -303,3 +359,37 @@ class ExternalAccountBindingTests(SynchronousTestCase):
         # Pebble's alternate chain (to its second root) reaches the client.
         self.assertEqual(len(final.alternative_fullchains_pem), 1)
         world.verify_chain(final.alternative_fullchains_pem[0], world.pebble.root_pem_at(1))
+
+
+class ValidationFailsAtTheCATests(SynchronousTestCase):
+    """
+    The preflight passes (the appliance's resolver sees the CNAME) but the
+    CA's resolver still has an old TXT value: Pebble's validation fails, and
+    the order fails with Pebble's problem, at once, not at its deadline.
+    """
+
+    def test_stale_txt_at_the_ca(self) -> None:
+        syslog = SyslogCollector(self)
+        world = PebbleWorld(self, stale=(STALE_NAME,), syslog=f"udp:127.0.0.1:{syslog.port}", order_deadline=300)
+        client = Client(world.appliance, world.appliance.directory("dns"))
+        pem, _ = new_csr([STALE_NAME])
+        order = client.acme.new_order(pem)
+        # Well before the order's deadline: a retried or failed-over
+        # validation would still be processing then (TimeoutError).
+        with self.assertRaises(acme_errors.IssuanceError):
+            client.acme.finalize_order(order, datetime.datetime.now() + datetime.timedelta(seconds=60))
+        self.assertEqual(validations(world.pebble.log(), STALE_NAME), 1, world.pebble.log()[-3000:])
+        body = client.raw(order.uri, None).json()
+        self.assertEqual(body["status"], "invalid")
+        # Pebble's own problem, passed on.
+        self.assertEqual(body["error"]["type"], "urn:ietf:params:acme:error:unauthorized", body)
+        self.assertIn("CA pebble: Correct value not found for DNS challenge", body["error"]["detail"], body)
+        failed = wait_for(
+            lambda: [m for m in syslog.events() if "event=validation.failed" in m], 10, "validation.failed in syslog"
+        )
+        self.assertEqual(len(failed), 1, syslog.messages)
+        self.assertIn(STALE_NAME, failed[0])
+        self.assertTrue(
+            wait_for(lambda: any("event=order.failed" in m for m in syslog.events()), 10, "order.failed in syslog")
+        )
+        self.assertNotIn("Traceback", world.appliance.log())

@@ -18,11 +18,8 @@ import datetime
 import ipaddress
 import json
 import os
-import shutil
 import signal
 import subprocess
-import time
-from typing import Any
 
 import requests
 from cryptography import x509
@@ -31,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.trial.unittest import SynchronousTestCase
 
-from .appliance import free_port, require_binary, wait_for_port
+from .tools import AddressInUse, closed_port, free_port, require, wait_for, wait_listening
 
 CUSTOMER_ZONE = "shop.test"
 DCV_ZONE = "dcv.test"
@@ -46,7 +43,10 @@ FLEET_NAMES = (
     "down.shop.test",
     "back.shop.test",
 )
-DELEGATED = ("shop.test", "www.shop.test", "api.shop.test") + FLEET_NAMES
+# A name whose CNAME the appliance's resolver sees, while the CA's resolver
+# (PebbleWorld(stale=...)) still has an old TXT value there.
+STALE_NAME = "stale.shop.test"
+DELEGATED = ("shop.test", "www.shop.test", "api.shop.test", STALE_NAME) + FLEET_NAMES
 CUSTOMER_NAMES = DELEGATED + ("bare.shop.test",)
 
 
@@ -156,7 +156,7 @@ class Pebble:
         name: str = "pebble",
     ) -> None:
         self.case = case
-        self.binary = require_binary(case, "pebble")
+        self.binary = require("pebble")
         self.dir = os.path.join(directory, name)
         os.makedirs(self.dir)
         self.name = name
@@ -170,7 +170,8 @@ class Pebble:
                 "certificate": cert,
                 "privateKey": key,
                 "httpPort": http_port,
-                "tlsPort": free_port(),
+                # Where Pebble would connect for TLS-ALPN-01 (never used).
+                "tlsPort": closed_port(case),
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": bool(eab_keys),
                 **({"externalAccountMACKeys": eab_keys} if eab_keys else {}),
@@ -198,7 +199,8 @@ class Pebble:
                 "PEBBLE_ALTERNATE_ROOTS": "1",
             },
         )
-        wait_for_port(self.port, process=self.process.popen)
+        wait_listening(self.port, self.process.popen, self.process.log)
+        wait_listening(self.management_port, self.process.popen, self.process.log)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -225,11 +227,21 @@ class Unbound:
     """
 
     def __init__(
-        self, case: SynchronousTestCase, directory: str, *, dcv_port: int, delegated: tuple[str, ...] = DELEGATED
+        self,
+        case: SynchronousTestCase,
+        directory: str,
+        *,
+        dcv_port: int,
+        delegated: tuple[str, ...] = DELEGATED,
+        txt: dict[str, str] | None = None,
+        name: str = "unbound",
     ) -> None:
+        """
+        @param txt: TXT records (name to value) in the customer zone.
+        """
         self.case = case
-        self.binary = require_binary(case, "unbound", "/usr/sbin/unbound")
-        self.dir = os.path.join(directory, "unbound")
+        self.binary = require("unbound", "/usr/sbin/unbound")
+        self.dir = os.path.join(directory, name)
         os.makedirs(self.dir)
         self.port = free_port()
         records = [
@@ -242,6 +254,8 @@ class Unbound:
             records.append(f"{name}. 300 IN A 127.0.0.1")
         for name in delegated:
             records.append(f"_acme-challenge.{name}. 60 IN CNAME {name}.{DCV_ZONE}.")
+        for name, value in (txt or {}).items():
+            records.append(f'{name}. 60 IN TXT "{value}"')
         zonefile = _write(os.path.join(self.dir, "customer.zone"), "\n".join(records) + "\n")
         self.config = _write(
             os.path.join(self.dir, "unbound.conf"),
@@ -291,25 +305,23 @@ stub-zone:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        check = subprocess.run(["unbound-checkconf", self.config], capture_output=True, text=True)
+        check = subprocess.run(
+            [require("unbound-checkconf", "/usr/sbin/unbound-checkconf"), self.config], capture_output=True, text=True
+        )
         if check.returncode != 0:
             raise AssertionError(f"unbound config: {check.stdout}{check.stderr}")
-        for _ in range(3):
-            self.process = Process(self.case, "unbound", [self.binary, "-d", "-c", self.config], self.dir)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.process.popen.poll() is None:
-                if dig(self.port, f"ns.{CUSTOMER_ZONE}", "A", "+short").strip() == "127.0.0.1":
-                    return
-                time.sleep(0.2)
-            if "address already in use" not in self.process.log():
-                break
-            # Another test took the port between free_port() and the bind.
-            self.process.stop()
-            old, self.port = self.port, free_port()
-            with open(self.config) as f:
-                config = f.read().replace(f"port: {old}\n", f"port: {self.port}\n")
-            _write(self.config, config)
-        raise AssertionError(f"unbound did not answer:\n{self.process.log() if self.process else ''}")
+        self.process = process = Process(
+            self.case, os.path.basename(self.dir), [self.binary, "-d", "-c", self.config], self.dir
+        )
+
+        def answering() -> bool:
+            if process.popen.poll() is not None:
+                if "address already in use" in process.log().lower():
+                    raise AddressInUse(process.log())
+                raise AssertionError(f"unbound exited with {process.popen.returncode}:\n{process.log()}")
+            return dig(self.port, f"ns.{CUSTOMER_ZONE}", "A", "+short").strip() == "127.0.0.1"
+
+        wait_for(answering, 10, f"unbound to answer on {self.address}")
 
 
 class Nginx:
@@ -322,7 +334,7 @@ class Nginx:
         self, case: SynchronousTestCase, directory: str, *, fileproxy_port: int, proxied: tuple[str, ...] = DELEGATED
     ) -> None:
         self.case = case
-        self.binary = require_binary(case, "nginx", "/usr/sbin/nginx")
+        self.binary = require("nginx", "/usr/sbin/nginx")
         self.dir = os.path.join(directory, "nginx")
         os.makedirs(os.path.join(self.dir, "logs"))
         self.port = free_port()
@@ -370,7 +382,18 @@ http {{
 
     def start(self) -> None:
         self.process = Process(self.case, "nginx", [self.binary, "-p", self.dir, "-c", self.config], self.dir)
-        wait_for_port(self.port, process=self.process.popen)
+        wait_listening(self.port, self.process.popen, self.log)
+
+    def log(self) -> str:
+        """
+        nginx's output and its error log.
+        """
+        error_log = os.path.join(self.dir, "logs", "error.log")
+        text = self.process.log() if self.process else ""
+        if os.path.exists(error_log):
+            with open(error_log, errors="replace") as f:
+                text += f.read()
+        return text
 
     def access(self) -> str:
         with open(self.access_log, errors="replace") as f:
@@ -378,22 +401,10 @@ http {{
 
 
 def dig(port: int, name: str, rtype: str = "A", *options: str, server: str = "127.0.0.1") -> str:
-    dig_binary = shutil.which("dig")
-    if dig_binary is None:
-        raise AssertionError("dig is not installed (Debian package dnsutils)")
     result = subprocess.run(
-        [dig_binary, f"@{server}", "-p", str(port), name, rtype, "+time=2", "+tries=1", *options],
+        [require("dig"), f"@{server}", "-p", str(port), name, rtype, "+time=2", "+tries=1", *options],
         capture_output=True,
         text=True,
         timeout=30,
     )
     return result.stdout
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
