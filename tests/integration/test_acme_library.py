@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import time
 from typing import Any
 
 import josepy
@@ -22,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from acme_appliance.issuance import LEASE
 
 from .appliance import Appliance
+from .tools import wait_for
 
 
 def account_key() -> josepy.JWKEC:
@@ -186,10 +186,11 @@ class RestartTests(SynchronousTestCase):
         appliance.kill()
         appliance.start()
         # The killed job's order-key lease runs out first (LEASE seconds).
-        deadline = time.monotonic() + LEASE + 30
-        status = "processing"
-        while status == "processing" and time.monotonic() < deadline:
-            time.sleep(0.5)
-            status = c.raw(order.uri, None).json()["status"]
+        status = wait_for(
+            lambda: (s := c.raw(order.uri, None).json()["status"]) != "processing" and s,
+            LEASE + 30,
+            "the resumed order to leave processing",
+            interval=0.5,
+        )
         self.assertEqual(status, "valid", appliance.log())
         self.assertIn("resuming 1 queued issuance job", appliance.log())

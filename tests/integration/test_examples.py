@@ -25,12 +25,13 @@ import sys
 import tomllib
 from typing import Any
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.config import load_config
 from acme_appliance.config._sections import SECTIONS
 from acme_appliance.stats import Metrics
 
+from .tools import require
 from .world import make_tls_ca
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,24 +49,6 @@ CHECKED = {
     "prometheus/acme-appliance-alerts.yml": "PrometheusTests",
     "prometheus/scrape.yml": "PrometheusTests",
 }
-
-
-def require_tool(name: str, package: str) -> str:
-    """
-    The path of the tool C{name}; a skip when it is missing, or a failure
-    naming it and its Debian C{package} when C{CI} is set.
-
-    (A local twin of the shared helper in tests/integration; to be unified.)
-    """
-    found = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None
-    )
-    if found:
-        return found
-    message = f"{name} is not installed (Debian package {package}; run ./scripts/install-system-deps)"
-    if os.environ.get("CI"):
-        raise AssertionError(message)
-    raise SkipTest(message)
 
 
 def etc_files() -> list[str]:
@@ -146,7 +129,7 @@ class CompletenessTests(SynchronousTestCase):
 
 class PrometheusTests(ToolTestCase):
     def setUp(self) -> None:
-        self.promtool = require_tool("promtool", "prometheus")
+        self.promtool = require("promtool")
 
     def rule_count(self) -> int:
         return len(
@@ -195,7 +178,7 @@ class RsyslogTests(ToolTestCase):
         C{rsyslogd -N1} (config validation, no daemon) accepts the snippet
         without an error or a warning.
         """
-        rsyslogd = require_tool("rsyslogd", "rsyslog")
+        rsyslogd = require("rsyslogd")
         output = self.run_tool([rsyslogd, "-N1", "-f", os.path.join(ETC, "rsyslog-acme-appliance.conf")])
         self.assertIn("End of config validation run", output)
         self.assertNotIn("error", output.lower())
@@ -209,7 +192,7 @@ class SystemdUnitTests(ToolTestCase):
         checks that C{ExecStart} is executable, so a temporary copy runs the
         installed C{twistd} instead of C{/opt/acme-appliance/bin/twistd}.
         """
-        analyze = require_tool("systemd-analyze", "systemd")
+        analyze = require("systemd-analyze")
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         self.assertTrue(os.access(twistd, os.X_OK), twistd)
         unit = read(os.path.join(ETC, "acme-appliance.service"))
@@ -251,7 +234,7 @@ class NginxSnippetTests(ToolTestCase):
         """
         C{nginx -t} accepts the snippet included in a port-80 server block.
         """
-        nginx = require_tool("nginx", "nginx-light")
+        nginx = require("nginx")
         work = self.tempdir()
         config = write(
             os.path.join(work, "nginx.conf"),
@@ -324,7 +307,7 @@ class DelegationDocTests(ToolTestCase):
         """
         The records, in the zones they belong to, pass C{named-checkzone}.
         """
-        checkzone = require_tool("named-checkzone", "bind9-utils")
+        checkzone = require("named-checkzone")
         zones: dict[str, list[str]] = {}
         for owner, rtype, data in self.records():
             zone = ".".join(owner.rstrip(".").split(".")[-2:]) + "."

@@ -35,7 +35,13 @@ PACKAGES = {
     "certbot": "certbot (or pip install certbot in the venv)",
     "dig": "dnsutils",
     "openssl": "openssl",
+    "promtool": "prometheus",
+    "rsyslogd": "rsyslog",
+    "systemd-analyze": "systemd",
+    "named-checkzone": "bind9-utils",
 }
+# Daemons live in sbin, which a user's PATH may lack.
+SBIN = "/usr/sbin:/sbin"
 
 
 def require(name: str, path: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
@@ -46,7 +52,8 @@ def require(name: str, path: str | None = None, environ: Mapping[str, str] = os.
     @raise SkipTest: it is missing and C{CI} is not set.
     @raise AssertionError: it is missing and C{CI} is set.
     """
-    found = path if path and os.path.exists(path) else shutil.which(name, path=environ.get("PATH"))
+    search = f"{environ.get('PATH', os.defpath)}:{SBIN}"
+    found = path if path and os.path.exists(path) else shutil.which(name, path=search)
     if found:
         return found
     message = f"{name} is not installed (Debian package {PACKAGES.get(name, name)}; run ./scripts/install-system-deps)"
