@@ -40,8 +40,6 @@ PACKAGES = {
     "systemd-analyze": "systemd",
     "named-checkzone": "bind9-utils",
 }
-# Daemons live in sbin, which a user's PATH may lack.
-SBIN = "/usr/sbin:/sbin"
 
 
 def require(name: str, path: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
@@ -52,8 +50,7 @@ def require(name: str, path: str | None = None, environ: Mapping[str, str] = os.
     @raise SkipTest: it is missing and C{CI} is not set.
     @raise AssertionError: it is missing and C{CI} is set.
     """
-    search = f"{environ.get('PATH', os.defpath)}:{SBIN}"
-    found = path if path and os.path.exists(path) else shutil.which(name, path=search)
+    found = path if path and os.path.exists(path) else shutil.which(name, path=environ.get("PATH"))
     if found:
         return found
     message = f"{name} is not installed (Debian package {PACKAGES.get(name, name)}; run ./scripts/install-system-deps)"
