@@ -15,7 +15,7 @@ import requests
 from twisted.trial.unittest import SynchronousTestCase
 
 from .appliance import BIN, Appliance
-from .tools import free_port, start_retrying, wait_listening
+from .tools import free_port, start_retrying, wait_for, wait_listening
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -183,8 +183,13 @@ class QuickStartConfigTests(SynchronousTestCase):
             return ports
 
         ports = start_retrying(start, "the quick-start appliance")
-        with open(os.path.join(work, "twistd.log")) as f:
-            self.assertIn("token create --config", f.read())
+
+        def greeting() -> bool:
+            with open(os.path.join(work, "twistd.log"), errors="replace") as f:
+                return "token create --config" in f.read()
+
+        # The greeting follows the listeners, once the store has been read.
+        wait_for(greeting, 30, "the log line telling how to create a token")
         created = run(os.path.join(BIN, "acme-appliance"), "token", "create", "--config", config, "--policy", "default")
         url = created.stdout.strip().splitlines()[-1]
         tls = os.path.join(work, "var", "tls.pem")
