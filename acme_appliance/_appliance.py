@@ -88,10 +88,13 @@ def make_responder(config: Config, values: ValidationValues, reactor: IAppliance
         resolver = names_client.createResolver(servers=servers)
         preflight = Preflight(
             resolver=resolver,
-            http=HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))),
+            # A plain Agent: no redirects, no Accept-Encoding, no decoding.
+            agent=Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False), connectTimeout=10),
+            clock=reactor,
             values=values,
             dns_zone=validation.dns_zone,
             http_port=validation.preflight_http_port,
+            allow_private=validation.preflight_allow_private,
         )
     return ValidationResponder(values, ttl=validation.value_ttl, preflight=preflight)
 

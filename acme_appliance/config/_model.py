@@ -95,6 +95,10 @@ class ValidationConfig:
         the system's (C{/etc/resolv.conf}).
     @ivar preflight_http_port: The port the file-proxy preflight fetches
         customer names on (80 in production; CAs fetch http-01 there).
+    @ivar preflight_allow_private: Let the file-proxy preflight fetch
+        names that resolve to private, loopback, link-local and other
+        non-global addresses (off: a tenant's DNS could point it at
+        internal hosts).
     """
 
     fileproxy_listen: str | None = None
@@ -106,6 +110,7 @@ class ValidationConfig:
     preflight: bool = True
     resolver: tuple[str, int] | None = None
     preflight_http_port: int = 80
+    preflight_allow_private: bool = False
 
 
 @frozen

@@ -40,6 +40,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "preflight",
         "resolver",
         "preflight_http_port",
+        "preflight_allow_private",
     ),
     "notify": ("syslog", "webhooks", "webhook_secret", "webhook"),
     "issuance": ("order_deadline", "reuse_window", "retry_after", "order_lifetime"),
@@ -121,6 +122,7 @@ def validation(t: Table, resolve: Resolve) -> ValidationConfig:
         preflight=t.flag("preflight", True),
         resolver=_resolver(t),
         preflight_http_port=t.integer("preflight_http_port", 80, 1, 65535),
+        preflight_allow_private=t.flag("preflight_allow_private", False),
     )
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from attrs import evolve, frozen
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
 from ..core import Backoff, ProblemType
@@ -110,6 +112,30 @@ class FailoverIssuer:
     async def _sleep(self, seconds: float) -> None:
         await deferLater(self._clock, seconds)
 
+    def _attempt(
+        self, name: str, request: IssueRequest, cas: Sequence[str], deadline: float, last: CAError | None
+    ) -> Deferred[IssuedCertificate]:
+        """
+        One call to CA C{name}, cancelled (with whatever it is doing: the
+        preflight fetch, polling the CA) when the order's deadline comes.
+        """
+
+        def too_late(result: object, timeout: float) -> Failure:
+            earlier = f"; last error: {last.detail}" if last else ""
+            return Failure(self._deadline_passed(cas, name, f"CA {name} was still working on it{earlier}"))
+
+        attempt = Deferred.fromCoroutine(self._cas[name].issue(request))
+        return attempt.addTimeout(max(0.0, deadline - self._clock.seconds()), self._clock, onTimeoutCancel=too_late)
+
+    @staticmethod
+    def _deadline_passed(cas: Sequence[str], current: str | None, what: str) -> CAError:
+        return CAError(
+            f"no CA could issue before the order's deadline ({', '.join(cas)}); {what}",
+            transient=False,
+            problem_type=ProblemType.SERVER_INTERNAL,
+            ca=current,
+        )
+
     async def issue(
         self, request: IssueRequest, *, order_id: str, token_id: str, cas: Sequence[str], deadline: float
     ) -> IssuedCertificate:
@@ -150,7 +176,7 @@ class FailoverIssuer:
                 current = name
                 for attempt in range(self._attempts):
                     try:
-                        issued = await self._cas[name].issue(request)
+                        issued = await self._attempt(name, request, cas, deadline, last)
                     except CAError as e:
                         if not e.transient:
                             e.ca = e.ca or name
@@ -172,10 +198,5 @@ class FailoverIssuer:
             round_ += 1
             if self._clock.seconds() + delay >= deadline:
                 detail = last.detail if last else "no CA could be reached"
-                raise CAError(
-                    f"no CA could issue before the order's deadline ({', '.join(cas)}); last error: {detail}",
-                    transient=False,
-                    problem_type=ProblemType.SERVER_INTERNAL,
-                    ca=current,
-                )
+                raise self._deadline_passed(cas, current, f"last error: {detail}")
             await self._sleep(delay)

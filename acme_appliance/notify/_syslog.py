@@ -33,7 +33,12 @@ SEVERITY_WARNING = 4
 SEVERITY_INFO = 6
 
 _SD_NAME_UNSAFE = re.compile(r'[^!-~]|[= \]"]')
-_SD_VALUE_ESCAPE = re.compile(r'(["\\\]])')
+#: Control characters (C0, DEL, C1) and the Unicode line and paragraph
+#: separators: never written raw, so one event is one line.
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+_SD_VALUE_ESCAPE = re.compile(f'["\\\\\\]{_CONTROL}]')
+_MSG_QUOTE = re.compile(f'[\\s"\\\\{_CONTROL}]')
+_MSG_ESCAPE = re.compile(f'["\\\\{_CONTROL}]')
 
 
 class SyslogTransport(Enum):
@@ -96,14 +101,30 @@ def _sd_name(key: str) -> str:
     return _SD_NAME_UNSAFE.sub("_", key)[:32] or "_"
 
 
+def _escape(match: re.Match[str]) -> str:
+    """
+    C{"}, C{\\} and C{]} get a backslash (RFC 5424 section 6.3.3); a
+    control character becomes C{\\xNN} (C{\\uNNNN} above U+00FF), which
+    no real backslash can be confused with since those are doubled.
+    """
+    char = match.group()
+    if char in '"\\]':
+        return "\\" + char
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
 def _sd_value(value: str) -> str:
-    return _SD_VALUE_ESCAPE.sub(r"\\\1", value)
+    return _SD_VALUE_ESCAPE.sub(_escape, value)
 
 
 def _msg_value(value: str) -> str:
-    if value and not re.search(r'[\s"]', value):
+    """
+    C{value} as is if it is one plain word, else quoted with C{"} and C{\\}
+    escaped and control characters as C{\\xNN}.
+    """
+    if value and not _MSG_QUOTE.search(value):
         return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + _MSG_ESCAPE.sub(_escape, value) + '"'
 
 
 def format_rfc5424(

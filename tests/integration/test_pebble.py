@@ -139,6 +139,8 @@ dns_listen_interface = "127.0.0.1"
 dns_nameservers = ["ns1.{DCV_ZONE}"]
 resolver = "{self.unbound.address}"
 preflight_http_port = {self.nginx.port}
+# The customer names resolve to loopback, where the test's nginx listens.
+preflight_allow_private = true
 
 [issuance]
 order_deadline = {self.order_deadline}

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from treq.testing import StubTreq
+from treq.testing import RequestTraversalAgent
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.names import dns
 from twisted.names.error import DNSNameError
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.resource import NoResource
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from twisted.web.resource import IResource, NoResource
+from zope.interface import implementer
 
 from acme_appliance.ca import CAError, ChallengeType, PendingChallenge
 from acme_appliance.core import ProblemType
@@ -42,6 +45,34 @@ class FakeResolver:
         if name not in self.addresses:
             return fail(DNSNameError(name))
         return succeed(self.addresses[name])
+
+
+#: An address on the public internet, which preflight may fetch.
+PUBLIC = "93.184.215.14"
+
+
+@implementer(IAgent)
+class FlushingAgent:
+    """
+    An in-memory agent over a resource (treq's L{RequestTraversalAgent})
+    that delivers what the resource wrote at once; C{flush()} delivers what
+    it writes later.
+    """
+
+    def __init__(self, resource: IResource) -> None:
+        self._agent = RequestTraversalAgent(resource)
+        self.requests: list[tuple[bytes, bytes, Headers | None]] = []
+
+    def request(
+        self, method: bytes, uri: bytes, headers: Headers | None = None, bodyProducer: IBodyProducer | None = None
+    ) -> Deferred[IResponse]:
+        self.requests.append((method, uri, headers))
+        d: Deferred[IResponse] = self._agent.request(method, uri, headers, bodyProducer)
+        self._agent.flush()
+        return d
+
+    def flush(self) -> None:
+        self._agent.flush()
 
 
 def run(case: SynchronousTestCase, coroutine: Any) -> Any:
@@ -111,7 +142,8 @@ class PreflightTests(SynchronousTestCase):
         web = FileProxy(self.values).resource() if forwarding else NoResource()
         return Preflight(
             resolver=FakeResolver(cnames or {}, addresses or {}),  # type: ignore[arg-type]
-            http=StubTreq(web),  # type: ignore[arg-type]
+            agent=FlushingAgent(web),
+            clock=self.clock,
             values=self.values,
             dns_zone=ZONE,
         )
@@ -132,13 +164,13 @@ class PreflightTests(SynchronousTestCase):
         self.assertIn("is a CNAME to example.com.other-provider.net", error.detail)
 
     def test_forwarding_in_place(self) -> None:
-        check = self.preflight(addresses={"www.example.com": "192.0.2.1"})
+        check = self.preflight(addresses={"www.example.com": PUBLIC})
         run(self, check.check(PendingChallenge(ChallengeType.HTTP_01, "www.example.com", "t", "t.x")))
         # the probe file is gone again
         self.assertEqual(run(self, self.values._store.scan("dcv/http/")), [])
 
     def test_forwarding_missing(self) -> None:
-        check = self.preflight(addresses={"www.example.com": "192.0.2.1"}, forwarding=False)
+        check = self.preflight(addresses={"www.example.com": PUBLIC}, forwarding=False)
         error = failure(self, check.check(PendingChallenge(ChallengeType.HTTP_01, "www.example.com", "t", "t.x")))
         self.assertFalse(error.transient)
         self.assertIn("http://www.example.com/.well-known/acme-challenge/", error.detail)
