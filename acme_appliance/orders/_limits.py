@@ -4,7 +4,9 @@ make per window, and how many of a token's orders may be issuing at once.
 
 Counters live in the store (fixed windows, one key per window with a TTL),
 so every process sharing the store counts together.  An exceeded limit is a
-C{429} C{rateLimited} problem whose C{Retry-After} says when a slot frees.
+C{429} C{rateLimited} problem whose C{Retry-After} says when the window
+ends.  Finalize slots (also in the store) make a token's issuance jobs wait
+their turn instead.
 """
 
 from __future__ import annotations
@@ -22,9 +24,6 @@ from ..storage import Store, keys
 #: How long a finalize slot is held at most, should the process holding it
 #: die without a restart that resumes (and then releases) its job.
 SLOT_LEASE = 3600.0
-
-#: The C{Retry-After} of a finalize refused because the token's slots are full.
-SLOT_RETRY_AFTER = 10
 
 
 class Limit(Enum):
@@ -54,9 +53,10 @@ class Limits:
     C{[limits]}.  The defaults are far above what a fleet does: Let's
     Encrypt's 300 new orders per account per 3 hours; per token (a fleet
     shares one) 1,000 new accounts and 10,000 new orders per 3 hours; and 20
-    orders of one token issuing (C{processing}) at once, so that one tenant
-    cannot fire hundreds of upstream orders at the CA account every tenant
-    shares.  0 turns a limit off.
+    orders of one token asking upstream CAs at once (further finalized
+    orders wait, C{processing}, for a slot), so that one tenant cannot fire
+    hundreds of upstream orders at the CA account every tenant shares.  0
+    turns a limit off.
     """
 
     account_orders: Rate = Rate(300, 3 * 3600.0)
@@ -118,29 +118,28 @@ class RateLimiter:
         await self._count(Limit.ACCOUNT_ORDERS, self.limits.account_orders, account_id, "new orders for this account")
         await self._count(Limit.TOKEN_ORDERS, self.limits.token_orders, token_id, "new orders for this token")
 
-    async def acquire_slot(self, token_id: str, order_id: str) -> None:
+    def limited(self, limit: Limit) -> None:
+        """
+        Report a request held back by C{limit} (for the metrics).
+        """
+        self._on_limited(limit)
+
+    async def take_slot(self, token_id: str, order_id: str) -> bool:
         """
         Take one of C{token_id}'s finalize slots for C{order_id} until
-        L{release_slot}.
-
-        @raise AcmeProblem: C{rateLimited} when every slot is taken.
+        L{release_slot}; C{False} when every slot is taken (try again later).
         """
         slots = self.limits.token_finalizes
         if slots <= 0:
-            return
+            return True
         prefix = keys.finalize_slots(token_id)
         held = {key[len(prefix) :]: value for key, value in await self._store.scan(prefix)}
         if order_id.encode() in held.values():
-            return
+            return True
         for index in range(slots):
             if str(index) not in held and await self._store.add(prefix + str(index), order_id.encode(), ttl=SLOT_LEASE):
-                return
-        self._on_limited(Limit.TOKEN_FINALIZES)
-        raise _rate_limited(
-            Limit.TOKEN_FINALIZES,
-            f"this token already has {slots} orders being issued; finalize again when one is done",
-            SLOT_RETRY_AFTER,
-        )
+                return True
+        return False
 
     async def release_slot(self, token_id: str, order_id: str) -> None:
         """

@@ -301,8 +301,6 @@ class OrderService:
             account_key=public_key_of(jwk_from_json(account.key)),
             key_rules=KeyRules(key_types=frozenset(policy.key_types), rsa_min_bits=policy.rsa_min_bits),
         )
-        if self._limiter is not None:
-            await self._limiter.acquire_slot(token.id, order.id)
         now = self._clock.seconds()
         # Queued before the state change so that a crash in between cannot
         # leave a processing order that nothing will ever issue.

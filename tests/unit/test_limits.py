@@ -33,7 +33,7 @@ from acme_appliance.orders import (
 from acme_appliance.policy import Token, TokenRegistry
 from acme_appliance.stats import Metrics
 from acme_appliance.storage import MemoryStore
-from acme_appliance.testing import BASE_URL, World, b64, ec_key, make_csr, sample_policy
+from acme_appliance.testing import BASE_URL, World, ec_key, make_csr, sample_policy
 from acme_appliance.wire import jwk_thumbprint, jwk_to_json
 from acme_appliance.wire import messages as m
 
@@ -191,41 +191,35 @@ class NewOrderLimitTests(Fixture):
 
 
 class FinalizeSlotTests(Fixture):
-    def finalize(self, token: Token | None = None, account: Account | None = None) -> Coroutine[Any, Any, Order]:
-        token, account = token or self.token, account or self.account
-        order = self.wait(self.order(token=token, account=account))
-        csr, _ = make_csr(["example.com"])
-        return self.service.finalize(token, account, order, b64(csr))
-
-    def test_concurrent_finalizes(self) -> None:
+    def test_slots(self) -> None:
         """
-        A token may have C{token_finalizes} orders processing; the next
-        finalize is refused until one is done.  Other tokens are not
-        affected.
+        A token has C{token_finalizes} slots; taking one twice for the same
+        order is one; a released slot is free again; other tokens have
+        their own.
         """
-        limits = Limits(token_finalizes=2)
-        self.service = self.make_service(limits)
-        first = self.wait(self.finalize())
-        self.wait(self.finalize())
-        problem = self.problem(self.finalize())
-        self.assertRateLimited(problem, 10)
-        self.assertIn("already has 2 orders being issued", problem.detail)
-        self.assertEqual(self.limited, [Limit.TOKEN_FINALIZES])
-        other = self.new_token()
-        self.wait(self.finalize(other, self.new_account(other, "acct9")))
-        limiter = RateLimiter(store=self.store, clock=self.clock, limits=limits)
-        self.wait(limiter.release_slot(self.token.id, first.id))
-        self.assertIs(self.wait(self.finalize()).status, OrderStatus.PROCESSING)
+        limiter = RateLimiter(store=self.store, clock=self.clock, limits=Limits(token_finalizes=2))
+        other_process = RateLimiter(store=self.store, clock=self.clock, limits=Limits(token_finalizes=2))
+        self.assertTrue(self.wait(limiter.take_slot("t1", "o1")))
+        self.assertTrue(self.wait(limiter.take_slot("t1", "o1")))
+        self.assertTrue(self.wait(other_process.take_slot("t1", "o2")))
+        self.assertFalse(self.wait(limiter.take_slot("t1", "o3")))
+        self.assertTrue(self.wait(limiter.take_slot("t2", "o4")))
+        self.wait(other_process.release_slot("t1", "o1"))
+        self.assertTrue(self.wait(limiter.take_slot("t1", "o3")))
 
     def test_slots_expire(self) -> None:
         """
         A slot whose process died without a restart frees itself.
         """
-        self.service = self.make_service(Limits(token_finalizes=1))
-        self.wait(self.finalize())
-        self.problem(self.finalize())
+        limiter = RateLimiter(store=self.store, clock=self.clock, limits=Limits(token_finalizes=1))
+        self.assertTrue(self.wait(limiter.take_slot("t1", "o1")))
+        self.assertFalse(self.wait(limiter.take_slot("t1", "o2")))
         self.clock.advance(3601)
-        self.wait(self.finalize())
+        self.assertTrue(self.wait(limiter.take_slot("t1", "o2")))
+
+    def test_zero_turns_off(self) -> None:
+        limiter = RateLimiter(store=self.store, clock=self.clock, limits=Limits(token_finalizes=0))
+        self.assertTrue(all(self.wait(limiter.take_slot("t1", str(i))) for i in range(50)))
 
 
 class ServerLimitTests(SynchronousTestCase):
@@ -277,11 +271,27 @@ class ServerLimitTests(SynchronousTestCase):
         self.assertEqual(self.metrics.value("acme_appliance_rate_limited_total", limit="token_accounts"), 1)
         self.assertEqual(self.metrics.value("acme_appliance_rate_limited_total", limit="account_orders"), 1)
 
-    def test_jobs_give_slots_back(self) -> None:
+    def test_finalizes_wait_for_a_slot(self) -> None:
+        """
+        With 2 slots, a token's third finalized order stays C{processing}
+        until one of the first two is issued, then it is issued too; another
+        token's order does not wait.
+        """
         client = self.world.client()
         client.register()
-        orders = [client.new_order(["example.com"]).json() for _ in range(3)]
-        codes = [client.finalize(order, make_csr(["example.com"])[0]).code for order in orders]
-        self.assertEqual(codes, [200, 200, 429])
-        self.world.clock.advance(31)
-        self.assertEqual(client.finalize(orders[2], make_csr(["example.com"])[0]).code, 200)
+        names = ["example.com", "a.example.com", "b.example.com"]
+        orders = [client.new_order([name]).json() for name in names]
+        finalized = [client.finalize(order, make_csr([name])[0]) for order, name in zip(orders, names, strict=True)]
+        self.assertEqual([(f.code, f.json()["status"]) for f in finalized], [(200, "processing")] * 3)
+        stranger = self.world.client()
+        stranger.register()
+        their = stranger.new_order(["example.com"]).json()
+        theirs = stranger.finalize(their, make_csr(["example.com"])[0]).header("Location") or ""
+        self.world.clock.advance(30)
+        self.world.clock.advance(1)
+        statuses = [client.post(f.header("Location") or "", None).json()["status"] for f in finalized]
+        self.assertEqual(statuses, ["valid", "valid", "processing"])
+        self.assertEqual(stranger.post(theirs, None).json()["status"], "valid")
+        self.assertEqual(self.metrics.value("acme_appliance_rate_limited_total", limit="token_finalizes"), 1)
+        self.world.clock.advance(30)
+        self.assertEqual(client.post(finalized[2].header("Location") or "", None).json()["status"], "valid")
