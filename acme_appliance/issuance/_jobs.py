@@ -248,14 +248,14 @@ class IssuanceService(Service):
         """
         if self._limiter is None:
             return
-        deadline = (order.processing_since or self._clock.seconds()) + self._deadline
+        give_up = self._deadline + (order.processing_since or self._clock.seconds())
         waited = False
         while not await self._limiter.take_slot(order.token_id, order.id):
             if not waited:
                 waited = True
                 self._limiter.limited(Limit.TOKEN_FINALIZES)
                 self._log.info("order {order_id} waits for a finalize slot of its token", order_id=order.id)
-            if self._clock.seconds() >= deadline:
+            if self._clock.seconds() >= give_up:
                 raise AcmeProblem(
                     ProblemType.RATE_LIMITED,
                     f"this token had {self._limiter.limits.token_finalizes} orders being issued "

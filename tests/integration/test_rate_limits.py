@@ -7,6 +7,7 @@ another token's client orders normally.
 from __future__ import annotations
 
 import datetime
+import pathlib
 
 import requests
 from acme import messages
@@ -55,11 +56,7 @@ class RateLimitTests(SynchronousTestCase):
         final = other.acme.finalize_order(order, datetime.datetime.now() + datetime.timedelta(seconds=60))
         self.assertIn("BEGIN CERTIFICATE", final.fullchain_pem)
 
-        with open(f"{self.appliance.dir}/admin.key") as f:
-            key = f.read().strip()
-        metrics = requests.get(
-            f"http://127.0.0.1:{self.appliance.admin_port}/metrics",
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=10,
-        )
+        key = pathlib.Path(self.appliance.dir, "admin.key").read_text().strip()
+        url = f"http://127.0.0.1:{self.appliance.admin_port}/metrics"
+        metrics = requests.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
         self.assertIn('acme_appliance_rate_limited_total{limit="account_orders"} 2.0', metrics.text)

@@ -9,14 +9,11 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.acme import AcmeServer
 from acme_appliance.core import AcmeProblem, ProblemType
-from acme_appliance.issuance import IssuanceService, Revoker
 from acme_appliance.notify import EventBus
 from acme_appliance.orders import (
     Account,
@@ -33,28 +30,17 @@ from acme_appliance.orders import (
 from acme_appliance.policy import Token, TokenRegistry
 from acme_appliance.stats import Metrics
 from acme_appliance.storage import MemoryStore
-from acme_appliance.testing import BASE_URL, World, ec_key, make_csr, sample_policy
+from acme_appliance.testing import World, ec_key, make_csr, sample_policy
 from acme_appliance.wire import jwk_thumbprint, jwk_to_json
 from acme_appliance.wire import messages as m
+
+from .test_order_service import FakeRevoker, Queue
 
 T = TypeVar("T")
 
 LOW = Limits(
     account_orders=Rate(3, 3600.0), token_orders=Rate(5, 3600.0), token_accounts=Rate(2, 3600.0), token_finalizes=2
 )
-
-
-class Queue:
-    def __init__(self) -> None:
-        self.submitted: list[str] = []
-
-    def submit(self, order_id: str) -> None:
-        self.submitted.append(order_id)
-
-
-class NoRevoker:
-    async def revoke(self, record: object, reason: int | None) -> None:
-        raise AssertionError("not used")
 
 
 class Fixture(SynchronousTestCase):
@@ -82,7 +68,7 @@ class Fixture(SynchronousTestCase):
             repository=self.repo,
             policies={"shop": sample_policy("shop", policy_domains)},
             issuance=self.queue,
-            revoker=NoRevoker(),
+            revoker=FakeRevoker(),
             clock=self.clock,
             events=EventBus(self.clock),
             limiter=limiter,
@@ -90,11 +76,6 @@ class Fixture(SynchronousTestCase):
 
     def wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.successResultOf(Deferred.fromCoroutine(coroutine))
-
-    def problem(self, coroutine: Coroutine[Any, Any, object]) -> AcmeProblem:
-        failure = self.failureResultOf(Deferred.fromCoroutine(coroutine), AcmeProblem)
-        assert isinstance(failure.value, AcmeProblem)
-        return failure.value
 
     def new_token(self, domains: tuple[str, ...] = ()) -> Token:
         return self.wait(self.tokens.create("shop", domains))[0]
@@ -117,6 +98,14 @@ class Fixture(SynchronousTestCase):
     ) -> Coroutine[Any, Any, Order]:
         request = m.NewOrder(identifiers=(m.Identifier(type="dns", value="example.com"),))
         return (service or self.service).new_order(token or self.token, account or self.account, request)
+
+    def problem(self, coroutine: Coroutine[Any, Any, object]) -> AcmeProblem:
+        """
+        The problem C{coroutine} fails with.
+        """
+        error = self.failureResultOf(Deferred.fromCoroutine(coroutine), AcmeProblem).value
+        assert isinstance(error, AcmeProblem)
+        return error
 
     def assertRateLimited(self, problem: AcmeProblem, retry_after: int) -> None:
         self.assertIs(problem.type, ProblemType.RATE_LIMITED)
@@ -229,29 +218,12 @@ class ServerLimitTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.world = World(self, issue_delay=30.0)
-        w = self.world
         self.metrics = Metrics()
-        limiter = RateLimiter(store=w.store, clock=w.clock, limits=LOW, on_limited=self.metrics.limited)
-        w.issuance = IssuanceService(
-            repository=w.repo,
-            cas={"builtin": w.ca},
-            policies=w.policies,
-            clock=w.clock,
-            tokens=w.tokens,
-            limiter=limiter,
-        )
-        w.server = AcmeServer(
-            repository=w.repo,
-            tokens=w.tokens,
-            policies=w.policies,
-            issuance=w.issuance,
-            revoker=Revoker(w.repo, {"builtin": w.ca}, w.clock),
-            clock=w.clock,
-            base_url=BASE_URL,
-            limiter=limiter,
-        )
-        w.treq = StubTreq(w.server.resource())
+        clock = Clock()
+        clock.advance(1_800_000_000)
+        store = MemoryStore(clock)
+        limiter = RateLimiter(store=store, clock=clock, limits=LOW, on_limited=self.metrics.limited)
+        self.world = World(self, issue_delay=30.0, store=store, clock=clock, limiter=limiter)
 
     def test_new_account_and_order(self) -> None:
         directory = self.world.directory()
