@@ -28,7 +28,7 @@ from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .issuance import IssuanceService, Revoker
 from .notify import EventBus, EventJournal
-from .orders import AcmeRepository
+from .orders import AcmeRepository, RateLimiter
 from .policy import TokenRegistry
 from .stats import Metrics
 from .storage import Store
@@ -102,11 +102,12 @@ class ApplianceService(MultiService):
         self.store = store
         clock = reactor
         self.tokens = TokenRegistry(store, clock)
-        repository = AcmeRepository(store)
+        repository = AcmeRepository(store, clock=clock, retention=config.retention)
         policies = {p.name: p for p in config.policies}
         self.events = EventBus(clock)
         self.metrics = Metrics(store)
         self.events.subscribe(self.metrics.observe)
+        limiter = RateLimiter(store=store, clock=clock, limits=config.limits, on_limited=self.metrics.limited)
         self.journal = EventJournal(store)
         self.events.subscribe(self.journal)
         self._notifiers(config, reactor)
@@ -127,6 +128,8 @@ class ApplianceService(MultiService):
             events=self.events,
             deadline=config.issuance.order_deadline,
             reuse_window=config.issuance.reuse_window,
+            tokens=self.tokens,
+            limiter=limiter,
         )
         self.issuance.setServiceParent(self)
         self.acme = AcmeServer(
@@ -142,6 +145,7 @@ class ApplianceService(MultiService):
             order_lifetime=config.issuance.order_lifetime,
             retry_after=config.issuance.retry_after,
             events=self.events,
+            limiter=limiter,
         )
         self._listen("acme", config.acme.listen, self.acme.resource(), reactor)
         if config.admin is not None:

@@ -41,7 +41,7 @@ from .ca.local import LocalCA
 from .ca.upstream import upstream_agent
 from .issuance import IssuanceService, Revoker
 from .notify.testing import MemoryNotifier
-from .orders import AcmeRepository
+from .orders import AcmeRepository, RateLimiter
 from .policy import KeyType, Policy, TokenRegistry, ValidationMethod
 from .storage import MemoryStore
 from .wire import sign_flattened
@@ -306,6 +306,7 @@ class World:
         clock: Clock | None = None,
         ca_dir: str | None = None,
         cas: dict[str, CertificateAuthority] | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.case = case
         if clock is None:
@@ -326,7 +327,12 @@ class World:
             )
         }
         self.issuance = IssuanceService(
-            repository=self.repo, cas={"builtin": self.ca, **(cas or {})}, policies=self.policies, clock=self.clock
+            repository=self.repo,
+            cas={"builtin": self.ca, **(cas or {})},
+            policies=self.policies,
+            clock=self.clock,
+            tokens=self.tokens,
+            limiter=limiter,
         )
         self.server = AcmeServer(
             repository=self.repo,
@@ -338,6 +344,7 @@ class World:
             base_url=BASE_URL,
             max_body_bytes=4096,
             events=self.issuance.events,
+            limiter=limiter,
         )
         self.treq = StubTreq(self.server.resource())
 

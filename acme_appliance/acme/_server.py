@@ -36,6 +36,7 @@ from ..orders import (
     Order,
     OrderService,
     OrderStatus,
+    RateLimiter,
     new_id,
 )
 from ..policy import Policy, Token, TokenRegistry
@@ -77,8 +78,10 @@ class AcmeServer:
         order_lifetime: float = 7 * 86400,
         retry_after: int = 2,
         events: EventBus | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._repo = repository
+        self._limiter = limiter
         self._clock = clock
         self._base_url = base_url.rstrip("/")
         self._nonces = nonces if nonces is not None else NonceSource(clock)
@@ -95,6 +98,7 @@ class AcmeServer:
             clock=clock,
             events=events if events is not None else EventBus(clock),
             order_lifetime=order_lifetime,
+            limiter=limiter,
         )
 
     def resource(self) -> IResource:
@@ -219,6 +223,8 @@ class AcmeServer:
             raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account exists for this key")
         if self._tos is not None and not payload.terms_of_service_agreed:
             raise malformed(f"you must agree to the terms of service at {self._tos}")
+        if self._limiter is not None:
+            await self._limiter.new_account(auth.token.id)
         account = await self._repo.add_account(
             Account(
                 id=new_id(),

@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, cast
+from urllib.parse import urlencode
 
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
@@ -28,11 +29,22 @@ from ..storage import Store, keys
 
 COOKIE = b"acme_appliance_admin"
 MAX_BODY = 65536
+#: At most this many orders are looked at for one filtered page of /orders.
+MAX_EXAMINED = 5000
 
 
 def _arg(request: IRequest, name: str) -> str | None:
     values = request.args.get(name.encode()) if request.args else None
     return values[0].decode("utf-8", "replace") if values else None
+
+
+def _next_query(request: IRequest, before: str) -> str:
+    """
+    The query of the next page of C{/orders}: the same filters, C{before}
+    the last order shown.
+    """
+    query = {name: value for name in ("status", "token", "name", "limit") if (value := _arg(request, name))}
+    return urlencode({**query, "before": before})
 
 
 def _time(seconds: float | None) -> str | None:
@@ -263,16 +275,31 @@ class AdminAPI:
             raise AdminError(400, "'limit' must be a number from 1 to 1000")
         if status is not None and status not in {s.value for s in OrderStatus}:
             raise AdminError(400, f"'status' must be one of {', '.join(s.value for s in OrderStatus)}")
-        orders = await self._repo.orders()
-        selected = [
-            o
-            for o in orders
-            if (status is None or o.status.value == status)
-            and (token is None or o.token_id == token)
-            and (name is None or name.lower().rstrip(".") in o.names)
-        ]
-        selected.sort(key=lambda o: o.created, reverse=True)
-        return self._json(request, [_order_json(o) for o in selected[: int(limit_text)]])
+        before = _arg(request, "before")
+        limit = int(limit_text)
+        selected: list[Order] = []
+        # Pages of the time index, newest first, until enough orders match
+        # or MAX_EXAMINED were looked at; the next cursor goes in a Link.
+        examined = 0
+        while len(selected) < limit and examined < MAX_EXAMINED:
+            want = limit - len(selected)
+            examined += want
+            try:
+                page, before = await self._repo.orders_page(want, before)
+            except ValueError:
+                raise AdminError(400, "'before' must be a cursor from an earlier page's Link header") from None
+            selected.extend(
+                o
+                for o in page
+                if (status is None or o.status.value == status)
+                and (token is None or o.token_id == token)
+                and (name is None or name.lower().rstrip(".") in o.names)
+            )
+            if before is None:
+                break
+        if before is not None:
+            request.setHeader("Link", f'</orders?{_next_query(request, before)}>; rel="next"')
+        return self._json(request, [_order_json(o) for o in selected[:limit]])
 
     @app.route("/orders/<order_id>", methods=["GET"])
     async def order(self, request: IRequest, order_id: str) -> bytes:

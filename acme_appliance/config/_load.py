@@ -8,7 +8,7 @@ import os
 import tomllib
 from typing import Any
 
-from . import _authorities, _sections
+from . import _authorities, _limits, _sections
 from ._model import Config, ConfigError
 from ._sections import SECTIONS
 from ._table import Problem, Table, kind_of, unknown
@@ -53,6 +53,8 @@ def _config(path: str, data: dict[str, Any]) -> Config:
     validation = _sections.validation(_section(data, "validation", required=False), resolve)
     notify = _sections.notify(_section(data, "notify", required=False), resolve)
     issuance = _sections.issuance(_section(data, "issuance", required=False), resolve)
+    limits = _limits.limits(_section(data, "limits", required=False))
+    retention = _limits.retention(_section(data, "retention", required=False))
     cas = _authorities.cas(_array(data, "ca"), resolve)
     policies = _authorities.policies(_array(data, "policy"), cas, validation)
     return Config(
@@ -65,6 +67,8 @@ def _config(path: str, data: dict[str, Any]) -> Config:
         issuance=issuance,
         cas=cas,
         policies=policies,
+        limits=limits,
+        retention=retention,
     )
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 from enum import Enum
 
-from attrs import frozen
+from attrs import field, frozen
 
+from ..orders import Limits, Retention
 from ..policy import Policy
 
 
@@ -187,6 +188,8 @@ class Config:
     A whole, checked configuration file.
 
     @ivar path: The file's absolute path.
+    @ivar limits: C{[limits]}, the rate limits.
+    @ivar retention: C{[retention]}, how long records are kept.
     """
 
     path: str
@@ -198,6 +201,8 @@ class Config:
     issuance: IssuanceConfig
     cas: tuple[CAConfig, ...]
     policies: tuple[Policy, ...]
+    limits: Limits = field(factory=Limits)
+    retention: Retention = field(factory=Retention)
 
     def ca(self, name: str) -> CAConfig:
         """

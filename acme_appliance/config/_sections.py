@@ -11,6 +11,7 @@ from collections.abc import Callable
 from ..notify import parse_syslog_target
 from ..storage import check_store_url
 from ._endpoints import check_endpoint
+from ._limits import LIMITS_KEYS, RETENTION_KEYS
 from ._model import (
     AcmeServerConfig,
     AdminConfig,
@@ -44,6 +45,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "notify": ("syslog", "webhooks", "webhook_secret", "webhook"),
     "issuance": ("order_deadline", "reuse_window", "retry_after", "order_lifetime"),
+    "limits": LIMITS_KEYS,
+    "retention": RETENTION_KEYS,
 }
 
 

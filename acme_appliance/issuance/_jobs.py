@@ -13,13 +13,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
 from ..core import AcmeProblem, ProblemType
 from ..notify import CertificateIssued, Event, EventBus, EventName
-from ..orders import AcmeRepository, CertificateRecord, Order, OrderStatus, new_id
-from ..policy import Policy, ValidationMethod
+from ..orders import AcmeRepository, CertificateRecord, Limit, Order, OrderStatus, RateLimiter, new_id, recheck_names
+from ..policy import Policy, TokenRegistry, ValidationMethod
 from ..wire import b64decode
 from ._failover import FailoverIssuer
 from ._health import CAHealth
@@ -44,6 +45,12 @@ class IssuanceService(Service):
     store (C{lease} seconds, polled every C{lease_poll} seconds), so that it
     holds across the processes sharing the store.
 
+    Before asking a CA, a job checks the order's names against its token
+    (C{tokens}) and policy as they are now, so that narrowing
+    C{allowed_domains} stops issuance for names made before.  A finished
+    job first waits for one of its token's finalize slots (C{limiter},
+    polled every C{slot_poll} seconds) and gives it back when done.
+
     @ivar deadline: seconds after finalize after which an order that could
         not be issued becomes C{invalid}.
     """
@@ -65,8 +72,14 @@ class IssuanceService(Service):
         retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0),
         lease: float = LEASE,
         lease_poll: float = 0.25,
+        tokens: TokenRegistry | None = None,
+        limiter: RateLimiter | None = None,
+        slot_poll: float = 1.0,
     ) -> None:
         self._repo = repository
+        self._tokens = tokens
+        self._limiter = limiter
+        self._slot_poll = slot_poll
         self._policies = policies
         self._clock = clock
         self.events = events if events is not None else EventBus(clock)
@@ -143,10 +156,15 @@ class IssuanceService(Service):
         order = await self._repo.order(order_id)
         if order is None or order.status is not OrderStatus.PROCESSING:
             await self._repo.dequeue(order_id)
+            if order is not None:
+                await self._release(order.token_id, order_id)
             return
         policy = self._policies.get(order.policy)
         if policy is None:
             raise AcmeProblem(ProblemType.SERVER_INTERNAL, f"policy {order.policy!r} is no longer configured")
+        token = None if self._tokens is None else await self._tokens.get(order.token_id)
+        recheck_names(() if token is None else token.domains, policy, order.names)
+        await self._slot(order)
         assert order.csr is not None
         request = IssueRequest(
             csr_der=b64decode(order.csr, "csr"),
@@ -200,6 +218,7 @@ class IssuanceService(Service):
             ),
         )
         await self._repo.dequeue(order.id)
+        await self._release(order.token_id, order.id)
         self._log.info(
             "order {order_id} issued by {ca} ({mode}, serial {serial})",
             order_id=order.id,
@@ -219,6 +238,35 @@ class IssuanceService(Service):
             seconds=now - (order.processing_since or now),
         )
 
+    async def _slot(self, order: Order) -> None:
+        """
+        Wait for one of the token's finalize slots (C{[limits]
+        token_finalizes}), polling every C{slot_poll} seconds.
+
+        @raise AcmeProblem: C{rateLimited} when the order deadline passes
+            first.
+        """
+        if self._limiter is None:
+            return
+        give_up = self._deadline + (order.processing_since or self._clock.seconds())
+        waited = False
+        while not await self._limiter.take_slot(order.token_id, order.id):
+            if not waited:
+                waited = True
+                self._limiter.limited(Limit.TOKEN_FINALIZES)
+                self._log.info("order {order_id} waits for a finalize slot of its token", order_id=order.id)
+            if self._clock.seconds() >= give_up:
+                raise AcmeProblem(
+                    ProblemType.RATE_LIMITED,
+                    f"this token had {self._limiter.limits.token_finalizes} orders being issued "
+                    "until the order deadline; order again",
+                )
+            await deferLater(self._clock, self._slot_poll, lambda: None)
+
+    async def _release(self, token_id: str, order_id: str) -> None:
+        if self._limiter is not None:
+            await self._limiter.release_slot(token_id, order_id)
+
     async def _fail(self, order_id: str, problem: AcmeProblem, ca: str | None = None) -> None:
         now = self._clock.seconds()
         failed = await self._repo.update_order(
@@ -230,6 +278,8 @@ class IssuanceService(Service):
             ),
         )
         await self._repo.dequeue(order_id)
+        if failed is not None:
+            await self._release(failed.token_id, order_id)
         self._log.warn("order {order_id} failed: {detail}", order_id=order_id, detail=problem.detail)
         self.events.emit(
             Event,

@@ -5,6 +5,7 @@ checks) and revoking.
 """
 
 from ._csr import KeyRules, check_csr, check_key, csr_names
+from ._limits import SLOT_LEASE, Limit, Limits, Rate, RateLimiter
 from ._records import (
     Account,
     AccountStatus,
@@ -14,7 +15,9 @@ from ._records import (
     ConcurrentUpdate,
     Order,
     OrderStatus,
+    Retention,
     new_id,
+    order_cursor,
 )
 from ._service import (
     MAX_IDENTIFIERS,
@@ -24,11 +27,13 @@ from ._service import (
     OrderService,
     check_names,
     owned,
+    recheck_names,
 )
 
 __all__ = [
     "MAX_IDENTIFIERS",
     "REVOCATION_REASONS",
+    "SLOT_LEASE",
     "Account",
     "AccountStatus",
     "AcmeRepository",
@@ -38,13 +43,20 @@ __all__ = [
     "ConcurrentUpdate",
     "IssuanceQueue",
     "KeyRules",
+    "Limit",
+    "Limits",
     "Order",
     "OrderService",
     "OrderStatus",
+    "Rate",
+    "RateLimiter",
+    "Retention",
     "check_csr",
     "check_key",
     "check_names",
     "csr_names",
     "new_id",
+    "order_cursor",
     "owned",
+    "recheck_names",
 ]

@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any
 
 from attrs import evolve, frozen
+from twisted.internet.interfaces import IReactorTime
 
 from ..storage import Store, dump_record, get_record, keys, load_record, put_record
 
@@ -46,6 +47,7 @@ class Account:
     contact: tuple[str, ...]
     created: float
     terms_agreed: bool = False
+    last_order: float | None = None
 
 
 @frozen
@@ -105,10 +107,44 @@ class CertificateRecord:
     alternates: tuple[str, ...] = ()
 
 
+@frozen
+class Retention:
+    """
+    How long records stay in the store (by TTLs set when they are written).
+
+    @ivar orders: Seconds an order, its authorizations and index entries are
+        kept after the order's C{expires} (an order finishes before it).
+    @ivar accounts: Seconds an account is kept after it was created or last
+        made an order.
+    """
+
+    orders: float = 90 * 86400.0
+    accounts: float = 365 * 86400.0
+
+
+#: How often (seconds) a new order refreshes its account's retention.
+ACCOUNT_REFRESH = 86400.0
+
+
 class ConcurrentUpdate(Exception):
     """
     A record kept changing under a read-modify-write; give up.
     """
+
+
+def order_cursor(order: Order) -> str:
+    """
+    The position of C{order} in the time index (and the admin list's
+    C{before} cursor): creation time in milliseconds, then the id.
+    """
+    return f"{int(order.created * 1000):016d}-{order.id}"
+
+
+def _cursor_day(cursor: str) -> int:
+    millis, dash, _ = cursor.partition("-")
+    if not dash or not millis.isdigit():
+        raise ValueError(f"{cursor!r} is not an order list cursor")
+    return int(millis) // 86_400_000
 
 
 class AcmeRepository:
@@ -116,8 +152,27 @@ class AcmeRepository:
     Typed access to the ACME server's records and their indexes.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, clock: IReactorTime | None = None, retention: Retention | None = None) -> None:
+        """
+        With a C{clock} and a C{retention}, records are written with TTLs;
+        without, they are kept forever.
+        """
         self.store = store
+        self._clock = clock
+        self._retention = retention
+
+    def _ttl(self, until: float) -> float | None:
+        if self._clock is None:
+            return None
+        return max(until - self._clock.seconds(), 1.0)
+
+    def _order_ttl(self, order: Order) -> float | None:
+        return None if self._retention is None else self._ttl(order.expires + self._retention.orders)
+
+    def _account_ttl(self, account: Account) -> float | None:
+        if self._retention is None:
+            return None
+        return self._ttl(max(account.created, account.last_order or 0.0) + self._retention.accounts)
 
     # accounts
 
@@ -134,16 +189,33 @@ class AcmeRepository:
         token; return whichever account owns the key.
         """
         index = keys.account_by_key(account.token_id, account.thumbprint)
-        if not await self.store.add(index, account.id.encode()):
+        ttl = self._account_ttl(account)
+        if not await self.store.add(index, account.id.encode(), ttl=ttl):
             existing = await self.account_by_thumbprint(account.token_id, account.thumbprint)
             if existing is not None:
                 return existing
-            await self.store.set(index, account.id.encode())
-        await put_record(self.store, keys.account(account.id), account)
+            await self.store.set(index, account.id.encode(), ttl=ttl)
+        await put_record(self.store, keys.account(account.id), account, ttl=ttl)
         return account
 
     async def put_account(self, account: Account) -> None:
-        await put_record(self.store, keys.account(account.id), account)
+        await put_record(self.store, keys.account(account.id), account, ttl=self._account_ttl(account))
+
+    async def account_active(self, account: Account, now: float) -> None:
+        """
+        Note that C{account} made an order at C{now}: its retention starts
+        again (at most once per L{ACCOUNT_REFRESH}).
+        """
+        if self._retention is None or (account.last_order or account.created) + ACCOUNT_REFRESH > now:
+            return
+        current = await self.account(account.id)
+        if current is None:
+            return
+        active = evolve(current, last_order=now)
+        await self.put_account(active)
+        await self.store.set(
+            keys.account_by_key(active.token_id, active.thumbprint), active.id.encode(), ttl=self._account_ttl(active)
+        )
 
     async def rekey_account(self, account: Account, key: dict[str, Any], thumbprint: str) -> bool:
         """
@@ -151,7 +223,7 @@ class AcmeRepository:
         another account of the same token.
         """
         new_index = keys.account_by_key(account.token_id, thumbprint)
-        if not await self.store.add(new_index, account.id.encode()):
+        if not await self.store.add(new_index, account.id.encode(), ttl=self._account_ttl(account)):
             return False
         await self.put_account(evolve(account, key=key, thumbprint=thumbprint))
         await self.store.delete(keys.account_by_key(account.token_id, account.thumbprint))
@@ -159,20 +231,43 @@ class AcmeRepository:
 
     # orders
 
-    async def orders(self) -> list[Order]:
+    async def orders_page(self, limit: int, before: str | None = None) -> tuple[list[Order], str | None]:
         """
-        Every order in the store (for the admin API).
+        Up to C{limit} orders, newest first, created before the cursor
+        C{before} (from an earlier page; C{None}: from the newest).
+
+        Reads the time index one day at a time, so a page costs what it
+        shows.  Returns the orders and the cursor of the next page (C{None}
+        at the end).
         """
-        return [load_record(Order, value) for _, value in await self.store.scan(keys.ORDER_PREFIX)]
+        last_day = None if before is None else _cursor_day(before)
+        days = [int(key[len(keys.ORDER_DAY_PREFIX) :]) for key, _ in await self.store.scan(keys.ORDER_DAY_PREFIX)]
+        cursors: list[str] = []
+        for day in sorted((d for d in days if last_day is None or d <= last_day), reverse=True):
+            prefix = keys.orders_of_day(day)
+            found = [key[len(prefix) :] for key, _ in await self.store.scan(prefix)]
+            cursors.extend(sorted((c for c in found if before is None or c < before), reverse=True))
+            if len(cursors) > limit:
+                break
+        orders = []
+        for cursor in cursors[:limit]:
+            order = await self.order(cursor.partition("-")[2])
+            if order is not None:
+                orders.append(order)
+        return orders, (cursors[limit - 1] if len(cursors) > limit else None)
 
     async def order(self, order_id: str) -> Order | None:
         return await get_record(self.store, Order, keys.order(order_id))
 
     async def add_order(self, order: Order, authorizations: list[Authorization]) -> None:
+        ttl = self._order_ttl(order)
         for authz in authorizations:
-            await put_record(self.store, keys.authorization(authz.id), authz)
-        await put_record(self.store, keys.order(order.id), order)
-        await self.store.set(keys.account_orders(order.account_id) + order.id, b"")
+            await put_record(self.store, keys.authorization(authz.id), authz, ttl=ttl)
+        await put_record(self.store, keys.order(order.id), order, ttl=ttl)
+        await self.store.set(keys.account_orders(order.account_id) + order.id, b"", ttl=ttl)
+        day = int(order.created // 86400)
+        await self.store.set(keys.order_by_time(day, order_cursor(order)), b"", ttl=ttl)
+        await self.store.set(keys.order_day(day), b"", ttl=ttl)
 
     async def update_order(
         self, order_id: str, change: Callable[[Order], Order | None], *, attempts: int = 20
@@ -192,7 +287,7 @@ class AcmeRepository:
             updated = change(current)
             if updated is None:
                 return current
-            if await self.store.compare_and_set(key, raw, dump_record(updated)):
+            if await self.store.compare_and_set(key, raw, dump_record(updated), ttl=self._order_ttl(updated)):
                 return updated
         raise ConcurrentUpdate(order_id)
 

@@ -22,6 +22,7 @@ from ..policy import Policy, Token, ValidationMethod
 from ..wire import b64decode, jwk_from_json, public_key_of
 from ..wire import messages as m
 from ._csr import KeyRules, check_csr
+from ._limits import RateLimiter
 from ._records import Account, AcmeRepository, Authorization, CertificateRecord, Order, OrderStatus, new_id
 
 MAX_IDENTIFIERS = 100
@@ -71,7 +72,9 @@ def _subproblem(kind: ProblemType, ident: m.Identifier, detail: str) -> dict[str
     return {"type": kind.urn, "detail": detail, "identifier": {"type": ident.type, "value": ident.value}}
 
 
-def _name_problem(token: Token, policy: Policy, ident: m.Identifier) -> tuple[str | None, dict[str, Any] | None]:
+def _name_problem(
+    domains: tuple[str, ...], policy: Policy, ident: m.Identifier
+) -> tuple[str | None, dict[str, Any] | None]:
     """
     The normalised name of C{ident}, or the subproblem that refuses it.
     """
@@ -83,7 +86,7 @@ def _name_problem(token: Token, policy: Policy, ident: m.Identifier) -> tuple[st
         name = normalise_name(ident.value)
     except InvalidName as e:
         return None, _subproblem(ProblemType.REJECTED_IDENTIFIER, ident, str(e))
-    if token.domains and not name_allowed(name, token.domains):
+    if domains and not name_allowed(name, domains):
         detail = f"{name} is not among this directory's names"
     elif not name_allowed(name, policy.allowed_domains):
         detail = f"policy {policy.name!r} does not allow {name}"
@@ -98,6 +101,28 @@ def check_names(token: Token, policy: Policy, identifiers: tuple[m.Identifier, .
     """
     The names a new order asks for, normalised and without duplicates.
 
+    @raise AcmeProblem: see L{_checked_names}.
+    """
+    return _checked_names(token.domains, policy, identifiers)
+
+
+def recheck_names(domains: tuple[str, ...], policy: Policy, names: tuple[str, ...]) -> None:
+    """
+    Check the names of an existing order against a token's C{domains} and
+    its C{policy} as they are now (either may have been narrowed since the
+    order was made).
+
+    @raise AcmeProblem: C{rejectedIdentifier} naming what is no longer
+        allowed.
+    """
+    _checked_names(domains, policy, tuple(m.Identifier(type="dns", value=name) for name in names))
+
+
+def _checked_names(domains: tuple[str, ...], policy: Policy, identifiers: tuple[m.Identifier, ...]) -> tuple[str, ...]:
+    """
+    The normalised names of C{identifiers}, if the token's C{domains} and
+    C{policy} allow them all.
+
     @raise AcmeProblem: C{rejectedIdentifier} (or C{unsupportedIdentifier}
         when that is all that is wrong) with one subproblem per refused
         identifier.
@@ -107,7 +132,7 @@ def check_names(token: Token, policy: Policy, identifiers: tuple[m.Identifier, .
     names: list[str] = []
     subproblems: list[dict[str, Any]] = []
     for ident in identifiers:
-        name, problem = _name_problem(token, policy, ident)
+        name, problem = _name_problem(domains, policy, ident)
         if problem is not None:
             subproblems.append(problem)
         elif name is not None and name not in names:
@@ -128,7 +153,8 @@ class OrderService:
     from the start.
 
     Constructed with C{repository}, C{policies} (by name), C{issuance},
-    C{revoker}, C{clock}, C{events} and C{order_lifetime} (seconds).
+    C{revoker}, C{clock}, C{events}, C{order_lifetime} (seconds) and
+    C{limiter} (the rate limits; C{None}: none).
     """
 
     _log: ClassVar[Logger] = Logger()
@@ -140,6 +166,7 @@ class OrderService:
     _clock: IReactorTime
     _events: EventBus
     _order_lifetime: float = 7 * 86400
+    _limiter: RateLimiter | None = None
 
     def policy(self, token: Token) -> Policy:
         """
@@ -164,8 +191,11 @@ class OrderService:
             raise malformed("notBefore and notAfter are not supported; leave them out")
         policy = self.policy(token)
         names = check_names(token, policy, request.identifiers)
+        if self._limiter is not None:
+            await self._limiter.new_order(token.id, account.id)
         order, authorizations = self._build_order(token, account, policy, names)
         await self._repo.add_order(order, authorizations)
+        await self._repo.account_active(account, order.created)
         self._log.info(
             "order {order_id} created under token {token_id} for {names}",
             order_id=order.id,
@@ -264,6 +294,7 @@ class OrderService:
         move the order to C{processing} and hand it to the issuance queue.
         """
         policy = self.policy(token)
+        recheck_names(token.domains, policy, order.names)
         check_csr(
             b64decode(csr, "csr"),
             order_names=order.names,

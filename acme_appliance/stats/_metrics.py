@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ..notify import CaFailover, CertificateIssued, Event, EventName, UpstreamOrdered, ValidationEvent
+from ..orders import Limit
 from ..storage import Store, keys
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -70,6 +71,12 @@ class Metrics:
             "acme_appliance_upstream_requests",
             "HTTP requests to upstream CAs, by result.",
             ["ca", "result"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "acme_appliance_rate_limited",
+            "Requests refused by a rate limit (429 rateLimited), by limit.",
+            ["limit"],
             registry=r,
         )
         self.ca_up = Gauge("acme_appliance_ca_up", "1 while a CA is considered up, 0 while down.", ["ca"], registry=r)
@@ -142,6 +149,10 @@ class Metrics:
     def upstream_request(self, ca: str, result: str) -> None:
         # Not persisted, like the request counts.
         self.upstream_requests.labels(ca=ca, result=result).inc()
+
+    def limited(self, limit: Limit) -> None:
+        # Not persisted: a flood of refusals must not become a flood of writes.
+        self.rate_limited.labels(limit=limit.value).inc()
 
     def _count(self, counter: str, labels: dict[str, str]) -> None:
         self._counters[counter].labels(**labels).inc()

@@ -63,6 +63,34 @@ def certificate_by_serial(serial: str) -> str:
     return f"cert-serial/{serial}"
 
 
+ORDER_TIME_PREFIX = "order-time/"
+ORDER_DAY_PREFIX = "order-day/"
+
+
+def order_day(day: int) -> str:
+    """
+    Marks a day (days since the epoch) on which orders were created, so
+    that paging the time index skips the days without any.
+    """
+    return f"{ORDER_DAY_PREFIX}{day:06d}"
+
+
+def orders_of_day(day: int) -> str:
+    """
+    The prefix of the time index of the orders created on one day (days
+    since the epoch); a L{order_by_time} key follows.
+    """
+    return f"{ORDER_TIME_PREFIX}{day:06d}/"
+
+
+def order_by_time(day: int, cursor: str) -> str:
+    """
+    The entry of the time index for one order: C{cursor} is
+    C{<created, ms, 16 digits>-<order id>}, so keys sort by creation.
+    """
+    return orders_of_day(day) + cursor
+
+
 ISSUE_QUEUE_PREFIX = "queue/issue/"
 
 
@@ -88,6 +116,25 @@ def order_lock(order_key: str) -> str:
     The lease of the process that validates for an order key.
     """
     return f"lock/order/{order_key}"
+
+
+# rate limits (orders/_limits.py)
+
+
+def rate_window(limit: str, subject: str, window: int) -> str:
+    """
+    The counter of one rate limit for one token or account in one window
+    (window number since the epoch); it carries a TTL.
+    """
+    return f"limit/{limit}/{subject}/{window}"
+
+
+def finalize_slots(token_id: str) -> str:
+    """
+    The prefix of a token's finalize slots (the slot number follows; the
+    value is the order id holding it, with a TTL).
+    """
+    return f"limit-slot/{token_id}/"
 
 
 # tokens (the policy package)
