@@ -102,7 +102,7 @@ class ApplianceService(MultiService):
         self.store = store
         clock = reactor
         self.tokens = TokenRegistry(store, clock)
-        repository = AcmeRepository(store, clock=clock, retention=config.retention)
+        self.repository = repository = AcmeRepository(store, clock=clock, retention=config.retention)
         policies = {p.name: p for p in config.policies}
         self.events = EventBus(clock)
         self.metrics = Metrics(store)
@@ -218,7 +218,17 @@ class ApplianceService(MultiService):
     def startService(self) -> None:
         super().startService()
         Deferred.fromCoroutine(self.metrics.restore())
+        Deferred.fromCoroutine(self._index_stored_orders())
         Deferred.fromCoroutine(self._greet())
+
+    async def _index_stored_orders(self) -> None:
+        try:
+            count = await self.repository.index_stored_orders()
+        except Exception:
+            self._log.failure("cannot index the orders stored by an earlier version")
+            return
+        if count:
+            self._log.info("indexed {count} order(s) stored by an earlier version", count=count)
 
     async def _greet(self) -> None:
         tokens = await self.tokens.list()

@@ -265,9 +265,32 @@ class AcmeRepository:
             await put_record(self.store, keys.authorization(authz.id), authz, ttl=ttl)
         await put_record(self.store, keys.order(order.id), order, ttl=ttl)
         await self.store.set(keys.account_orders(order.account_id) + order.id, b"", ttl=ttl)
+        await self._index(order, ttl)
+
+    async def _index(self, order: Order, ttl: float | None) -> None:
         day = int(order.created // 86400)
         await self.store.set(keys.order_by_time(day, order_cursor(order)), b"", ttl=ttl)
         await self.store.set(keys.order_day(day), b"", ttl=ttl)
+
+    async def index_stored_orders(self) -> int:
+        """
+        Put the orders stored before the time index existed into it, once,
+        with their retention: the admin list shows them and they expire like
+        new ones.  Returns how many were indexed.
+        """
+        if await self.store.get(keys.ORDER_INDEX_BUILT) is not None:
+            return 0
+        count = 0
+        for key, value in await self.store.scan(keys.ORDER_PREFIX):
+            order = load_record(Order, value)
+            ttl = self._order_ttl(order)
+            if await self.store.get(keys.order_by_time(int(order.created // 86400), order_cursor(order))) is None:
+                # Only the expiry changes, and only if no job changed the order meanwhile.
+                await self.store.compare_and_set(key, value, value, ttl=ttl)
+                await self._index(order, ttl)
+                count += 1
+        await self.store.set(keys.ORDER_INDEX_BUILT, b"1")
+        return count
 
     async def update_order(
         self, order_id: str, change: Callable[[Order], Order | None], *, attempts: int = 20

@@ -91,6 +91,9 @@ def order_by_time(day: int, cursor: str) -> str:
     return orders_of_day(day) + cursor
 
 
+#: Set once every order stored before the time index existed is in it.
+ORDER_INDEX_BUILT = "migration/order-time-index"
+
 ISSUE_QUEUE_PREFIX = "queue/issue/"
 
 

@@ -18,6 +18,7 @@ from acme_appliance.ca.local import LocalCA
 from acme_appliance.core import ProblemType
 from acme_appliance.issuance import IssuanceService
 from acme_appliance.orders import AcmeRepository, Limits, Order, OrderStatus, Retention, order_cursor
+from acme_appliance.storage import keys, put_record
 from acme_appliance.testing import b64, make_csr, sample_policy
 from acme_appliance.wire import messages as m
 
@@ -75,6 +76,23 @@ class RetentionTests(Fixture):
         self.assertIsNone(self.wait(self.repo.account_by_thumbprint(self.token.id, idle.thumbprint)))
         kept = self.wait(self.repo.account_by_thumbprint(self.token.id, self.account.thumbprint))
         self.assertEqual(kept.id if kept else None, self.account.id)
+
+    def test_orders_of_an_earlier_version_indexed_once(self) -> None:
+        """
+        Orders stored before the time index existed (no index entry, no
+        expiry) are indexed at start-up, once, and expire like new ones.
+        """
+        order = self.wait(self.order())
+        day = int(order.created // 86400)
+        self.wait(self.store.delete(keys.order_by_time(day, order_cursor(order))))
+        self.wait(self.store.delete(keys.order_day(day)))
+        self.wait(put_record(self.store, keys.order(order.id), order))
+        self.assertEqual(self.wait(self.repo.orders_page(10)), ([], None))
+        self.assertEqual(self.wait(self.repo.index_stored_orders()), 1)
+        self.assertEqual(self.wait(self.repo.orders_page(10)), ([order], None))
+        self.assertEqual(self.wait(self.repo.index_stored_orders()), 0)
+        self.clock.advance(7 * DAY + 30 * DAY + 1)
+        self.assertIsNone(self.wait(self.repo.order(order.id)))
 
     def test_without_retention_kept(self) -> None:
         repo = AcmeRepository(self.store)
