@@ -4,11 +4,10 @@ The twistd plugin's options and service: C{twistd -n acme-appliance --config FIL
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
@@ -23,7 +22,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from ._appliance import IApplianceReactor, StartupError, build_cas, make_notifiers, make_responder, open_store_now
-from .acme import AcmeServer, endpoint_of, redact_token
+from .acme import AcmeServer, endpoint_of, redact_token, redact_uri
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .issuance import IssuanceService, Revoker
@@ -50,14 +49,23 @@ class Options(usage.Options):
 
 class _RedactedRequest:
     """
-    Shows a request to the access-log formatter with its directory token
-    hidden: tokens are secrets and must never reach a log.
+    Shows a request to the access-log formatter with its secrets hidden,
+    however the client spelled them: the directory token in the path and
+    the dashboard's log-in C{key} in the query, in the request URI and in
+    the Referer.
     """
 
     def __init__(self, request: Any) -> None:
         self._request = request
-        # The dashboard's log-in URL carries the admin key.
-        self.uri = re.sub(rb"([?&]key=)[^&]*", rb"\1<key>", redact_token(request.uri))
+        self.uri = redact_uri(request.uri)
+
+    def getHeader(self, name: bytes | str) -> bytes | str | None:
+        value: bytes | str | None = self._request.getHeader(name)
+        if value is None or (name.lower() if isinstance(name, str) else name.decode("latin-1").lower()) != "referer":
+            return value
+        raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
+        parts = urlsplit(raw)
+        return urlunsplit(parts._replace(path=redact_token(parts.path), query=redact_uri(b"?" + parts.query)[1:]))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._request, name)

@@ -4,7 +4,7 @@ ACME offload: the RFC 8555 server the clients talk to.
 
 from ._auth import AuthenticatedRequest, Authenticator, SignedBy
 from ._nonces import NonceSource
-from ._paths import DirectoryUrls, directory_url, endpoint_of, redact_token, resource_url, secret_of
+from ._paths import DirectoryUrls, directory_url, endpoint_of, redact_token, redact_uri, resource_url, secret_of
 from ._server import AcmeServer
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "directory_url",
     "endpoint_of",
     "redact_token",
+    "redact_uri",
     "resource_url",
     "secret_of",
 ]
