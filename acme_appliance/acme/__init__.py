@@ -2,7 +2,7 @@
 ACME offload: the RFC 8555 server the clients talk to.
 """
 
-from ._auth import AuthenticatedRequest, Authenticator, SignedBy
+from ._auth import AuthenticatedRequest, Authenticator, SignedBy, UnknownDirectory
 from ._nonces import NonceSource
 from ._paths import DirectoryUrls, directory_url, endpoint_of, redact_token, redact_uri, resource_url, secret_of
 from ._server import AcmeServer
@@ -14,6 +14,7 @@ __all__ = [
     "DirectoryUrls",
     "NonceSource",
     "SignedBy",
+    "UnknownDirectory",
     "directory_url",
     "endpoint_of",
     "redact_token",
