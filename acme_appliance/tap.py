@@ -22,6 +22,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from ._appliance import IApplianceReactor, StartupError, build_cas, make_notifiers, make_responder, open_store_now
+from ._logs import install_log_observer, log_file_of
 from .acme import AcmeServer, endpoint_of, redact_token, redact_uri
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
@@ -107,6 +108,8 @@ class ApplianceService(MultiService):
     def __init__(self, config: Config, store: Store, reactor: IApplianceReactor) -> None:
         super().__init__()
         self.config = config
+        #: The file twistd logs to, bounded by L{install_log_observer}.
+        self.log_file: str | None = None
         self.store = store
         clock = reactor
         self.tokens = TokenRegistry(store, clock)
@@ -213,6 +216,11 @@ class ApplianceService(MultiService):
         service.setName(name)
         service.setServiceParent(self)
 
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        # twistd makes the service, then the application, then the logger.
+        install_log_observer(parent, self.log_file)
+
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
@@ -260,7 +268,9 @@ def makeService(options: Options) -> IService:
             names = list(dict.fromkeys([host, "localhost", "127.0.0.1"]))
             ensure_self_signed(config.acme.tls_cert, config.acme.tls_key, names, clock=reactor)
         store = open_store_now(config, reactor)
-        return ApplianceService(config, store, reactor)
+        service = ApplianceService(config, store, reactor)
+        service.log_file = log_file_of(getattr(options, "parent", None))
+        return service
     except (ConfigError, StartupError) as e:
         sys.exit(f"acme-appliance: {e}")
     except TLSSetupError as e:
