@@ -101,3 +101,12 @@ class PrivateFileDirectoryTests(_Umask, SynchronousTestCase):
         path = os.path.join(self.mktemp(), "admin", "api.key")
         ensure_api_key(path)
         self.assertEqual((_mode(os.path.dirname(path)), _mode(path)), (0o700, 0o600))
+
+
+class SystemdUnitTests(SynchronousTestCase):
+    def test_state_directory_private(self) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        with open(os.path.join(root, "etc", "acme-appliance.service"), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        self.assertIn("StateDirectoryMode=0700", lines)
+        self.assertIn("UMask=0077", lines)
