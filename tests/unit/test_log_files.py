@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from twisted.application.service import Application
+from twisted.internet import reactor as global_reactor
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, Logger
 from twisted.trial.unittest import SynchronousTestCase
@@ -18,7 +19,7 @@ from acme_appliance.config import load_config
 from acme_appliance.storage import MemoryStore
 from acme_appliance.tap import ApplianceService, Options
 
-from .test_tap_wiring import CONFIG
+from .test_tap_wiring import config_file
 
 
 class _Service:
@@ -50,16 +51,20 @@ class BoundedLogTests(SynchronousTestCase):
         self.assertEqual(len(os.listdir(directory)), KEEP_ROTATED + 1)
 
     def _config(self) -> str:
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-        path = os.path.join(directory, "appliance.toml")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(CONFIG)
-        return path
+        return config_file(self)
 
     def test_service_installs_the_observer(self) -> None:
         config = self._config()
         reactor = MemoryReactorClock()
+        # The DNS resolver the service builds reads resolv.conf on the
+        # global reactor: leave no timer behind for later tests.
+        before = set(global_reactor.getDelayedCalls())
+
+        def cancel_new_timers() -> None:
+            for call in set(global_reactor.getDelayedCalls()) - before:
+                call.cancel()
+
+        self.addCleanup(cancel_new_timers)
         service = ApplianceService(load_config(config), MemoryStore(reactor), reactor)  # type: ignore[arg-type]
         service.log_file = os.path.join(os.path.dirname(config), "twistd.log")
         application = Application("acme-appliance")
