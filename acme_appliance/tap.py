@@ -4,11 +4,10 @@ The twistd plugin's options and service: C{twistd -n acme-appliance --config FIL
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
@@ -23,7 +22,8 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from ._appliance import IApplianceReactor, StartupError, build_cas, make_notifiers, make_responder, open_store_now
-from .acme import AcmeServer, endpoint_of, redact_token
+from ._logs import install_log_observer, log_file_of
+from .acme import AcmeServer, endpoint_of, redact_token, redact_uri
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .issuance import IssuanceService, Revoker
@@ -50,14 +50,23 @@ class Options(usage.Options):
 
 class _RedactedRequest:
     """
-    Shows a request to the access-log formatter with its directory token
-    hidden: tokens are secrets and must never reach a log.
+    Shows a request to the access-log formatter with its secrets hidden,
+    however the client spelled them: the directory token in the path and
+    the dashboard's log-in C{key} in the query, in the request URI and in
+    the Referer.
     """
 
     def __init__(self, request: Any) -> None:
         self._request = request
-        # The dashboard's log-in URL carries the admin key.
-        self.uri = re.sub(rb"([?&]key=)[^&]*", rb"\1<key>", redact_token(request.uri))
+        self.uri = redact_uri(request.uri)
+
+    def getHeader(self, name: bytes | str) -> bytes | str | None:
+        value: bytes | str | None = self._request.getHeader(name)
+        if value is None or (name.lower() if isinstance(name, str) else name.decode("latin-1").lower()) != "referer":
+            return value
+        raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
+        parts = urlsplit(raw)
+        return urlunsplit(parts._replace(path=redact_token(parts.path), query=redact_uri(b"?" + parts.query)[1:]))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._request, name)
@@ -99,6 +108,8 @@ class ApplianceService(MultiService):
     def __init__(self, config: Config, store: Store, reactor: IApplianceReactor) -> None:
         super().__init__()
         self.config = config
+        #: The file twistd logs to, bounded by L{install_log_observer}.
+        self.log_file: str | None = None
         self.store = store
         clock = reactor
         self.tokens = TokenRegistry(store, clock)
@@ -209,6 +220,11 @@ class ApplianceService(MultiService):
         service.setName(name)
         service.setServiceParent(self)
 
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        # twistd makes the service, then the application, then the logger.
+        install_log_observer(parent, self.log_file)
+
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
@@ -266,7 +282,9 @@ def makeService(options: Options) -> IService:
             names = list(dict.fromkeys([host, "localhost", "127.0.0.1"]))
             ensure_self_signed(config.acme.tls_cert, config.acme.tls_key, names, clock=reactor)
         store = open_store_now(config, reactor)
-        return ApplianceService(config, store, reactor)
+        service = ApplianceService(config, store, reactor)
+        service.log_file = log_file_of(getattr(options, "parent", None))
+        return service
     except (ConfigError, StartupError) as e:
         sys.exit(f"acme-appliance: {e}")
     except TLSSetupError as e:

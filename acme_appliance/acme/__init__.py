@@ -2,9 +2,9 @@
 ACME offload: the RFC 8555 server the clients talk to.
 """
 
-from ._auth import AuthenticatedRequest, Authenticator, SignedBy
+from ._auth import AuthenticatedRequest, Authenticator, SignedBy, UnknownDirectory
 from ._nonces import NonceSource
-from ._paths import DirectoryUrls, directory_url, endpoint_of, redact_token, resource_url, secret_of
+from ._paths import DirectoryUrls, directory_url, endpoint_of, redact_token, redact_uri, resource_url, secret_of
 from ._server import AcmeServer
 
 __all__ = [
@@ -14,9 +14,11 @@ __all__ = [
     "DirectoryUrls",
     "NonceSource",
     "SignedBy",
+    "UnknownDirectory",
     "directory_url",
     "endpoint_of",
     "redact_token",
+    "redact_uri",
     "resource_url",
     "secret_of",
 ]

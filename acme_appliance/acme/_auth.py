@@ -21,6 +21,17 @@ from ._paths import account_id_of
 JOSE_JSON = "application/jose+json"
 
 
+class UnknownDirectory(AcmeProblem):
+    """
+    No active token has the secret in the URL.  The answer carries no
+    nonce: nonces are for a directory's clients, and a stranger asking
+    must not be able to drain or flood the pool.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(ProblemType.MALFORMED, "unknown or revoked directory", status=404)
+
+
 class SignedBy(Enum):
     """
     Which key a request must be signed with.
@@ -85,12 +96,12 @@ class Authenticator:
         """
         The active token with this secret.
 
-        @raise AcmeProblem: C{malformed} 404 for an unknown or revoked one.
+        @raise UnknownDirectory: for an unknown or revoked one.
         """
         try:
             return await self._tokens.lookup(secret)
         except UnknownToken:
-            raise malformed("unknown or revoked directory", status=404) from None
+            raise UnknownDirectory() from None
 
     async def authenticate(
         self, request: IRequest, secret: str, signed_by: SignedBy = SignedBy.ACCOUNT

@@ -6,11 +6,15 @@ the token and the resource in a request path.
 from __future__ import annotations
 
 import re
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from attrs import frozen
 
 ACME_SEGMENT = b"acme"
 REDACTED_TOKEN = b"<token>"
+REDACTED_VALUE = b"<redacted>"
+# What a decoded path segment may show unescaped in a log line.
+_SAFE = "-._~!$&'()*+,;=:@"
 
 # Metric labels: a resource name as the server routes them.
 _LABEL = re.compile(rb"[a-z][a-z0-9.-]{0,31}")
@@ -43,15 +47,55 @@ def secret_of(path: bytes) -> str | None:
     return parts[2].decode("ascii", "replace") if acme and parts[2] else None
 
 
+def _routed(path: bytes) -> list[bytes]:
+    """
+    The non-empty segments of C{path} as routing sees them: each raw
+    segment percent-decoded (as twisted.web does), joined and split again
+    (Klein joins them), empty and C{.} segments dropped (the router merges
+    slashes).
+    """
+    decoded = b"/".join(unquote_to_bytes(segment) for segment in path.split(b"/"))
+    return [segment for segment in decoded.split(b"/") if segment not in (b"", b".")]
+
+
 def redact_token(path: bytes) -> bytes:
     """
-    The request path (or URI) with the directory token hidden: tokens are
-    secrets and must never reach a log.
+    The request path with the directory token hidden, however it is
+    spelled (percent-encoded, with doubled slashes): tokens are secrets
+    and must never reach a log.  A path that routes to a token's directory
+    is logged decoded, as C{/acme/<token>/...}; any other path as it came.
     """
-    parts, acme = _segments(path)
-    if acme:
-        parts[2] = REDACTED_TOKEN
-    return b"/".join(parts)
+    segments = _routed(path)
+    if len(segments) < 2 or segments[0].lower() != ACME_SEGMENT:
+        return path
+    rest = [quote_from_bytes(segment, safe=_SAFE) for segment in segments[2:]]
+    return b"/".join([b"", ACME_SEGMENT, REDACTED_TOKEN, *(r.encode() for r in rest)])
+
+
+def _redact_query(query: bytes, secret_names: frozenset[str]) -> bytes:
+    # twisted.web splits parameters at "&" and ";" and decodes each name;
+    # a secret's value is hidden up to the next "&", ";"-parts included.
+    parts = []
+    for part in query.split(b"&"):
+        items = part.split(b";")
+        for i, item in enumerate(items):
+            name, equals, _ = item.partition(b"=")
+            if equals and unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8", "replace") in secret_names:
+                part = b";".join([*items[:i], name + b"=" + REDACTED_VALUE])
+                break
+        parts.append(part)
+    return b"&".join(parts)
+
+
+def redact_uri(uri: bytes, secret_parameters: frozenset[str] = frozenset({"key"})) -> bytes:
+    """
+    A request URI fit for a log: the directory token hidden as
+    L{redact_token} does, and the value of every query parameter whose
+    decoded name is in C{secret_parameters} (the dashboard's log-in
+    C{key}) replaced, however the name is spelled.
+    """
+    path, question, query = uri.partition(b"?")
+    return redact_token(path) + question + _redact_query(query, secret_parameters)
 
 
 def endpoint_of(path: bytes) -> str:

@@ -43,7 +43,7 @@ from ..policy import Policy, Token, TokenRegistry
 from ..wire import jwk_from_json, jwk_thumbprint, jwk_to_json, parse_inner_keychange_jws
 from ..wire import messages as m
 from . import _resources as r
-from ._auth import AuthenticatedRequest, Authenticator, SignedBy
+from ._auth import AuthenticatedRequest, Authenticator, SignedBy, UnknownDirectory
 from ._nonces import NonceSource
 from ._paths import DirectoryUrls, redact_token, resource_url, secret_of
 
@@ -147,10 +147,13 @@ class AcmeServer:
 
     # errors: the one place exceptions become responses
 
-    def _problem(self, request: IRequest, problem: AcmeProblem) -> bytes:
+    def _problem(self, request: IRequest, problem: AcmeProblem, *, nonce: bool = True) -> bytes:
+        # A nonce only for a directory the request was checked against:
+        # an unknown token or an unrouted path gets none.
         secret = secret_of(request.path)
-        if secret is not None:
+        if nonce and secret is not None and not isinstance(problem, UnknownDirectory):
             self._headers(request, secret)
+        request.setHeader("Cache-Control", "no-store")
         request.setResponseCode(problem.status)
         request.setHeader("Content-Type", "application/problem+json")
         for name, value in problem.headers.items():
@@ -165,11 +168,11 @@ class AcmeServer:
     @route_errors(app)
     def handle_route_error(self, request: IRequest, error: RouteError) -> bytes:
         if error.status is HTTPStatus.NOT_FOUND:
-            return self._problem(request, malformed("no such resource", status=404))
+            return self._problem(request, malformed("no such resource", status=404), nonce=False)
         if error.status is HTTPStatus.METHOD_NOT_ALLOWED:
             allowed = ", ".join(error.allowed)
             problem = malformed(f"method not allowed here; use {allowed}", status=405, headers={"Allow": allowed})
-            return self._problem(request, problem)
+            return self._problem(request, problem, nonce=False)
         self._log.failure(
             "internal error answering {method} {path}",
             error.failure,
@@ -177,7 +180,9 @@ class AcmeServer:
             path=redact_token(request.path).decode("ascii", "replace"),
         )
         return self._problem(
-            request, AcmeProblem(ProblemType.SERVER_INTERNAL, "internal error; the operator has the details")
+            request,
+            AcmeProblem(ProblemType.SERVER_INTERNAL, "internal error; the operator has the details"),
+            nonce=False,
         )
 
     # request authentication

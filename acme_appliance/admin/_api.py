@@ -8,6 +8,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from enum import Enum
 from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import urlencode
@@ -26,6 +27,7 @@ from ..orders import AcmeRepository, Order, OrderStatus
 from ..policy import BadTokenRequest, Policy, Token, TokenRegistry, UnknownToken, token_domains
 from ..stats import CONTENT_TYPE, Metrics, ca_state, dashboard_data, dashboard_page
 from ..storage import Store, keys
+from ._session import Sessions
 
 COOKIE = b"acme_appliance_admin"
 MAX_BODY = 65536
@@ -78,6 +80,15 @@ def _order_json(order: Order) -> dict[str, Any]:
     }
 
 
+class Caller(Enum):
+    """
+    How a request proved it may use the admin API.
+    """
+
+    BEARER = "bearer"
+    BROWSER = "session cookie"
+
+
 class AdminError(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -127,6 +138,7 @@ class AdminAPI:
         events: EventBus | None = None,
     ) -> None:
         self._key = api_key.encode()
+        self._sessions = Sessions(self._key)
         self._store = store
         self._metrics = metrics if metrics is not None else Metrics()
         self._ca_health = ca_health
@@ -142,16 +154,31 @@ class AdminAPI:
     def resource(self) -> IResource:
         return self.app.resource()
 
-    def _authorise(self, request: IRequest) -> None:
+    def _authorise(self, request: IRequest) -> Caller:
         header = request.getHeader("authorization") or ""
         scheme, _, given = header.partition(" ")
         cookie = request.getCookie(COOKIE) or b""
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._key):
-            return
-        if cookie and hmac.compare_digest(cookie, self._key):
-            return
+            return Caller.BEARER
+        if cookie and self._sessions.valid(cookie, self._clock.seconds()):
+            return Caller.BROWSER
         request.setHeader("WWW-Authenticate", 'Bearer realm="acme-appliance"')
         raise AdminError(401, "a valid bearer key is required")
+
+    def _authorise_change(self, request: IRequest, *, body: bool) -> None:
+        """
+        Authorise a request that changes something: a JSON body must say
+        so, and a browser session must come from the admin's own origin.
+        """
+        caller = self._authorise(request)
+        content_type = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+        if body and content_type != "application/json":
+            raise AdminError(415, "Content-Type must be application/json")
+        if caller is Caller.BROWSER:
+            scheme = "https" if request.isSecure() else "http"
+            own = f"{scheme}://{request.getHeader('host') or ''}".lower()
+            if (request.getHeader("origin") or "").lower() != own:
+                raise AdminError(403, "a browser session may only change things from the admin's own origin")
 
     def _json(self, request: IRequest, body: Any, status: int = 200) -> bytes:
         request.setResponseCode(status)
@@ -186,6 +213,16 @@ class AdminAPI:
         return self._json(request, {"error": "internal error; the operator log has the details"}, 500)
 
     # health and metrics
+
+    @app.route("/livez", methods=["GET", "HEAD"])
+    def livez(self, request: IRequest) -> bytes:
+        """
+        Liveness for container health checks: needs no key, says nothing
+        but that the process answers.
+        """
+        request.setHeader("Content-Type", "text/plain; charset=utf-8")
+        request.setHeader("Cache-Control", "no-store")
+        return b"ok\n"
 
     @app.route("/health", methods=["GET"])
     async def health(self, request: IRequest) -> bytes:
@@ -234,7 +271,7 @@ class AdminAPI:
 
     @app.route("/tokens", methods=["POST"])
     async def create_token(self, request: IRequest) -> bytes:
-        self._authorise(request)
+        self._authorise_change(request, body=True)
         body = self._body(request)
         policy = body.get("policy")
         domains = body.get("domains", [])
@@ -254,7 +291,7 @@ class AdminAPI:
 
     @app.route("/tokens/<token_id>", methods=["DELETE"])
     async def revoke_token(self, request: IRequest, token_id: str) -> bytes:
-        self._authorise(request)
+        self._authorise_change(request, body=False)
         try:
             token = await self._need_tokens().revoke(token_id)
         except UnknownToken:
@@ -324,8 +361,9 @@ class AdminAPI:
     @app.route("/", methods=["GET"])
     def dashboard(self, request: IRequest) -> bytes:
         """
-        The dashboard page.  C{/?key=<admin key>} logs a browser in: the key
-        goes into an HttpOnly cookie and the URL loses it.
+        The dashboard page.  C{/?key=<admin key>} logs a browser in: a
+        signed session that expires (not the key) goes into an HttpOnly,
+        SameSite=Strict cookie, C{Secure} over TLS, and the URL loses it.
         """
         given = _arg(request, "key")
         if given is not None:
@@ -333,7 +371,13 @@ class AdminAPI:
                 raise AdminError(401, "wrong admin key")
             # IRequest.addCookie's declaration lags twisted.web.server.Request's.
             cast(Any, request).addCookie(
-                COOKIE, self._key, path="/", httpOnly=True, secure=request.isSecure(), sameSite="strict"
+                COOKIE,
+                self._sessions.issue(self._clock.seconds()),
+                path="/",
+                max_age=str(self._sessions.lifetime),
+                httpOnly=True,
+                secure=request.isSecure(),
+                sameSite="strict",
             )
             request.redirect(b"/")
             return b""

@@ -379,7 +379,7 @@ def _install(contents: dict[str, tuple[bytes, int]], directory: str) -> bool:
     """
     parent, base = os.path.split(directory)
     try:
-        os.makedirs(parent, exist_ok=True)
+        os.makedirs(parent, mode=0o700, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=f".{base}.", suffix=".new", dir=parent)  # mode 0700
     except OSError as e:
         raise LocalCAError(f"cannot create the local CA in {directory}: {e.strerror}") from None

@@ -63,7 +63,7 @@ def fsync_directory(path: str) -> None:
 
 def _stage(path: str, data: bytes, mode: int) -> str:
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
     # mkstemp creates the file 0600 (O_EXCL); the name ends like the target's.
     fd, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{os.path.basename(path)}", dir=directory)
     try:

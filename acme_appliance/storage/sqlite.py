@@ -151,11 +151,14 @@ class SQLiteStore:
         parent = os.path.dirname(self.path)
         try:
             if parent:
-                os.makedirs(parent, exist_ok=True)
+                # The database holds the upstream CA account keys: a
+                # directory made for it is its owner's only.
+                os.makedirs(parent, mode=0o700, exist_ok=True)
         except FileExistsError:
             raise StorageError(f"cannot open database {self.path}: {parent} is not a directory") from None
         except OSError as e:
             raise StorageError(f"cannot open database {self.path}: cannot create {parent}: {e.strerror or e}") from None
+        self._make_private()
         conn = None
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
@@ -174,6 +177,26 @@ class SQLiteStore:
             raise StorageError(f"cannot open database {self.path}: {e}") from None
         self._log.info("opened SQLite store {path}", path=self.path)
         return conn
+
+    def _make_private(self) -> None:
+        """
+        Create the database file readable by its owner only, before SQLite
+        opens it, and take group and other access from an existing one.
+        SQLite creates the C{-wal} and C{-shm} files with the database
+        file's mode, so they are never readable by others either.
+        """
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except OSError as e:
+            raise StorageError(f"cannot open database {self.path}: {e.strerror or e}") from None
+        for path in (self.path, self.path + "-wal", self.path + "-shm"):
+            try:
+                if os.stat(path).st_mode & 0o077:
+                    os.chmod(path, 0o600)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                self._log.warn("cannot make {path} private: {error}", path=path, error=e.strerror or str(e))
 
     def _in_thread(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:

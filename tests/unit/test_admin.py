@@ -51,6 +51,7 @@ class AdminTests(SynchronousTestCase):
         kw: dict[str, Any] = {"headers": headers, "allow_redirects": False}
         if body is not None:
             kw["data"] = body if isinstance(body, bytes) else json.dumps(body).encode()
+            kw["headers"] = {b"Content-Type": [b"application/json"], **headers}
         d = self.http.request(method, f"http://admin.test{path}", **kw)  # type: ignore[attr-defined]
         self.http.flush()
         response = self.successResultOf(d)

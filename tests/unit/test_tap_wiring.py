@@ -43,13 +43,21 @@ QUEUE_SIZE = 1000
 DROPPED = "acme_appliance_notifications_dropped_total"
 
 
+def config_file(case: SynchronousTestCase) -> str:
+    """
+    L{CONFIG} in a new file of C{case}'s temporary directory.
+    """
+    directory = os.path.abspath(case.mktemp())
+    os.makedirs(directory)
+    path = os.path.join(directory, "appliance.toml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(CONFIG)
+    return path
+
+
 class NotifierWiringTests(SynchronousTestCase):
     def setUp(self) -> None:
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-        path = os.path.join(directory, "appliance.toml")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(CONFIG)
+        path = config_file(self)
         self.reactor = MemoryReactorClock()
         self.service = ApplianceService(load_config(path), MemoryStore(self.reactor), self.reactor)  # type: ignore[arg-type]
 
