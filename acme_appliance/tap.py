@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from attrs import evolve
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
@@ -20,9 +21,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import IResource
-from twisted.web.server import Site
 
 from ._appliance import IApplianceReactor, StartupError, build_cas, make_notifiers, make_responder, open_store_now
+from ._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_max_connections
 from .acme import AcmeServer, endpoint_of, redact_token
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
@@ -34,8 +35,6 @@ from .stats import Metrics
 from .storage import Store
 from .tls import TLSSetupError, ensure_self_signed
 from .validation import DcvAuthority, DcvDNSServerFactory, FileProxy, ValidationValues, make_dns_services
-
-IDLE_TIMEOUT = 60
 
 
 class Options(usage.Options):
@@ -68,25 +67,44 @@ def redacting_log_formatter(timestamp: str, request: Any) -> str:
     return line
 
 
-class _CountingSite(Site):
-    def __init__(self, resource: IResource, on_request: Callable[[Any], None] | None, **kw: Any) -> None:
-        super().__init__(resource, **kw)
-        self._on_request = on_request
-
-    def log(self, request: Any) -> None:
-        super().log(request)
-        if self._on_request is not None:
-            self._on_request(request)
-
-
-def site(resource: IResource, on_request: Callable[[Any], None] | None = None) -> Site:
+def site(
+    resource: IResource, on_request: Callable[[Any], None] | None = None, limits: ListenerLimits = ListenerLimits()
+) -> BoundedSite:
     """
-    A Site with the token-redacting access log; C{on_request} sees every
-    finished request (for the request metrics).
+    A bounded Site with the token-redacting access log; C{on_request} sees
+    every finished request (for the request metrics).
     """
-    factory = _CountingSite(resource, on_request, logFormatter=redacting_log_formatter, timeout=IDLE_TIMEOUT)
-    factory.displayTracebacks = False
-    return factory
+    return BoundedSite(resource, limits, on_request, logFormatter=redacting_log_formatter)
+
+
+class ListenFailed(Exception):
+    """
+    A listener could not bind: C{str()} is the one-line reason.  An
+    C{Exception}, so that a daemonizing twistd reports it through its
+    status pipe and exits non-zero.
+    """
+
+
+def listener_count(config: Config) -> int:
+    """
+    How many listeners share the open-files limit: ACME, admin, file proxy
+    and DNS over TCP, as configured.
+    """
+    validation = config.validation
+    return sum(
+        (True, config.admin is not None, validation.fileproxy_listen is not None, validation.dns_zone is not None)
+    )
+
+
+def listener_limits(config: Config) -> ListenerLimits:
+    """
+    The limits of each listener, from C{[listeners]}.
+    """
+    listeners = config.listeners
+    return ListenerLimits(
+        request_timeout=listeners.request_timeout,
+        max_connections=listeners.max_connections or default_max_connections(listener_count(config)),
+    )
 
 
 class ApplianceService(MultiService):
@@ -96,9 +114,15 @@ class ApplianceService(MultiService):
 
     _log = Logger()
 
-    def __init__(self, config: Config, store: Store, reactor: IApplianceReactor) -> None:
+    def __init__(self, config: Config, store: Store, reactor: IApplianceReactor, *, daemon: bool = False) -> None:
+        """
+        @param daemon: Whether twistd daemonizes (then a bind failure must
+            raise L{ListenFailed} rather than exit).
+        """
         super().__init__()
         self.config = config
+        self.daemon = daemon
+        self.limits = listener_limits(config)
         self.store = store
         clock = reactor
         self.tokens = TokenRegistry(store, clock)
@@ -143,9 +167,13 @@ class ApplianceService(MultiService):
             retry_after=config.issuance.retry_after,
             events=self.events,
         )
-        self._listen("acme", config.acme.listen, self.acme.resource(), reactor)
+        # Twice the ACME body limit reaches the server, which answers the
+        # ones over it with a problem document.
+        acme_limits = evolve(self.limits, max_body_bytes=2 * config.acme.max_body_bytes)
+        self._listen("acme", config.acme.listen, self.acme.resource(), reactor, acme_limits)
         if config.admin is not None:
-            self._listen("admin", config.admin.listen, self._admin(config, repository, clock).resource(), reactor)
+            admin = self._admin(config, repository, clock).resource()
+            self._listen("admin", config.admin.listen, admin, reactor, self.limits)
 
     def _admin(self, config: Config, repository: AcmeRepository, clock: IReactorTime) -> AdminAPI:
         assert config.admin is not None
@@ -176,9 +204,8 @@ class ApplianceService(MultiService):
     def _validation_listeners(self, config: Config, reactor: IApplianceReactor) -> None:
         validation = config.validation
         if validation.fileproxy_listen is not None:
-            self._listen(
-                "validation.fileproxy", validation.fileproxy_listen, FileProxy(self.values).resource(), reactor
-            )
+            proxy = FileProxy(self.values).resource()
+            self._listen("validation.fileproxy", validation.fileproxy_listen, proxy, reactor, self.limits)
         if validation.dns_zone is not None:
             authority = DcvAuthority(
                 validation.dns_zone,
@@ -186,21 +213,23 @@ class ApplianceService(MultiService):
                 self.values,
                 clock=reactor,
             )
-            factory = DcvDNSServerFactory(authority, clock=reactor)
+            factory = DcvDNSServerFactory(authority, clock=reactor, max_tcp_connections=self.limits.max_connections)
             for service in make_dns_services(
                 factory, port=validation.dns_listen_port, interface=validation.dns_listen_interface, reactor=reactor
             ):
                 service.setServiceParent(self)
 
-    def _listen(self, name: str, description: str, resource: IResource, reactor: IApplianceReactor) -> None:
+    def _listen(
+        self, name: str, description: str, resource: IResource, reactor: IApplianceReactor, limits: ListenerLimits
+    ) -> None:
         try:
             endpoint = serverFromString(reactor, description)
         except (ValueError, OSError) as e:
             raise StartupError(f"{name}.listen {description!r}: {e}") from None
-        service = StreamServerEndpointService(
-            endpoint,
-            site(resource, lambda request: self.metrics.request(name, endpoint_of(request.path), request.code)),
+        factory = site(
+            resource, lambda request: self.metrics.request(name, endpoint_of(request.path), request.code), limits
         )
+        service = StreamServerEndpointService(endpoint, ConnectionLimit(factory, limits.max_connections, name))
         service._raiseSynchronously = True
         service.setName(name)
         service.setServiceParent(self)
@@ -209,7 +238,13 @@ class ApplianceService(MultiService):
         try:
             super().privilegedStartService()
         except CannotListenError as e:
-            sys.exit(f"acme-appliance: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}")
+            reason = f"acme-appliance: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}"
+            if self.daemon:
+                # twistd's parent waits on its status pipe, which only an
+                # Exception reaches; it prints the reason and exits 1.
+                self._log.critical("{reason}", reason=reason)
+                raise ListenFailed(reason) from None
+            sys.exit(reason)
 
     def startService(self) -> None:
         super().startService()
@@ -252,8 +287,13 @@ def makeService(options: Options) -> IService:
             names = list(dict.fromkeys([host, "localhost", "127.0.0.1"]))
             ensure_self_signed(config.acme.tls_cert, config.acme.tls_key, names, clock=reactor)
         store = open_store_now(config, reactor)
-        return ApplianceService(config, store, reactor)
+        return ApplianceService(config, store, reactor, daemon=_daemonizes(options))
     except (ConfigError, StartupError) as e:
         sys.exit(f"acme-appliance: {e}")
     except TLSSetupError as e:
         sys.exit(f"acme-appliance: acme.self_signed_tls: {e}")
+
+
+def _daemonizes(options: Options) -> bool:
+    twistd = options.parent
+    return twistd is not None and not twistd.get("nodaemon", True)

@@ -53,6 +53,7 @@ def _config(path: str, data: dict[str, Any]) -> Config:
     validation = _sections.validation(_section(data, "validation", required=False), resolve)
     notify = _sections.notify(_section(data, "notify", required=False), resolve)
     issuance = _sections.issuance(_section(data, "issuance", required=False), resolve)
+    listeners = _sections.listeners(_section(data, "listeners", required=False), resolve)
     cas = _authorities.cas(_array(data, "ca"), resolve)
     policies = _authorities.policies(_array(data, "policy"), cas, validation)
     return Config(
@@ -65,6 +66,7 @@ def _config(path: str, data: dict[str, Any]) -> Config:
         issuance=issuance,
         cas=cas,
         policies=policies,
+        listeners=listeners,
     )
 
 
