@@ -68,13 +68,13 @@ def redacting_log_formatter(timestamp: str, request: Any) -> str:
 
 
 def site(
-    resource: IResource, on_request: Callable[[Any], None] | None = None, limits: ListenerLimits = ListenerLimits()
+    resource: IResource, on_request: Callable[[Any], None] | None = None, limits: ListenerLimits | None = None
 ) -> BoundedSite:
     """
     A bounded Site with the token-redacting access log; C{on_request} sees
     every finished request (for the request metrics).
     """
-    return BoundedSite(resource, limits, on_request, logFormatter=redacting_log_formatter)
+    return BoundedSite(resource, limits or ListenerLimits(), on_request, logFormatter=redacting_log_formatter)
 
 
 class ListenFailed(Exception):
