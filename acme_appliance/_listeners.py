@@ -17,13 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
-from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
 from twisted.web.server import Site
+from zope.interface import implementer
 
 # Chunked framing on top of the body limit: a chunk-size line per chunk.
 _CHUNK_SLACK = 16384
@@ -85,11 +86,13 @@ class _Refuse(Protocol):
         self.transport.abortConnection()  # type: ignore[attr-defined]
 
 
+@implementer(IProtocolNegotiationFactory)
 class ConnectionLimit(WrappingFactory):
     """
     Wraps a server factory so that at most C{limit} of its connections are
     open at once; the ones beyond are closed at once (also under TLS, where
-    a factory cannot refuse by returning C{None}).
+    a factory cannot refuse by returning C{None}).  Under TLS, it offers
+    the wrapped factory's ALPN protocols.
     """
 
     _log = Logger()
@@ -119,6 +122,10 @@ class ConnectionLimit(WrappingFactory):
 
     def logPrefix(self) -> str:
         return self.name
+
+    def acceptableProtocols(self) -> list[bytes]:
+        negotiation = IProtocolNegotiationFactory(self.wrappedFactory, None)
+        return list(negotiation.acceptableProtocols()) if negotiation is not None else []
 
 
 _REASONS = {

@@ -77,14 +77,6 @@ def site(
     return BoundedSite(resource, limits or ListenerLimits(), on_request, logFormatter=redacting_log_formatter)
 
 
-class ListenFailed(Exception):
-    """
-    A listener could not bind: C{str()} is the one-line reason.  An
-    C{Exception}, so that a daemonizing twistd reports it through its
-    status pipe and exits non-zero.
-    """
-
-
 def listener_count(config: Config) -> int:
     """
     How many listeners share the open-files limit: ACME, admin, file proxy
@@ -114,15 +106,11 @@ class ApplianceService(MultiService):
 
     _log = Logger()
 
-    def __init__(self, config: Config, store: Store, reactor: IApplianceReactor, *, daemon: bool = False) -> None:
-        """
-        @param daemon: Whether twistd daemonizes (then a bind failure must
-            raise L{ListenFailed} rather than exit).
-        """
+    def __init__(self, config: Config, store: Store, reactor: IApplianceReactor) -> None:
         super().__init__()
         self.config = config
-        self.daemon = daemon
         self.limits = listener_limits(config)
+        self._bound = False
         self.store = store
         clock = reactor
         self.tokens = TokenRegistry(store, clock)
@@ -235,16 +223,17 @@ class ApplianceService(MultiService):
         service.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
+        """
+        Bind every listener (once: L{makeService} binds before twistd
+        daemonizes); a port that cannot be bound exits with the reason.
+        """
+        if self._bound:
+            return
+        self._bound = True
         try:
             super().privilegedStartService()
         except CannotListenError as e:
-            reason = f"acme-appliance: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}"
-            if self.daemon:
-                # twistd's parent waits on its status pipe, which only an
-                # Exception reaches; it prints the reason and exits 1.
-                self._log.critical("{reason}", reason=reason)
-                raise ListenFailed(reason) from None
-            sys.exit(reason)
+            sys.exit(f"acme-appliance: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}")
 
     def startService(self) -> None:
         super().startService()
@@ -287,11 +276,18 @@ def makeService(options: Options) -> IService:
             names = list(dict.fromkeys([host, "localhost", "127.0.0.1"]))
             ensure_self_signed(config.acme.tls_cert, config.acme.tls_key, names, clock=reactor)
         store = open_store_now(config, reactor)
-        return ApplianceService(config, store, reactor, daemon=_daemonizes(options))
+        service = ApplianceService(config, store, reactor)
     except (ConfigError, StartupError) as e:
         sys.exit(f"acme-appliance: {e}")
     except TLSSetupError as e:
         sys.exit(f"acme-appliance: acme.self_signed_tls: {e}")
+    if _daemonizes(options):
+        # Bind before twistd forks: its parent only learns of failures that
+        # are Exceptions (and cuts their message), so a taken port would
+        # leave it waiting on its status pipe.  Exits with the reason, as
+        # with -n.
+        service.privilegedStartService()
+    return service
 
 
 def _daemonizes(options: Options) -> bool:

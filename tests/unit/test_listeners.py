@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -193,6 +194,13 @@ class ConnectionLimitTests(SynchronousTestCase):
         protocol, transport = self.connect()
         protocol.dataReceived(GET)
         self.assertIn(b"200 OK", transport.value())
+
+    def test_alpn(self) -> None:
+        """
+        Under TLS the wrapper offers the site's protocols: with none, a
+        client offering ALPN gets a handshake failure.
+        """
+        self.assertIn(b"http/1.1", IProtocolNegotiationFactory(self.factory).acceptableProtocols())
 
     def test_default_leaves_room(self) -> None:
         """
