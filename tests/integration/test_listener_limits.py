@@ -6,6 +6,7 @@ mode on a taken port.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import resource
 import select
@@ -156,7 +157,7 @@ request_timeout = {REQUEST_TIMEOUT}
                 s.setblocking(False)
                 s.connect_ex(("127.0.0.1", port))
                 batch.append(s)
-            wait_for(lambda: _writable(batch), 10, "a batch of connections")
+            wait_for(functools.partial(_writable, batch), 10, "a batch of connections")
             wait_for(lambda: _accept_queue(port) == 0, 10, "the server to accept a batch")
             sockets += batch
         for s in sockets[1::2]:

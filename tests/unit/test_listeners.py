@@ -7,14 +7,14 @@ C{[listeners]} configuration.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
@@ -24,7 +24,7 @@ from acme_appliance.acme import endpoint_of
 from acme_appliance.acme._paths import ACME_RESOURCES, OTHER_ENDPOINT, ROOT_ENDPOINT, TOP_SEGMENTS
 from acme_appliance.stats import Metrics
 from acme_appliance.storage import MemoryStore
-from acme_appliance.tap import site
+from acme_appliance.tap import ApplianceService, site
 from acme_appliance.validation import DcvAuthority, DcvDNSServerFactory, ValidationValues
 
 from .test_config import ConfigTestCase
@@ -278,3 +278,34 @@ class ListenersConfigTests(ConfigTestCase):
         self.assertProblem(lambda d: d.update(listeners={"request_timeout": 0}), "listeners.request_timeout", "greater")
         self.assertProblem(lambda d: d.update(listeners={"max_connections": -1}), "listeners.max_connections", "range")
         self.assertProblem(lambda d: d.update(listeners={"max_conns": 1}), "listeners.max_conns")
+
+
+class WiringTests(ConfigTestCase):
+    def test_every_listener_capped(self) -> None:
+        """
+        The ACME, admin and file-proxy listeners are capped and bounded, and
+        DNS over TCP capped, at C{[listeners] max_connections}.
+        """
+
+        def change(data: dict[str, Any]) -> None:
+            data["admin"] = {"listen": "tcp:0:interface=127.0.0.1", "api_key_file": "admin.key"}
+            data["storage"]["url"] = "memory:"
+            data["validation"]["preflight"] = False
+            data["listeners"] = {"max_connections": 77, "request_timeout": 9}
+
+        reactor = MemoryReactorClock()
+        service = ApplianceService(self.load(change), MemoryStore(reactor), reactor)  # type: ignore[arg-type]
+        for name in ("acme", "admin", "validation.fileproxy"):
+            factory = cast(Any, service.getServiceNamed(name)).factory
+            self.assertIsInstance(factory, ConnectionLimit)
+            self.assertEqual(factory.limit, 77)
+            self.assertEqual(factory.wrappedFactory.limits.request_timeout, 9)
+        dns_tcp = cast(Any, service.getServiceNamed("dns-tcp")).factory
+        self.assertEqual(dns_tcp.max_tcp_connections, 77)
+
+    def test_default_from_open_files(self) -> None:
+        reactor = MemoryReactorClock()
+        config = self.load(lambda d: (d["storage"].update(url="memory:"), d["validation"].update(preflight=False)))
+        service = ApplianceService(config, MemoryStore(reactor), reactor)  # type: ignore[arg-type]
+        factory = cast(Any, service.getServiceNamed("acme")).factory
+        self.assertEqual(factory.limit, default_max_connections(3))
