@@ -305,7 +305,12 @@ class WiringTests(ConfigTestCase):
 
     def test_default_from_open_files(self) -> None:
         reactor = MemoryReactorClock()
-        config = self.load(lambda d: (d["storage"].update(url="memory:"), d["validation"].update(preflight=False)))
+
+        def change(data: dict[str, Any]) -> None:
+            data["storage"]["url"] = "memory:"
+            data["validation"]["preflight"] = False
+
+        config = self.load(change)
         service = ApplianceService(config, MemoryStore(reactor), reactor)  # type: ignore[arg-type]
         factory = cast(Any, service.getServiceNamed("acme")).factory
         self.assertEqual(factory.limit, default_max_connections(3))
