@@ -12,6 +12,7 @@ the store, DNS and the CAs.
 
 from __future__ import annotations
 
+import json
 import resource
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,9 @@ from zope.interface import implementer
 
 # Chunked framing on top of the body limit: a chunk-size line per chunk.
 _CHUNK_SLACK = 16384
+# The most of a refused body read (and dropped) so that the client sees the
+# answer rather than a reset.
+_MAX_DISCARD = 4 * 1024 * 1024
 # File descriptors kept out of the listeners' share: the store, logs, DNS
 # resolution, outgoing CA and webhook connections.
 _RESERVED_FDS = 128
@@ -129,10 +133,10 @@ class ConnectionLimit(WrappingFactory):
 
 
 _REASONS = {
-    408: b"Request Timeout",
-    413: b"Content Too Large",
-    414: b"URI Too Long",
-    431: b"Request Header Fields Too Large",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
 }
 
 
@@ -143,9 +147,11 @@ class _BoundedChannel(HTTPChannel):
 
     _log = Logger()
 
-    def __init__(self, limits: ListenerLimits) -> None:
+    def __init__(self, limits: ListenerLimits, problem_type: str) -> None:
         super().__init__()
         self._limits = limits
+        self._problem_type = problem_type
+        self._discard: int | None = None
         self.MAX_LENGTH = limits.max_line_bytes
         self.maxHeaders = limits.max_headers
         self.totalHeadersSize = limits.max_header_bytes
@@ -175,12 +181,35 @@ class _BoundedChannel(HTTPChannel):
         self._deadline = None
         if self._partial:
             self._log.info("closing a request that took too long to arrive from {peer}", peer=self._tcp.getPeer())
-            self._tcp.write(_status_line(408))
+            self._tcp.write(self._answer(408))
         self.timeoutConnection()
 
-    def _refuse(self, code: int) -> None:
+    def _answer(self, code: int) -> bytes:
+        limits = self._limits
+        detail = {
+            408: f"the request did not arrive within {limits.request_timeout:g} seconds",
+            413: f"request body larger than {limits.max_body_bytes} bytes",
+            414: f"request line longer than {limits.max_line_bytes} bytes",
+            431: f"request headers over {limits.max_header_bytes} bytes, {limits.max_line_bytes} bytes a line "
+            f"or {limits.max_headers} lines",
+        }[code]
+        return _problem(code, self._problem_type, detail)
+
+    def _refuse(self, code: int, discard: int = 0) -> None:
+        """
+        Answer C{code} and close; first read and drop up to C{discard}
+        more bytes (within the request's deadline), so that a client still
+        sending its body reads the answer rather than a reset.
+        """
+        self._tcp.write(self._answer(code))
+        if discard > 0:
+            self._discard = min(discard, _MAX_DISCARD)
+            return
+        self._close()
+
+    def _close(self) -> None:
+        self._discard = None
         self._cancel_deadline()
-        self._tcp.write(_status_line(code))
         self.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
@@ -209,12 +238,17 @@ class _BoundedChannel(HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         if self.length is not None and self.length > self._limits.max_body_bytes:
-            self._refuse(413)
+            self._refuse(413, discard=self.length)
             return
         self._body_bytes = 0
         super().allHeadersReceived()
 
     def rawDataReceived(self, data: bytes) -> None:
+        if self._discard is not None:
+            self._discard -= len(data)
+            if self._discard <= 0:
+                self._close()
+            return
         if not self._handlingRequest:
             self._body_bytes += len(data)
             if self._body_bytes > self._limits.max_body_bytes + _CHUNK_SLACK:
@@ -237,32 +271,42 @@ class _BoundedChannel(HTTPChannel):
         super().connectionLost(reason)
 
 
-def _status_line(code: int) -> bytes:
-    reason = _REASONS[code]
-    return b"HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s\n" % (
-        code,
-        reason,
-        len(reason) + 1,
-        reason,
+def _problem(code: int, problem_type: str, detail: str) -> bytes:
+    """
+    A whole C{Connection: close} response with an RFC 9457 problem body.
+    """
+    body = json.dumps({"type": problem_type, "title": _REASONS[code], "status": code, "detail": detail}).encode()
+    head = (
+        f"HTTP/1.1 {code} {_REASONS[code]}\r\nConnection: close\r\nContent-Type: application/problem+json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
     )
+    return head.encode() + body
 
 
 class BoundedSite(Site):
     """
     A L{Site} whose connections are L{_BoundedChannel}s; C{on_request}
-    sees every finished request (for the request metrics).
+    sees every finished request (for the request metrics).  A request over
+    a limit is answered with a problem document of C{problem_type}.
     """
 
     def __init__(
-        self, resource: IResource, limits: ListenerLimits, on_request: Callable[[Any], None] | None = None, **kw: Any
+        self,
+        resource: IResource,
+        limits: ListenerLimits,
+        on_request: Callable[[Any], None] | None = None,
+        *,
+        problem_type: str = "about:blank",
+        **kw: Any,
     ) -> None:
         super().__init__(resource, timeout=limits.idle_timeout, **kw)
         self.limits = limits
+        self.problem_type = problem_type
         self._on_request = on_request
         self.displayTracebacks = False
 
     def protocol(self) -> _GenericHTTPChannelProtocol:
-        return _GenericHTTPChannelProtocol(_BoundedChannel(self.limits))
+        return _GenericHTTPChannelProtocol(_BoundedChannel(self.limits, self.problem_type))
 
     def log(self, request: Any) -> None:
         super().log(request)

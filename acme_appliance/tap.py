@@ -27,6 +27,7 @@ from ._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_ma
 from .acme import AcmeServer, endpoint_of, redact_token
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
+from .core import ProblemType
 from .issuance import IssuanceService, Revoker
 from .notify import EventBus, EventJournal
 from .orders import AcmeRepository
@@ -68,13 +69,23 @@ def redacting_log_formatter(timestamp: str, request: Any) -> str:
 
 
 def site(
-    resource: IResource, on_request: Callable[[Any], None] | None = None, limits: ListenerLimits | None = None
+    resource: IResource,
+    on_request: Callable[[Any], None] | None = None,
+    limits: ListenerLimits | None = None,
+    problem_type: str = "about:blank",
 ) -> BoundedSite:
     """
     A bounded Site with the token-redacting access log; C{on_request} sees
-    every finished request (for the request metrics).
+    every finished request (for the request metrics); a request over a
+    limit gets a problem document of C{problem_type}.
     """
-    return BoundedSite(resource, limits or ListenerLimits(), on_request, logFormatter=redacting_log_formatter)
+    return BoundedSite(
+        resource,
+        limits or ListenerLimits(),
+        on_request,
+        problem_type=problem_type,
+        logFormatter=redacting_log_formatter,
+    )
 
 
 def listener_count(config: Config) -> int:
@@ -158,7 +169,7 @@ class ApplianceService(MultiService):
         # Twice the ACME body limit reaches the server, which answers the
         # ones over it with a problem document.
         acme_limits = evolve(self.limits, max_body_bytes=2 * config.acme.max_body_bytes)
-        self._listen("acme", config.acme.listen, self.acme.resource(), reactor, acme_limits)
+        self._listen("acme", config.acme.listen, self.acme.resource(), reactor, acme_limits, ProblemType.MALFORMED.urn)
         if config.admin is not None:
             admin = self._admin(config, repository, clock).resource()
             self._listen("admin", config.admin.listen, admin, reactor, self.limits)
@@ -208,14 +219,23 @@ class ApplianceService(MultiService):
                 service.setServiceParent(self)
 
     def _listen(
-        self, name: str, description: str, resource: IResource, reactor: IApplianceReactor, limits: ListenerLimits
+        self,
+        name: str,
+        description: str,
+        resource: IResource,
+        reactor: IApplianceReactor,
+        limits: ListenerLimits,
+        problem_type: str = "about:blank",
     ) -> None:
         try:
             endpoint = serverFromString(reactor, description)
         except (ValueError, OSError) as e:
             raise StartupError(f"{name}.listen {description!r}: {e}") from None
         factory = site(
-            resource, lambda request: self.metrics.request(name, endpoint_of(request.path), request.code), limits
+            resource,
+            lambda request: self.metrics.request(name, endpoint_of(request.path), request.code),
+            limits,
+            problem_type,
         )
         service = StreamServerEndpointService(endpoint, ConnectionLimit(factory, limits.max_connections, name))
         service._raiseSynchronously = True

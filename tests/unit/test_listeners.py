@@ -7,6 +7,7 @@ C{[listeners]} configuration.
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from hypothesis import given, settings
@@ -147,7 +148,38 @@ class SizeTests(HttpCase):
         self.assertRefused(self.send(b"GET / HTTP/1.1\r\n" + headers + b"\r\n"), b"431")
 
     def test_declared_body_too_large(self) -> None:
-        self.assertRefused(self.send(b"POST /ok HTTP/1.1\r\nContent-Length: 1001\r\n\r\n"), b"413")
+        """
+        A declared body over the limit is answered 413 at once with a
+        problem document; what the client still sends (up to its declared
+        length) is read and dropped, so that it sees the answer, and then
+        the connection is closed.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST /ok HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + b"a" * 100)
+        head, _, body = transport.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 413 "))
+        self.assertIn(b"Content-Type: application/problem+json", head)
+        self.assertEqual(
+            json.loads(body),
+            {
+                "type": "about:blank",
+                "title": "Content Too Large",
+                "status": 413,
+                "detail": "request body larger than 1000 bytes",
+            },
+        )
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"a" * 4899)
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"a")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value().count(b"HTTP/1.1"), 1)
+
+    def test_refused_body_still_within_deadline(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST /ok HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n")
+        self.clock.advance(ListenerLimits().request_timeout)
+        self.assertTrue(transport.disconnecting)
 
     def test_chunked_body_too_large(self) -> None:
         protocol, transport = self.connect()
@@ -166,6 +198,22 @@ class SizeTests(HttpCase):
     def test_garbage_never_5xx(self, data: bytes) -> None:
         transport = self.send(data + b"\r\n\r\n")
         self.assertNotRegex(transport.value()[:12], rb"^HTTP/1\.1 5")
+
+
+class AcmeProblemTests(SynchronousTestCase):
+    def test_problem_type(self) -> None:
+        """
+        The ACME listener refuses with ACME C{malformed} problems.
+        """
+        factory = site(_Ok(), problem_type="urn:ietf:params:acme:error:malformed")
+        factory.reactor = Clock()
+        protocol = factory.buildProtocol(PEER)
+        transport = StringTransport(peerAddress=PEER)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET /" + b"a" * 9000)
+        body = transport.value().partition(b"\r\n\r\n")[2]
+        self.assertEqual(json.loads(body)["type"], "urn:ietf:params:acme:error:malformed")
+        self.assertEqual(json.loads(body)["status"], 414)
 
 
 class ConnectionLimitTests(SynchronousTestCase):
@@ -300,6 +348,8 @@ class WiringTests(ConfigTestCase):
             self.assertIsInstance(factory, ConnectionLimit)
             self.assertEqual(factory.limit, 77)
             self.assertEqual(factory.wrappedFactory.limits.request_timeout, 9)
+        acme = cast(Any, service.getServiceNamed("acme")).factory.wrappedFactory
+        self.assertEqual(acme.problem_type, "urn:ietf:params:acme:error:malformed")
         dns_tcp = cast(Any, service.getServiceNamed("dns-tcp")).factory
         self.assertEqual(dns_tcp.max_tcp_connections, 77)
 
