@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from attrs import evolve
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
@@ -19,13 +20,14 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import IResource
-from twisted.web.server import Site
 
 from ._appliance import IApplianceReactor, StartupError, build_cas, make_notifiers, make_responder, open_store_now
+from ._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_max_connections
 from ._logs import install_log_observer, log_file_of
 from .acme import AcmeServer, endpoint_of, redact_token, redact_uri
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
+from .core import ProblemType
 from .issuance import IssuanceService, Revoker
 from .notify import EventBus, EventJournal
 from .orders import AcmeRepository, RateLimiter
@@ -34,8 +36,6 @@ from .stats import Metrics
 from .storage import Store
 from .tls import TLSSetupError, ensure_self_signed
 from .validation import DcvAuthority, DcvDNSServerFactory, FileProxy, ValidationValues, make_dns_services
-
-IDLE_TIMEOUT = 60
 
 
 class Options(usage.Options):
@@ -77,25 +77,46 @@ def redacting_log_formatter(timestamp: str, request: Any) -> str:
     return line
 
 
-class _CountingSite(Site):
-    def __init__(self, resource: IResource, on_request: Callable[[Any], None] | None, **kw: Any) -> None:
-        super().__init__(resource, **kw)
-        self._on_request = on_request
-
-    def log(self, request: Any) -> None:
-        super().log(request)
-        if self._on_request is not None:
-            self._on_request(request)
-
-
-def site(resource: IResource, on_request: Callable[[Any], None] | None = None) -> Site:
+def site(
+    resource: IResource,
+    on_request: Callable[[Any], None] | None = None,
+    limits: ListenerLimits | None = None,
+    problem_type: str = "about:blank",
+) -> BoundedSite:
     """
-    A Site with the token-redacting access log; C{on_request} sees every
-    finished request (for the request metrics).
+    A bounded Site with the token-redacting access log; C{on_request} sees
+    every finished request (for the request metrics); a request over a
+    limit gets a problem document of C{problem_type}.
     """
-    factory = _CountingSite(resource, on_request, logFormatter=redacting_log_formatter, timeout=IDLE_TIMEOUT)
-    factory.displayTracebacks = False
-    return factory
+    return BoundedSite(
+        resource,
+        limits or ListenerLimits(),
+        on_request,
+        problem_type=problem_type,
+        logFormatter=redacting_log_formatter,
+    )
+
+
+def listener_count(config: Config) -> int:
+    """
+    How many listeners share the open-files limit: ACME, admin, file proxy
+    and DNS over TCP, as configured.
+    """
+    validation = config.validation
+    return sum(
+        (True, config.admin is not None, validation.fileproxy_listen is not None, validation.dns_zone is not None)
+    )
+
+
+def listener_limits(config: Config) -> ListenerLimits:
+    """
+    The limits of each listener, from C{[listeners]}.
+    """
+    listeners = config.listeners
+    return ListenerLimits(
+        request_timeout=listeners.request_timeout,
+        max_connections=listeners.max_connections or default_max_connections(listener_count(config)),
+    )
 
 
 class ApplianceService(MultiService):
@@ -110,6 +131,8 @@ class ApplianceService(MultiService):
         self.config = config
         #: The file twistd logs to, bounded by L{install_log_observer}.
         self.log_file: str | None = None
+        self.limits = listener_limits(config)
+        self._bound = False
         self.store = store
         clock = reactor
         self.tokens = TokenRegistry(store, clock)
@@ -158,9 +181,13 @@ class ApplianceService(MultiService):
             events=self.events,
             limiter=limiter,
         )
-        self._listen("acme", config.acme.listen, self.acme.resource(), reactor)
+        # Twice the ACME body limit reaches the server, which answers the
+        # ones over it with a problem document.
+        acme_limits = evolve(self.limits, max_body_bytes=2 * config.acme.max_body_bytes)
+        self._listen("acme", config.acme.listen, self.acme.resource(), reactor, acme_limits, ProblemType.MALFORMED.urn)
         if config.admin is not None:
-            self._listen("admin", config.admin.listen, self._admin(config, repository, clock).resource(), reactor)
+            admin = self._admin(config, repository, clock).resource()
+            self._listen("admin", config.admin.listen, admin, reactor, self.limits)
 
     def _admin(self, config: Config, repository: AcmeRepository, clock: IReactorTime) -> AdminAPI:
         assert config.admin is not None
@@ -191,9 +218,8 @@ class ApplianceService(MultiService):
     def _validation_listeners(self, config: Config, reactor: IApplianceReactor) -> None:
         validation = config.validation
         if validation.fileproxy_listen is not None:
-            self._listen(
-                "validation.fileproxy", validation.fileproxy_listen, FileProxy(self.values).resource(), reactor
-            )
+            proxy = FileProxy(self.values).resource()
+            self._listen("validation.fileproxy", validation.fileproxy_listen, proxy, reactor, self.limits)
         if validation.dns_zone is not None:
             authority = DcvAuthority(
                 validation.dns_zone,
@@ -201,21 +227,32 @@ class ApplianceService(MultiService):
                 self.values,
                 clock=reactor,
             )
-            factory = DcvDNSServerFactory(authority, clock=reactor)
+            factory = DcvDNSServerFactory(authority, clock=reactor, max_tcp_connections=self.limits.max_connections)
             for service in make_dns_services(
                 factory, port=validation.dns_listen_port, interface=validation.dns_listen_interface, reactor=reactor
             ):
                 service.setServiceParent(self)
 
-    def _listen(self, name: str, description: str, resource: IResource, reactor: IApplianceReactor) -> None:
+    def _listen(
+        self,
+        name: str,
+        description: str,
+        resource: IResource,
+        reactor: IApplianceReactor,
+        limits: ListenerLimits,
+        problem_type: str = "about:blank",
+    ) -> None:
         try:
             endpoint = serverFromString(reactor, description)
         except (ValueError, OSError) as e:
             raise StartupError(f"{name}.listen {description!r}: {e}") from None
-        service = StreamServerEndpointService(
-            endpoint,
-            site(resource, lambda request: self.metrics.request(name, endpoint_of(request.path), request.code)),
+        factory = site(
+            resource,
+            lambda request: self.metrics.request(name, endpoint_of(request.path), request.code),
+            limits,
+            problem_type,
         )
+        service = StreamServerEndpointService(endpoint, ConnectionLimit(factory, limits.max_connections, name))
         service._raiseSynchronously = True
         service.setName(name)
         service.setServiceParent(self)
@@ -226,6 +263,13 @@ class ApplianceService(MultiService):
         install_log_observer(parent, self.log_file)
 
     def privilegedStartService(self) -> None:
+        """
+        Bind every listener (once: L{makeService} binds before twistd
+        daemonizes); a port that cannot be bound exits with the reason.
+        """
+        if self._bound:
+            return
+        self._bound = True
         try:
             super().privilegedStartService()
         except CannotListenError as e:
@@ -284,8 +328,19 @@ def makeService(options: Options) -> IService:
         store = open_store_now(config, reactor)
         service = ApplianceService(config, store, reactor)
         service.log_file = log_file_of(getattr(options, "parent", None))
-        return service
     except (ConfigError, StartupError) as e:
         sys.exit(f"acme-appliance: {e}")
     except TLSSetupError as e:
         sys.exit(f"acme-appliance: acme.self_signed_tls: {e}")
+    if _daemonizes(options):
+        # Bind before twistd forks: its parent only learns of failures that
+        # are Exceptions (and cuts their message), so a taken port would
+        # leave it waiting on its status pipe.  Exits with the reason, as
+        # with -n.
+        service.privilegedStartService()
+    return service
+
+
+def _daemonizes(options: Options) -> bool:
+    twistd = options.parent
+    return twistd is not None and not twistd.get("nodaemon", True)

@@ -5,7 +5,6 @@ the token and the resource in a request path.
 
 from __future__ import annotations
 
-import re
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from attrs import frozen
@@ -16,8 +15,28 @@ REDACTED_VALUE = b"<redacted>"
 # What a decoded path segment may show unescaped in a log line.
 _SAFE = "-._~!$&'()*+,;=:@"
 
-# Metric labels: a resource name as the server routes them.
-_LABEL = re.compile(rb"[a-z][a-z0-9.-]{0,31}")
+# Metric labels, a closed set: the resources the ACME server routes after
+# the token, and the first path segments the admin API, the dashboard and the
+# file proxy route.  Anything else is counted as OTHER_ENDPOINT.
+ACME_RESOURCES = frozenset(
+    {
+        "directory",
+        "new-nonce",
+        "new-account",
+        "acct",
+        "key-change",
+        "new-order",
+        "order",
+        "authz",
+        "chall",
+        "cert",
+        "issuer",
+        "revoke-cert",
+    }
+)
+TOP_SEGMENTS = frozenset({"acme", "health", "metrics", "cas", "tokens", "orders", "dashboard.json", ".well-known"})
+OTHER_ENDPOINT = "other"
+ROOT_ENDPOINT = "/"
 
 
 def resource_url(base_url: str, secret: str, *parts: str) -> str:
@@ -101,14 +120,19 @@ def redact_uri(uri: bytes, secret_parameters: frozenset[str] = frozenset({"key"}
 def endpoint_of(path: bytes) -> str:
     """
     The metrics label of a request path: the ACME resource after the token
-    (C{new-order}, C{order}, ...), else the first path segment; anything
-    odd is C{other}, so that clients cannot invent label values.
+    (C{new-order}, C{order}, ...; one of L{ACME_RESOURCES}), else the
+    first path segment (one of L{TOP_SEGMENTS}), C{/} for the root;
+    anything else is C{other}, so that clients cannot invent label values.
     """
     parts, acme = _segments(path)
-    segment = parts[3] if acme and len(parts) > 3 else parts[1] if len(parts) > 1 else b""
+    if acme and len(parts) > 3:
+        segment, known = parts[3], ACME_RESOURCES
+    else:
+        segment, known = (parts[1] if len(parts) > 1 else b""), TOP_SEGMENTS
     if not segment:
-        return "/"
-    return segment.decode() if _LABEL.fullmatch(segment) else "other"
+        return ROOT_ENDPOINT
+    label = segment.decode("ascii", "replace")
+    return label if label in known else OTHER_ENDPOINT
 
 
 def account_id_of(base_url: str, secret: str, kid: str) -> str | None:

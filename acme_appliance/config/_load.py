@@ -55,6 +55,7 @@ def _config(path: str, data: dict[str, Any]) -> Config:
     issuance = _sections.issuance(_section(data, "issuance", required=False), resolve)
     limits = _limits.limits(_section(data, "limits", required=False))
     retention = _limits.retention(_section(data, "retention", required=False))
+    listeners = _sections.listeners(_section(data, "listeners", required=False), resolve)
     cas = _authorities.cas(_array(data, "ca"), resolve)
     policies = _authorities.policies(_array(data, "policy"), cas, validation)
     return Config(
@@ -69,6 +70,7 @@ def _config(path: str, data: dict[str, Any]) -> Config:
         policies=policies,
         limits=limits,
         retention=retention,
+        listeners=listeners,
     )
 
 

@@ -163,6 +163,21 @@ class IssuanceConfig:
 
 
 @frozen
+class ListenersConfig:
+    """
+    C{[listeners]}: what every HTTP listener (and DNS over TCP) accepts.
+
+    @ivar request_timeout: Seconds a request's line, headers and body may
+        take to arrive in total.
+    @ivar max_connections: Open connections per listener; C{0}: derived
+        from the open-files limit.
+    """
+
+    request_timeout: float = 30.0
+    max_connections: int = 0
+
+
+@frozen
 class CAConfig:
     """
     One C{[[ca]]}: an upstream ACME CA or the built-in local CA.
@@ -203,6 +218,7 @@ class Config:
     policies: tuple[Policy, ...]
     limits: Limits = field(factory=Limits)
     retention: Retention = field(factory=Retention)
+    listeners: ListenersConfig = ListenersConfig()
 
     def ca(self, name: str) -> CAConfig:
         """

@@ -16,6 +16,7 @@ from ._model import (
     AcmeServerConfig,
     AdminConfig,
     IssuanceConfig,
+    ListenersConfig,
     NotifyConfig,
     StorageConfig,
     ValidationConfig,
@@ -47,6 +48,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "issuance": ("order_deadline", "reuse_window", "retry_after", "order_lifetime"),
     "limits": LIMITS_KEYS,
     "retention": RETENTION_KEYS,
+    "listeners": ("request_timeout", "max_connections"),
 }
 
 
@@ -192,4 +194,14 @@ def issuance(t: Table, resolve: Resolve) -> IssuanceConfig:
         reuse_window=t.number("reuse_window", 3600.0, positive=True),
         retry_after=t.integer("retry_after", 2, 1),
         order_lifetime=t.number("order_lifetime", 7 * 86400.0, positive=True),
+    )
+
+
+def listeners(t: Table, resolve: Resolve) -> ListenersConfig:
+    """
+    C{[listeners]}.
+    """
+    return ListenersConfig(
+        request_timeout=t.number("request_timeout", 30.0, positive=True),
+        max_connections=t.integer("max_connections", 0, 0, 1_000_000),
     )

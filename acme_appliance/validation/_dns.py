@@ -293,7 +293,8 @@ class DcvDNSServerFactory(ServerFactory):
     is readable), responses are ignored.  EDNS0 is echoed (version 0 only,
     BADVERS otherwise); a UDP answer larger than the client can take is sent
     as header and question with TC set, so the client retries over TCP.
-    Idle TCP connections are closed.
+    Idle TCP connections are closed, and at most C{max_tcp_connections}
+    are open at once: more are closed as soon as they are accepted.
     """
 
     _log = Logger()
@@ -305,12 +306,14 @@ class DcvDNSServerFactory(ServerFactory):
         clock: IReactorTime,
         tcp_idle_timeout: float = 30.0,
         max_udp_payload: int = MAX_UDP_PAYLOAD,
+        max_tcp_connections: int = 256,
     ) -> None:
         """
         @param clock: Times idle TCP connections out.
         @param tcp_idle_timeout: Seconds a TCP connection may stay silent.
         @param max_udp_payload: The largest UDP answer, whatever the client
             advertises; at least 512.
+        @param max_tcp_connections: TCP connections open at once.
         """
         if not tcp_idle_timeout > 0:
             raise ValueError(f"the TCP idle timeout must be positive, not {tcp_idle_timeout!r}")
@@ -320,9 +323,18 @@ class DcvDNSServerFactory(ServerFactory):
         self._clock = clock
         self._idle_timeout = tcp_idle_timeout
         self._max_udp = max_udp_payload
+        self.max_tcp_connections = max_tcp_connections
+        self.tcp_connections = 0
 
-    def buildProtocol(self, addr: IAddress | None) -> _DcvStreamProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> _DcvStreamProtocol | None:
+        if self.tcp_connections >= self.max_tcp_connections:
+            # A plain TCP listener closes the socket at once.
+            return None
+        self.tcp_connections += 1
         return _DcvStreamProtocol(self, self._clock, self._idle_timeout)
+
+    def tcp_connection_lost(self) -> None:
+        self.tcp_connections -= 1
 
     def datagram_protocol(self) -> DatagramProtocol:
         """
@@ -496,6 +508,7 @@ class _DcvStreamProtocol(Int16StringReceiver, TimeoutMixin):
     def connectionLost(self, reason: object = None) -> None:
         self.connected = False
         self.setTimeout(None)
+        self._factory.tcp_connection_lost()
 
 
 class IDNSReactor(IReactorUDP, IReactorTCP):

@@ -6,6 +6,7 @@ subprocesses for integration tests, on loopback ports.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -58,10 +59,13 @@ class Appliance:
         policies: str | None = None,
         cas: str | None = None,
         extra: str | Callable[[], str] = "",
+        nofile: int | None = None,
     ) -> None:
         """
         @param extra: more configuration; a callable is asked again for
             each new choice of ports (it may choose ports of its own).
+        @param nofile: The process's open-files limit (soft and hard), if
+            not inherited.
         """
         self.case = case
         self.dir = os.path.abspath(case.mktemp())
@@ -69,6 +73,7 @@ class Appliance:
         self.config = os.path.join(self.dir, "appliance.toml")
         self.log_path = os.path.join(self.dir, "twistd.log")
         self._policies, self._cas, self._extra = policies, cas, extra
+        self._nofile = nofile
         self._configure()
         self.tls_cert = os.path.join(self.dir, "tls.pem")
         self.process: subprocess.Popen[bytes] | None = None
@@ -135,6 +140,7 @@ state_dir = "state"
             cwd=self.dir,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self._limit if self._nofile is not None else None,
         )
         log.close()
         self.case.addCleanup(self.stop)
@@ -147,6 +153,10 @@ state_dir = "state"
         except AssertionError as e:
             raise AssertionError(f"{e}\n--- appliance log ---\n{self.log()}") from None
         self._started = True
+
+    def _limit(self) -> None:
+        assert self._nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self._nofile, self._nofile))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -181,6 +191,10 @@ state_dir = "state"
         for d in domains:
             args += ["--domain", d]
         return self.cli(*args).stdout.strip().splitlines()[-1]
+
+    def admin_key(self) -> str:
+        with open(os.path.join(self.dir, "admin.key")) as f:
+            return f.read().strip()
 
     def root_pem(self, ca: str = "builtin") -> str:
         return self.cli("ca", "root", ca).stdout

@@ -396,6 +396,7 @@ class ProtocolTests(DnsCase):
 class TcpTests(DnsCase):
     def connect(self) -> tuple[Any, StringTransport]:
         protocol = self.factory.buildProtocol(IPv4Address("TCP", "192.0.2.53", 40000))
+        assert protocol is not None
         transport = StringTransport()
         protocol.makeConnection(transport)
         return protocol, transport

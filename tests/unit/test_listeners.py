@@ -1,0 +1,366 @@
+"""
+Every listener is bounded: a total deadline for a request's head and body,
+limits on the request line, header lines and body, a cap on connections
+(HTTP and DNS over TCP), metric labels from a closed set, and the
+C{[listeners]} configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IProtocolNegotiationFactory
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+
+from acme_appliance._listeners import ConnectionLimit, ListenerLimits, default_max_connections
+from acme_appliance.acme import endpoint_of
+from acme_appliance.acme._paths import ACME_RESOURCES, OTHER_ENDPOINT, ROOT_ENDPOINT, TOP_SEGMENTS
+from acme_appliance.stats import Metrics
+from acme_appliance.storage import MemoryStore
+from acme_appliance.tap import ApplianceService, site
+from acme_appliance.validation import DcvAuthority, DcvDNSServerFactory, ValidationValues
+
+from .test_config import ConfigTestCase
+
+PEER = IPv4Address("TCP", "192.0.2.7", 40000)
+GET = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+class _Ok(Resource):
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:
+        return b"fine"
+
+    def render_POST(self, request: Any) -> bytes:
+        return b"posted %d" % len(request.content.read())
+
+
+class HttpCase(SynchronousTestCase):
+    limits: ListenerLimits | None = None
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.site = site(_Ok(), limits=self.limits)
+        self.site.reactor = self.clock
+
+    def connect(self) -> tuple[Any, StringTransport]:
+        protocol = self.site.buildProtocol(PEER)
+        transport = StringTransport(peerAddress=PEER)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def send(self, data: bytes) -> StringTransport:
+        protocol, transport = self.connect()
+        protocol.dataReceived(data)
+        return transport
+
+    def assertRefused(self, transport: StringTransport, status: bytes) -> None:
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 " + status + b" "), transport.value()[:80])
+        self.assertTrue(transport.disconnecting)
+
+
+class DeadlineTests(HttpCase):
+    def test_trickled_header_closed_at_total_deadline(self) -> None:
+        """
+        A request head dripped one byte every 5 seconds is answered 408 and
+        closed once the default 30 s have passed, though no gap reached the
+        idle timeout.
+        """
+        protocol, transport = self.connect()
+        head = b"GET /ok HTTP/1.1\r\nX-Slow: " + b"a" * 100
+        sent = 0
+        while not transport.disconnecting and sent < len(head):
+            protocol.dataReceived(head[sent : sent + 1])
+            sent += 1
+            self.clock.advance(5)
+        self.assertTrue(transport.disconnecting)
+        self.assertLessEqual(sent * 5, ListenerLimits().request_timeout)
+        self.assertIn(b" 408 ", transport.value())
+
+    def test_trickled_body_closed_at_total_deadline(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST /ok HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n")
+        for _ in range(10):
+            protocol.dataReceived(b"x")
+            self.clock.advance(5)
+        self.assertTrue(transport.disconnecting)
+        self.assertIn(b" 408 ", transport.value())
+
+    def test_idle_connection_closed_silently(self) -> None:
+        protocol, transport = self.connect()
+        self.clock.advance(ListenerLimits().request_timeout)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+
+    def test_served_request_and_next_deadline(self) -> None:
+        """
+        A request that arrives in time is served; the deadline then starts
+        again for the next request on the connection.
+        """
+        protocol, transport = self.connect()
+        self.clock.advance(20)
+        protocol.dataReceived(GET)
+        self.assertIn(b"200 OK", transport.value())
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(20)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(10)
+        self.assertTrue(transport.disconnecting)
+
+    def test_abandoned_connection_aborted(self) -> None:
+        """
+        A peer that reads nothing after the deadline is aborted.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"GET")
+        self.clock.advance(30)
+        self.assertTrue(transport.disconnecting)
+        self.clock.advance(15)
+        self.assertTrue(transport.disconnected)
+        protocol.connectionLost(Failure(Exception("gone")))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SizeTests(HttpCase):
+    limits = ListenerLimits(max_body_bytes=1000)
+
+    def test_long_request_line(self) -> None:
+        self.assertRefused(self.send(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n"), b"414")
+
+    def test_long_header_line(self) -> None:
+        self.assertRefused(self.send(b"GET / HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n"), b"431")
+
+    def test_too_many_headers(self) -> None:
+        headers = b"".join(b"X-%d: 1\r\n" % i for i in range(101))
+        self.assertRefused(self.send(b"GET / HTTP/1.1\r\n" + headers + b"\r\n"), b"431")
+
+    def test_headers_too_large_in_total(self) -> None:
+        headers = b"".join(b"X-%d: %s\r\n" % (i, b"a" * 7000) for i in range(3))
+        self.assertRefused(self.send(b"GET / HTTP/1.1\r\n" + headers + b"\r\n"), b"431")
+
+    def test_declared_body_too_large(self) -> None:
+        """
+        A declared body over the limit is answered 413 at once with a
+        problem document; what the client still sends (up to its declared
+        length) is read and dropped, so that it sees the answer, and then
+        the connection is closed.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST /ok HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + b"a" * 100)
+        head, _, body = transport.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 413 "))
+        self.assertIn(b"Content-Type: application/problem+json", head)
+        self.assertEqual(
+            json.loads(body),
+            {
+                "type": "about:blank",
+                "title": "Content Too Large",
+                "status": 413,
+                "detail": "request body larger than 1000 bytes",
+            },
+        )
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"a" * 4899)
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"a")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value().count(b"HTTP/1.1"), 1)
+
+    def test_refused_body_still_within_deadline(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST /ok HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n")
+        self.clock.advance(ListenerLimits().request_timeout)
+        self.assertTrue(transport.disconnecting)
+
+    def test_chunked_body_too_large(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST /ok HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(100):
+            protocol.dataReceived(b"3e8\r\n" + b"a" * 1000 + b"\r\n")
+        self.assertRefused(transport, b"413")
+
+    def test_within_limits(self) -> None:
+        transport = self.send(b"POST /ok HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + b"a" * 1000)
+        self.assertIn(b"posted 1000", transport.value())
+        self.assertFalse(transport.disconnecting)
+
+    @settings(max_examples=50, deadline=None)
+    @given(st.binary(max_size=20000))
+    def test_garbage_never_5xx(self, data: bytes) -> None:
+        transport = self.send(data + b"\r\n\r\n")
+        self.assertNotRegex(transport.value()[:12], rb"^HTTP/1\.1 5")
+
+
+class AcmeProblemTests(SynchronousTestCase):
+    def test_problem_type(self) -> None:
+        """
+        The ACME listener refuses with ACME C{malformed} problems.
+        """
+        factory = site(_Ok(), problem_type="urn:ietf:params:acme:error:malformed")
+        factory.reactor = Clock()
+        protocol = factory.buildProtocol(PEER)
+        transport = StringTransport(peerAddress=PEER)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET /" + b"a" * 9000)
+        body = transport.value().partition(b"\r\n\r\n")[2]
+        self.assertEqual(json.loads(body)["type"], "urn:ietf:params:acme:error:malformed")
+        self.assertEqual(json.loads(body)["status"], 414)
+
+
+class ConnectionLimitTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.site = site(_Ok())
+        self.site.reactor = Clock()
+        self.factory = ConnectionLimit(self.site, 3, "test")
+
+    def connect(self) -> tuple[Any, StringTransport]:
+        protocol = self.factory.buildProtocol(PEER)
+        transport = StringTransport(peerAddress=PEER)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_cap(self) -> None:
+        """
+        While N connections are open the N+1th is closed at once; when one
+        goes, a new one is served again.
+        """
+        held = [self.connect() for _ in range(3)]
+        self.assertFalse(any(t.disconnecting for _, t in held))
+        _, refused = self.connect()
+        self.assertTrue(refused.disconnecting)
+        self.assertEqual((self.factory.open, self.factory.refused), (3, 1))
+        held[0][0].connectionLost(Failure(Exception("gone")))
+        protocol, transport = self.connect()
+        protocol.dataReceived(GET)
+        self.assertIn(b"200 OK", transport.value())
+
+    def test_alpn(self) -> None:
+        """
+        Under TLS the wrapper offers the site's protocols: with none, a
+        client offering ALPN gets a handshake failure.
+        """
+        self.assertIn(b"http/1.1", IProtocolNegotiationFactory(self.factory).acceptableProtocols())
+
+    def test_default_leaves_room(self) -> None:
+        """
+        Derived from an open-files limit of 1024, four listeners together
+        leave at least a quarter of it free.
+        """
+        each = default_max_connections(4, 1024)
+        self.assertGreater(each, 100)
+        self.assertLessEqual(4 * each, 1024 - 256)
+        self.assertEqual(default_max_connections(4, 100), 8)
+
+
+class DnsConnectionLimitTests(SynchronousTestCase):
+    def test_cap(self) -> None:
+        clock = Clock()
+        values = ValidationValues(MemoryStore(clock))
+        authority = DcvAuthority("dcv.example.net", ("ns1.dcv.example.net",), values, clock=clock)
+        factory = DcvDNSServerFactory(authority, clock=clock, max_tcp_connections=2)
+        held = [factory.buildProtocol(PEER) for _ in range(2)]
+        for protocol in held:
+            assert protocol is not None
+            protocol.makeConnection(StringTransport())
+        self.assertIsNone(factory.buildProtocol(PEER))
+        assert held[0] is not None
+        held[0].connectionLost(Failure(Exception("gone")))
+        self.assertIsNotNone(factory.buildProtocol(PEER))
+
+
+LABELS = ACME_RESOURCES | TOP_SEGMENTS | {OTHER_ENDPOINT, ROOT_ENDPOINT}
+segment = st.one_of(st.sampled_from(sorted(LABELS)), st.text(max_size=12), st.from_regex(r"[a-z][a-z0-9.-]{0,31}"))
+
+
+class EndpointLabelTests(SynchronousTestCase):
+    @given(st.lists(segment, max_size=6), st.booleans())
+    def test_closed_set(self, segments: list[str], acme: bool) -> None:
+        path = "/" + "/".join((["acme", "tok"] if acme else []) + segments)
+        self.assertIn(endpoint_of(path.encode("utf-8", "surrogatepass")), LABELS)
+
+    def test_known(self) -> None:
+        self.assertEqual(endpoint_of(b"/acme/tok/new-order"), "new-order")
+        self.assertEqual(endpoint_of(b"/health"), "health")
+        self.assertEqual(endpoint_of(b"/.well-known/acme-challenge/x"), ".well-known")
+        self.assertEqual(endpoint_of(b"/"), "/")
+        self.assertEqual(endpoint_of(b"/random123"), "other")
+        self.assertEqual(endpoint_of(b"/acme/tok/made-up"), "other")
+
+    @settings(max_examples=20, deadline=None)
+    @given(st.lists(st.from_regex(r"/[a-z][a-z0-9.-]{0,31}", fullmatch=True), min_size=50, max_size=200))
+    def test_series_bounded(self, paths: list[str]) -> None:
+        """
+        However many different paths clients ask for, the request counter
+        has at most one series per closed label value.
+        """
+        metrics = Metrics()
+        for path in paths:
+            metrics.request("validation.fileproxy", endpoint_of(path.encode()), 404)
+        series = [
+            line
+            for line in metrics.exposition().splitlines()
+            if line.startswith(b"acme_appliance_http_requests_total{")
+        ]
+        self.assertLessEqual(len(series), len(LABELS))
+
+
+class ListenersConfigTests(ConfigTestCase):
+    def test_defaults(self) -> None:
+        listeners = self.load().listeners
+        self.assertEqual((listeners.request_timeout, listeners.max_connections), (30.0, 0))
+
+    def test_values(self) -> None:
+        listeners = self.load(lambda d: d.update(listeners={"request_timeout": 5, "max_connections": 100})).listeners
+        self.assertEqual((listeners.request_timeout, listeners.max_connections), (5.0, 100))
+
+    def test_bad(self) -> None:
+        self.assertProblem(lambda d: d.update(listeners={"request_timeout": 0}), "listeners.request_timeout", "greater")
+        self.assertProblem(lambda d: d.update(listeners={"max_connections": -1}), "listeners.max_connections", "range")
+        self.assertProblem(lambda d: d.update(listeners={"max_conns": 1}), "listeners.max_conns")
+
+
+class WiringTests(ConfigTestCase):
+    def test_every_listener_capped(self) -> None:
+        """
+        The ACME, admin and file-proxy listeners are capped and bounded, and
+        DNS over TCP capped, at C{[listeners] max_connections}.
+        """
+
+        def change(data: dict[str, Any]) -> None:
+            data["admin"] = {"listen": "tcp:0:interface=127.0.0.1", "api_key_file": "admin.key"}
+            data["storage"]["url"] = "memory:"
+            data["validation"]["preflight"] = False
+            data["listeners"] = {"max_connections": 77, "request_timeout": 9}
+
+        reactor = MemoryReactorClock()
+        service = ApplianceService(self.load(change), MemoryStore(reactor), reactor)  # type: ignore[arg-type]
+        for name in ("acme", "admin", "validation.fileproxy"):
+            factory = cast(Any, service.getServiceNamed(name)).factory
+            self.assertIsInstance(factory, ConnectionLimit)
+            self.assertEqual(factory.limit, 77)
+            self.assertEqual(factory.wrappedFactory.limits.request_timeout, 9)
+        acme = cast(Any, service.getServiceNamed("acme")).factory.wrappedFactory
+        self.assertEqual(acme.problem_type, "urn:ietf:params:acme:error:malformed")
+        dns_tcp = cast(Any, service.getServiceNamed("dns-tcp")).factory
+        self.assertEqual(dns_tcp.max_tcp_connections, 77)
+
+    def test_default_from_open_files(self) -> None:
+        reactor = MemoryReactorClock()
+
+        def change(data: dict[str, Any]) -> None:
+            data["storage"]["url"] = "memory:"
+            data["validation"]["preflight"] = False
+
+        config = self.load(change)
+        service = ApplianceService(config, MemoryStore(reactor), reactor)  # type: ignore[arg-type]
+        factory = cast(Any, service.getServiceNamed("acme")).factory
+        self.assertEqual(factory.limit, default_max_connections(3))
