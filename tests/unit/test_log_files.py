@@ -24,6 +24,11 @@ from .test_tap_wiring import config_file
 
 class _Service:
     log_file: str | None = None
+    bound = False
+
+    def privilegedStartService(self) -> None:
+        # makeService binds a daemon's ports before twistd forks.
+        self.bound = True
 
 
 class LogFileOfTests(SynchronousTestCase):
@@ -87,7 +92,7 @@ class BoundedLogTests(SynchronousTestCase):
         options.parseOptions(["--config", self._config()])
         options.parent = {"logfile": "/var/log/a.log", "nodaemon": False}  # type: ignore[assignment]
         tap.makeService(options)
-        self.assertEqual([s.log_file for s in made], ["/var/log/a.log"])
+        self.assertEqual([(s.log_file, s.bound) for s in made], [("/var/log/a.log", True)])
 
     def test_existing_observer_is_kept(self) -> None:
         application = Application("x")
