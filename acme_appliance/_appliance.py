@@ -19,8 +19,10 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IReactorUNIX,
     IReactorUNIXDatagram,
+    IResolver,
 )
 from twisted.internet.task import deferLater
+from twisted.names import cache, hosts, resolve
 from twisted.names import client as names_client
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -76,6 +78,20 @@ def local_ca(config: Config, name: str, clock: IReactorTime) -> LocalCA:
         raise StartupError(f"ca {name!r}: {e}") from None
 
 
+def preflight_resolver(servers: list[tuple[str, int]] | None, reactor: IApplianceReactor) -> IResolver:
+    """
+    What C{names.client.createResolver} builds (hosts file, cache, the
+    resolv.conf or given servers) on C{reactor}, not the global one.
+    """
+    return resolve.ResolverChain(
+        [
+            hosts.Resolver(b"/etc/hosts"),
+            cache.CacheResolver(reactor=reactor),
+            names_client.Resolver(b"/etc/resolv.conf", servers, reactor=reactor),
+        ]
+    )
+
+
 def make_responder(config: Config, values: ValidationValues, reactor: IApplianceReactor) -> ValidationResponder:
     """
     What answers upstream challenges: the dcv zone and the file proxy, with
@@ -85,7 +101,7 @@ def make_responder(config: Config, values: ValidationValues, reactor: IAppliance
     preflight = None
     if validation.preflight:
         servers = [validation.resolver] if validation.resolver else None
-        resolver = names_client.createResolver(servers=servers)
+        resolver = preflight_resolver(servers, reactor)
         preflight = Preflight(
             resolver=resolver,
             # A plain Agent: no redirects, no Accept-Encoding, no decoding.

@@ -80,3 +80,21 @@ class NotifierWiringTests(SynchronousTestCase):
 
     def test_order_deadline_reaches_issuance(self) -> None:
         self.assertEqual(self.service.issuance._deadline, self.service.config.issuance.order_deadline)
+
+
+class PreflightWiringTests(SynchronousTestCase):
+    def test_resolver_on_the_given_reactor(self) -> None:
+        """
+        The preflight's resolver schedules its work (re-reading resolv.conf)
+        on the service's reactor, never on the global one.
+        """
+        from twisted.internet import reactor as global_reactor
+
+        before = set(global_reactor.getDelayedCalls())
+        reactor = MemoryReactorClock()
+        with open(config_file(self), "a", encoding="utf-8") as f:
+            f.write('\n[validation]\npreflight = true\ndns_zone = "dcv.test"\ndns_listen_port = 0\n')
+        path = f.name
+        ApplianceService(load_config(path), MemoryStore(reactor), reactor)  # type: ignore[arg-type]
+        self.assertEqual(set(global_reactor.getDelayedCalls()) - before, set())
+        self.assertNotEqual(reactor.getDelayedCalls(), [])
