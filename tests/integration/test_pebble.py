@@ -234,18 +234,19 @@ class CertbotThroughPebbleTests(SynchronousTestCase):
             directory,
             "--cert-name",
             policy,
-            "--config-dir",
-            f"{self.work}/config",
-            "--work-dir",
-            f"{self.work}/work",
-            "--logs-dir",
-            f"{self.work}/logs",
+            *self.dirs(),
         ]
         for name in names:
             args += ["-d", name]
         result = subprocess.run(args, env=self.world.appliance.env(), capture_output=True, text=True, timeout=180)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr + self.world.appliance.log()[-3000:])
         return os.path.join(self.work, "config", "live", policy)
+
+    def dirs(self) -> list[str]:
+        """
+        certbot's configuration, work and log directories in this test's.
+        """
+        return [f"--{kind}-dir={self.work}/{kind}" for kind in ("config", "work", "logs")]
 
     def verify(self, live: str) -> None:
         root = os.path.join(self.work, "pebble-root.pem")
@@ -288,12 +289,7 @@ class CertbotThroughPebbleTests(SynchronousTestCase):
                 f"{live}/cert.pem",
                 "--key-path",
                 f"{live}/privkey.pem",
-                "--config-dir",
-                f"{self.work}/config",
-                "--work-dir",
-                f"{self.work}/work",
-                "--logs-dir",
-                f"{self.work}/logs",
+                *self.dirs(),
             ],
             env=self.world.appliance.env(),
             capture_output=True,
