@@ -41,10 +41,10 @@ from .ca.local import LocalCA
 from .ca.upstream import upstream_agent
 from .issuance import IssuanceService, Revoker
 from .notify.testing import MemoryNotifier
-from .orders import AcmeRepository, RateLimiter
+from .orders import Account, AccountStatus, AcmeRepository, RateLimiter
 from .policy import KeyType, Policy, TokenRegistry, ValidationMethod
 from .storage import MemoryStore
-from .wire import sign_flattened
+from .wire import jwk_thumbprint, jwk_to_json, sign_flattened
 
 if TYPE_CHECKING:
     from twisted.trial.unittest import SynchronousTestCase
@@ -88,6 +88,26 @@ def b64(data: bytes) -> str:
 def ec_key() -> josepy.JWKEC:
     """A fresh P-256 account key."""
     return josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+
+
+async def add_account(
+    repository: AcmeRepository, token_id: str, account_id: str, clock: IReactorTime, key: josepy.JWK | None = None
+) -> Account:
+    """
+    Store a valid account of token C{token_id} with C{key}'s public part (a
+    fresh P-256 key by default), as newAccount would.
+    """
+    public = (key or ec_key()).public_key()
+    account = Account(
+        id=account_id,
+        token_id=token_id,
+        key=jwk_to_json(public),
+        thumbprint=jwk_thumbprint(public),
+        status=AccountStatus.VALID,
+        contact=(),
+        created=clock.seconds(),
+    )
+    return await repository.add_account(account)
 
 
 def rsa_jwk(bits: int = 2048) -> josepy.JWKRSA:

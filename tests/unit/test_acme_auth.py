@@ -19,11 +19,10 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from acme_appliance.acme import AuthenticatedRequest, Authenticator, NonceSource, SignedBy
 from acme_appliance.core import AcmeProblem
-from acme_appliance.orders import Account, AccountStatus, AcmeRepository
+from acme_appliance.orders import AccountStatus, AcmeRepository
 from acme_appliance.policy import TokenRegistry
 from acme_appliance.storage import MemoryStore
-from acme_appliance.testing import BASE_URL, ec_key, sign
-from acme_appliance.wire import jwk_thumbprint, jwk_to_json
+from acme_appliance.testing import BASE_URL, add_account, ec_key, sign
 
 T = TypeVar("T")
 
@@ -54,20 +53,7 @@ class AuthenticatorTests(SynchronousTestCase):
         )
         self.token, self.secret = self.wait(self.tokens.create("shop"))
         self.key = ec_key()
-        public = self.key.public_key()
-        self.account = self.wait(
-            self.repo.add_account(
-                Account(
-                    id="acct1",
-                    token_id=self.token.id,
-                    key=jwk_to_json(public),
-                    thumbprint=jwk_thumbprint(public),
-                    status=AccountStatus.VALID,
-                    contact=(),
-                    created=self.clock.seconds(),
-                )
-            )
-        )
+        self.account = self.wait(add_account(self.repo, self.token.id, "acct1", self.clock, self.key))
         self.kid = f"{BASE_URL}/acme/{self.secret}/acct/acct1"
 
     def wait(self, coroutine: Coroutine[Any, Any, T]) -> T:

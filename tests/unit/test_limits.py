@@ -17,7 +17,6 @@ from acme_appliance.core import AcmeProblem, ProblemType
 from acme_appliance.notify import EventBus
 from acme_appliance.orders import (
     Account,
-    AccountStatus,
     AcmeRepository,
     Limit,
     Limits,
@@ -30,8 +29,7 @@ from acme_appliance.orders import (
 from acme_appliance.policy import Token, TokenRegistry
 from acme_appliance.stats import Metrics
 from acme_appliance.storage import MemoryStore
-from acme_appliance.testing import World, ec_key, make_csr, sample_policy
-from acme_appliance.wire import jwk_thumbprint, jwk_to_json
+from acme_appliance.testing import World, add_account, make_csr, sample_policy
 from acme_appliance.wire import messages as m
 
 from .test_order_service import FakeRevoker, Queue
@@ -81,17 +79,7 @@ class Fixture(SynchronousTestCase):
         return self.wait(self.tokens.create("shop", domains))[0]
 
     def new_account(self, token: Token, account_id: str) -> Account:
-        public = ec_key().public_key()
-        account = Account(
-            id=account_id,
-            token_id=token.id,
-            key=jwk_to_json(public),
-            thumbprint=jwk_thumbprint(public),
-            status=AccountStatus.VALID,
-            contact=(),
-            created=self.clock.seconds(),
-        )
-        return self.wait(self.repo.add_account(account))
+        return self.wait(add_account(self.repo, token.id, account_id, self.clock))
 
     def order(
         self, service: OrderService | None = None, token: Token | None = None, account: Account | None = None

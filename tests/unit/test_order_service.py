@@ -18,11 +18,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.core import AcmeProblem, ProblemType
 from acme_appliance.notify import Event, EventBus, EventName
-from acme_appliance.orders import Account, AccountStatus, AcmeRepository, CertificateRecord, OrderService, OrderStatus
+from acme_appliance.orders import Account, AcmeRepository, CertificateRecord, OrderService, OrderStatus
 from acme_appliance.policy import Token, TokenRegistry, ValidationMethod
 from acme_appliance.storage import MemoryStore
-from acme_appliance.testing import b64, ec_key, make_csr, sample_policy, self_signed
-from acme_appliance.wire import jwk_thumbprint, jwk_to_json
+from acme_appliance.testing import add_account, b64, ec_key, make_csr, sample_policy, self_signed
 from acme_appliance.wire import messages as m
 
 T = TypeVar("T")
@@ -91,20 +90,7 @@ class OrderServiceTests(SynchronousTestCase):
         return token
 
     def new_account(self, account_id: str) -> Account:
-        public = ec_key().public_key()
-        return self.wait(
-            self.repo.add_account(
-                Account(
-                    id=account_id,
-                    token_id=self.token.id,
-                    key=jwk_to_json(public),
-                    thumbprint=jwk_thumbprint(public),
-                    status=AccountStatus.VALID,
-                    contact=(),
-                    created=self.clock.seconds(),
-                )
-            )
-        )
+        return self.wait(add_account(self.repo, self.token.id, account_id, self.clock))
 
     def order(self, *names: str) -> Any:
         return self.wait(self.service.new_order(self.token, self.account, m.NewOrder(identifiers=identifiers(*names))))
