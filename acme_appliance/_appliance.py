@@ -73,6 +73,7 @@ def local_ca(config: Config, name: str, clock: IReactorTime) -> LocalCA:
             clock=clock,
             validity_days=ca.validity_days,
             issue_delay=ca.issue_delay,
+            profiles=dict(ca.profiles),
         )
     except (LocalCAError, OSError) as e:
         raise StartupError(f"ca {name!r}: {e}") from None

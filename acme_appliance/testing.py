@@ -493,6 +493,8 @@ class ScriptedCA:
         self.clock = clock
         self.calls: list[float] = []
         self.requests: list[IssueRequest] = []
+        #: The profiles this CA offers; C{None}: every one.
+        self.profiles: frozenset[str] | None = None
 
     async def issue(self, request: IssueRequest) -> IssuedCertificate:
         """Note when C{request} came, and answer with the next outcome."""
@@ -505,6 +507,10 @@ class ScriptedCA:
 
     async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
         """Revoking always works."""
+
+    async def supports_profile(self, name: str) -> bool:
+        """Whether C{name} is one of C{profiles} (C{None}: every profile is)."""
+        return self.profiles is None or name in self.profiles
 
 
 class RefusingCA:
@@ -530,6 +536,10 @@ class RefusingCA:
         """Let the CA revoke."""
         await self._ca.revoke(certificate_der, reason)
 
+    async def supports_profile(self, name: str) -> bool:
+        """Whatever the CA says."""
+        return await self._ca.supports_profile(name)
+
 
 class AlternateChainCA:
     """
@@ -551,6 +561,10 @@ class AlternateChainCA:
     async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
         """Let the CA revoke."""
         await self._ca.revoke(certificate_der, reason)
+
+    async def supports_profile(self, name: str) -> bool:
+        """Whatever the CA says."""
+        return await self._ca.supports_profile(name)
 
 
 def self_signed(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -611,6 +625,10 @@ class ScriptedAcmeServer(Resource):
         self.polls: list[tuple[float, str]] = []
         self.names: tuple[str, ...] = ()
         self.finalized = False
+        #: The directory's C{meta.profiles}; C{None}: no profiles.
+        self.profiles: dict[str, str] | None = None
+        #: The C{profile} of each newOrder (C{None}: it named none).
+        self.ordered_profiles: list[str | None] = []
         self._nonce = 0
         self._polled_after_answer: dict[str, int] = {}
 
@@ -642,12 +660,16 @@ class ScriptedAcmeServer(Resource):
         kind, rest = parts[0], parts[1:]
         if kind == "directory":
             urls = {"newNonce": "new-nonce", "newAccount": "new-account", "newOrder": "new-order"}
-            return 200, None, {key: f"{self.base}/{path}" for key, path in urls.items()}
+            directory: dict[str, Any] = {key: f"{self.base}/{path}" for key, path in urls.items()}
+            if self.profiles is not None:
+                directory["meta"] = {"profiles": self.profiles}
+            return 200, None, directory
         if kind == "new-account":
             return 201, "/acct/1", {"status": "valid"}
         if kind == "new-order":
             payload = json.loads(josepy.decode_b64jose(json.loads(body)["payload"]))
             self.names = tuple(i["value"] for i in payload["identifiers"])
+            self.ordered_profiles.append(payload.get("profile"))
             self.finalized = False
             return 201, "/order/1", self._order()
         if kind == "order":

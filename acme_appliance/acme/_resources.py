@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..core import rfc3339 as _rfc3339
 from ..orders import Account, Authorization, Order
+from ..policy import Profile
 from ..wire import messages as m
 from ._paths import DirectoryUrls
 
@@ -18,9 +19,10 @@ def rfc3339(seconds: float) -> str:
     return _rfc3339(seconds, fraction=False)
 
 
-def directory(urls: DirectoryUrls, terms_of_service: str | None) -> m.Directory:
+def directory(urls: DirectoryUrls, terms_of_service: str | None, profiles: tuple[Profile, ...] = ()) -> m.Directory:
     """
-    The directory object of a token.
+    The directory object of a token; C{profiles} (its policy's) appear in
+    C{meta.profiles} as name to description (draft-ietf-acme-profiles).
     """
     return m.Directory(
         new_nonce=urls("new-nonce"),
@@ -28,7 +30,11 @@ def directory(urls: DirectoryUrls, terms_of_service: str | None) -> m.Directory:
         new_order=urls("new-order"),
         revoke_cert=urls("revoke-cert"),
         key_change=urls("key-change"),
-        meta=m.DirectoryMeta(terms_of_service=terms_of_service, external_account_required=False),
+        meta=m.DirectoryMeta(
+            terms_of_service=terms_of_service,
+            external_account_required=False,
+            profiles={p.name: p.description for p in profiles} or None,
+        ),
     )
 
 
@@ -57,6 +63,7 @@ def order(urls: DirectoryUrls, record: Order) -> m.OrderResource:
         finalize=urls("order", record.id, "finalize"),
         certificate=urls("cert", record.certificate_id) if record.certificate_id else None,
         error=record.error,
+        profile=record.profile,
     )
 
 

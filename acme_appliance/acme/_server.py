@@ -203,8 +203,9 @@ class AcmeServer:
 
     @app.route("/acme/<secret>/directory", methods=["GET"])
     async def directory(self, request: IRequest, secret: str) -> bytes:
-        await self._token(request, secret)
-        return self._json(request, r.directory(DirectoryUrls(self._base_url, secret), self._tos))
+        token = await self._token(request, secret)
+        urls = DirectoryUrls(self._base_url, secret)
+        return self._json(request, r.directory(urls, self._tos, self._orders.profiles(token)))
 
     @app.route("/acme/<secret>/new-nonce", methods=["GET", "HEAD"])
     async def new_nonce(self, request: IRequest, secret: str) -> bytes:

@@ -40,6 +40,8 @@ class IssueRequest:
         L{ValidationRequired} instead, so that the caller can validate once,
         under the order's lock.
     @ivar observer: told how the upstream order and its validation go.
+    @ivar profile: the certificate profile (draft-ietf-acme-profiles) the
+        order asks for; C{None}: the CA's default.
     """
 
     csr_der: bytes
@@ -48,6 +50,7 @@ class IssueRequest:
     challenge_type: ChallengeType | None = None
     allow_validation: bool = True
     observer: ValidationObserver = field(factory=SilentObserver, eq=False)
+    profile: str | None = None
 
 
 @frozen
@@ -123,6 +126,12 @@ class CertificateAuthority(Protocol):
     async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
         """
         Revoke a certificate this CA issued; raise L{CAError} on failure.
+        """
+
+    async def supports_profile(self, name: str) -> bool:
+        """
+        Whether this CA can issue with the certificate profile C{name}; raise
+        L{CAError} when it cannot tell (an upstream CA that cannot be reached).
         """
 
 

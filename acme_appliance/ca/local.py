@@ -10,7 +10,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
@@ -69,9 +69,13 @@ class LocalCA:
         clock: IReactorTime,
         validity_days: int = 90,
         issue_delay: float = 0.0,
+        profiles: Mapping[str, int] | None = None,
     ) -> None:
         if validity_days < 1:
             raise LocalCAError(f"validity_days must be at least 1, not {validity_days}")
+        for profile, days in (profiles or {}).items():
+            if days < 1:
+                raise LocalCAError(f"profile {profile!r}: validity must be at least 1 day, not {days}")
         if issue_delay < 0:
             raise LocalCAError(f"issue_delay must not be negative, not {issue_delay}")
         self._name = name
@@ -80,11 +84,19 @@ class LocalCA:
         self._intermediate_key = intermediate_key
         self._clock = clock
         self._validity = timedelta(days=validity_days)
+        self._profiles = {name: timedelta(days=days) for name, days in (profiles or {}).items()}
         self._issue_delay = issue_delay
 
     @classmethod
     def load_or_create(
-        cls, name: str, directory: str, *, clock: IReactorTime, validity_days: int = 90, issue_delay: float = 0.0
+        cls,
+        name: str,
+        directory: str,
+        *,
+        clock: IReactorTime,
+        validity_days: int = 90,
+        issue_delay: float = 0.0,
+        profiles: Mapping[str, int] | None = None,
     ) -> LocalCA:
         """
         Load the CA kept in C{directory}, creating it (mode 0700, keys 0600)
@@ -98,6 +110,8 @@ class LocalCA:
         @param clock: the time source for validity periods.
         @param validity_days: how long issued leaves are valid.
         @param issue_delay: seconds L{issue} waits before signing.
+        @param profiles: the validity in days of the profiles issued with
+            another lifetime than C{validity_days}.
         @raise LocalCAError: the directory holds some but not all of the
             files, or they do not parse or do not belong together.
         """
@@ -113,6 +127,7 @@ class LocalCA:
             clock=clock,
             validity_days=validity_days,
             issue_delay=issue_delay,
+            profiles=profiles,
         )
 
     @property
@@ -143,7 +158,7 @@ class LocalCA:
             raise CAError("the request has no names", transient=False, problem_type=ProblemType.BAD_CSR)
         public_key = _csr_public_key(request.csr_der)
         now = _now(self._clock)
-        leaf = self._sign(self._leaf(request.names, public_key, now))
+        leaf = self._sign(self._leaf(request.names, public_key, now, self._profiles.get(request.profile or "")))
         self._log.info(
             "local CA {ca} issued serial {serial:x} for {names} (order {order_id})",
             ca=self._name,
@@ -156,17 +171,25 @@ class LocalCA:
         )
         return IssuedCertificate(chain_pem=chain, ca_name=self._name)
 
-    def _not_after(self, now: datetime) -> datetime:
+    async def supports_profile(self, name: str) -> bool:
+        """
+        Every profile: those not configured get C{validity_days}.
+        """
+        return True
+
+    def _not_after(self, now: datetime, validity: timedelta | None = None) -> datetime:
         ca_expires = self._intermediate.not_valid_after_utc
         if now >= ca_expires:
             raise CAError(
                 f"the intermediate of local CA {self._name!r} expired on {ca_expires:%Y-%m-%d}", transient=True
             )
         # A leaf must not outlive the certificate that vouches for it.
-        return min(now + self._validity, ca_expires)
+        return min(now + (validity or self._validity), ca_expires)
 
-    def _leaf(self, names: Sequence[str], public_key: _LeafKey, now: datetime) -> x509.CertificateBuilder:
-        not_after = self._not_after(now)
+    def _leaf(
+        self, names: Sequence[str], public_key: _LeafKey, now: datetime, validity: timedelta | None = None
+    ) -> x509.CertificateBuilder:
+        not_after = self._not_after(now, validity)
         empty_subject = len(names[0]) > 64
         subject = x509.Name([] if empty_subject else [x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
         return (

@@ -10,11 +10,12 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from attrs import evolve
 from cryptography import x509
 
-from ..policy import KeyType, Policy, ValidationMethod
+from ..policy import KeyType, Policy, Profile, ValidationMethod
 from ._model import CAConfig, CAKind, ValidationConfig
-from ._table import Problem, Table
+from ._table import Problem, Table, kind_of
 from ._values import dns_name, readable, url
 
 CA_KEYS = (
@@ -27,8 +28,18 @@ CA_KEYS = (
     "eab_hmac_key",
     "validity_days",
     "issue_delay",
+    "profiles",
 )
-POLICY_KEYS = ("name", "primary_ca", "backup_ca", "validation", "allowed_domains", "key_types", "rsa_min_bits")
+POLICY_KEYS = (
+    "name",
+    "primary_ca",
+    "backup_ca",
+    "validation",
+    "allowed_domains",
+    "key_types",
+    "rsa_min_bits",
+    "profiles",
+)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
@@ -76,10 +87,13 @@ def _ca(t: Table, name: str, resolve: Callable[[str], str]) -> CAConfig:
             kind=kind,
             validity_days=t.integer("validity_days", 90, 1, 825),
             issue_delay=t.number("issue_delay", 0.0, positive=False),
+            profiles=_ca_profiles(t),
         )
     for option in ("validity_days", "issue_delay"):
         if t.has(option):
             t.fail(option, 'only for kind = "local"')
+    if t.has("profiles"):
+        t.fail("profiles", 'only for kind = "local"; an acme CA offers the profiles its directory lists')
     directory: str = t.text("directory")
     parts = url(t.key("directory"), directory)
     if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
@@ -90,6 +104,57 @@ def _ca(t: Table, name: str, resolve: Callable[[str], str]) -> CAConfig:
     return CAConfig(
         name=name, kind=kind, directory=directory, ca_bundle=bundle, contact=contact, eab_kid=kid, eab_hmac_key=hmac_key
     )
+
+
+def profile_name(key: str, value: str) -> str:
+    """
+    A profile name: a short token, as CAs name them (C{shortlived}).
+
+    @raise Problem: naming C{key}.
+    """
+    if not _NAME.match(value):
+        raise Problem(
+            key, f"{value!r} is not a valid profile name (lower-case letters, digits, '_', '.', '-'; up to 63)"
+        )
+    return value
+
+
+def _ca_profiles(t: Table) -> tuple[tuple[str, int], ...]:
+    """
+    A local CA's C{profiles}: the validity in days of each profile it
+    issues differently from C{validity_days}.
+    """
+    table = t.get("profiles", (dict,), "a table such as { shortlived = 6 }", {})
+    result = []
+    for name, days in table.items():
+        profile_name(t.key("profiles"), name)
+        if isinstance(days, bool) or not isinstance(days, int):
+            t.fail("profiles", f"{name}: expected an integer (days), got {kind_of(days)}")
+        if not 1 <= days <= 825:
+            t.fail("profiles", f"{name}: {days} is out of range (1 to 825 days)")
+        result.append((name, days))
+    return tuple(result)
+
+
+def profile_descriptions(data: object) -> dict[str, str]:
+    """
+    C{[profiles]}: the description the directory shows for each profile
+    name (C{shortlived = "6-day certificates"}).
+    """
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise Problem("profiles", f'expected a table [profiles] of name = "description", got {kind_of(data)}')
+    descriptions = {}
+    for name, description in data.items():
+        key = f"profiles.{name}"
+        profile_name(key, name)
+        if not isinstance(description, str):
+            raise Problem(key, f"expected a string (the description clients see), got {kind_of(description)}")
+        if not description.strip():
+            raise Problem(key, "must not be empty")
+        descriptions[name] = " ".join(description.split())
+    return descriptions
 
 
 def _bundle(t: Table, resolve: Callable[[str], str]) -> str | None:
@@ -136,15 +201,31 @@ def _check_hmac_key(t: Table, value: str) -> None:
 
 
 def policies(
-    tables: list[dict[str, Any]], cas: tuple[CAConfig, ...], validation: ValidationConfig
+    tables: list[dict[str, Any]],
+    cas: tuple[CAConfig, ...],
+    validation: ValidationConfig,
+    descriptions: dict[str, str] | None = None,
 ) -> tuple[Policy, ...]:
     """
-    Every C{[[policy]]}, checked against the CAs and C{[validation]}.
+    Every C{[[policy]]}, checked against the CAs and C{[validation]};
+    C{descriptions} are those of C{[profiles]}.
     """
     by_name = {ca.name: ca for ca in cas}
     return tuple(
-        _policy(t, t.text("name"), by_name, validation) for t in _named_tables(tables, "policy", "policy", POLICY_KEYS)
+        evolve(_policy(t, t.text("name"), by_name, validation), profiles=_profiles(t, descriptions or {}))
+        for t in _named_tables(tables, "policy", "policy", POLICY_KEYS)
     )
+
+
+def _profiles(t: Table, descriptions: dict[str, str]) -> tuple[Profile, ...]:
+    names = t.texts("profiles", profile_name)
+    if t.has("profiles") and not names:
+        t.fail("profiles", "must not be empty: leave it out for a policy without profiles")
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            t.fail("profiles", f"lists {name!r} twice")
+    # Without a description in [profiles], the name describes itself.
+    return tuple(Profile(name=name, description=descriptions.get(name, name)) for name in names)
 
 
 def _policy(t: Table, name: str, cas: dict[str, CAConfig], validation: ValidationConfig) -> Policy:

@@ -14,6 +14,8 @@ from ._sections import SECTIONS
 from ._table import Problem, Table, kind_of, unknown
 
 _ARRAYS: dict[str, tuple[str, ...]] = {"ca": _authorities.CA_KEYS, "policy": _authorities.POLICY_KEYS}
+#: Tables whose keys are names the operator chooses.
+_FREE_TABLES = ("profiles",)
 
 
 def load_config(path: str) -> Config:
@@ -45,8 +47,8 @@ def _config(path: str, data: dict[str, Any]) -> Config:
         return os.path.normpath(os.path.join(base, relative))
 
     for name in data:
-        if name not in SECTIONS and name not in _ARRAYS:
-            unknown(name, name, [*SECTIONS, *_ARRAYS])
+        if name not in SECTIONS and name not in _ARRAYS and name not in _FREE_TABLES:
+            unknown(name, name, [*SECTIONS, *_ARRAYS, *_FREE_TABLES])
     acme = _sections.acme(_section(data, "acme", required=True), resolve)
     admin = _sections.admin(_section(data, "admin", required=True), resolve) if "admin" in data else None
     storage = _sections.storage(_section(data, "storage", required=True), resolve)
@@ -57,7 +59,8 @@ def _config(path: str, data: dict[str, Any]) -> Config:
     retention = _limits.retention(_section(data, "retention", required=False))
     listeners = _sections.listeners(_section(data, "listeners", required=False), resolve)
     cas = _authorities.cas(_array(data, "ca"), resolve)
-    policies = _authorities.policies(_array(data, "policy"), cas, validation)
+    descriptions = _authorities.profile_descriptions(data.get("profiles"))
+    policies = _authorities.policies(_array(data, "policy"), cas, validation, descriptions)
     return Config(
         path=path,
         acme=acme,

@@ -184,6 +184,8 @@ class CAConfig:
 
     @ivar validity_days: Certificate lifetime (local CAs only).
     @ivar issue_delay: Seconds before a local CA issues (tests and demos).
+    @ivar profiles: C{(profile, validity days)} of the profiles a local CA
+        issues with another lifetime than C{validity_days}.
     """
 
     name: str
@@ -195,6 +197,7 @@ class CAConfig:
     eab_hmac_key: str | None = None
     validity_days: int = 90
     issue_delay: float = 0.0
+    profiles: tuple[tuple[str, int], ...] = ()
 
 
 @frozen

@@ -31,6 +31,8 @@ class ProblemType(Enum):
     EXTERNAL_ACCOUNT_REQUIRED = "externalAccountRequired"
     INCORRECT_RESPONSE = "incorrectResponse"
     INVALID_CONTACT = "invalidContact"
+    #: draft-ietf-acme-profiles: the order asks for a profile not offered.
+    INVALID_PROFILE = "invalidProfile"
     MALFORMED = "malformed"
     ORDER_NOT_READY = "orderNotReady"
     RATE_LIMITED = "rateLimited"
@@ -63,6 +65,7 @@ _DEFAULT_STATUS = {
     ProblemType.BAD_PUBLIC_KEY: 400,
     ProblemType.BAD_REVOCATION_REASON: 400,
     ProblemType.BAD_SIGNATURE_ALGORITHM: 400,
+    ProblemType.INVALID_PROFILE: 400,
     ProblemType.MALFORMED: 400,
     ProblemType.ORDER_NOT_READY: 403,
     ProblemType.RATE_LIMITED: 429,

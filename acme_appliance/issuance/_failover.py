@@ -136,6 +136,37 @@ class FailoverIssuer:
             ca=current,
         )
 
+    async def _serving(self, cas: Sequence[str], profile: str | None, order_id: str) -> Sequence[str]:
+        """
+        The CAs of C{cas} that can issue with C{profile}; one that cannot
+        tell (unreachable) stays: its attempt will fail over as usual.
+
+        @raise CAError: C{invalidProfile} when none of them offers it.
+        """
+        if profile is None:
+            return cas
+        serving = []
+        for name in cas:
+            try:
+                if not await self._cas[name].supports_profile(profile):
+                    self._log.info(
+                        "order {order_id}: CA {ca} does not offer profile {profile}",
+                        order_id=order_id,
+                        ca=name,
+                        profile=profile,
+                    )
+                    continue
+            except CAError:
+                pass
+            serving.append(name)
+        if not serving:
+            raise CAError(
+                f"no CA of this policy offers profile {profile!r} (asked: {', '.join(cas)})",
+                transient=False,
+                problem_type=ProblemType.INVALID_PROFILE,
+            )
+        return serving
+
     async def issue(
         self, request: IssueRequest, *, order_id: str, token_id: str, cas: Sequence[str], deadline: float
     ) -> IssuedCertificate:
@@ -147,6 +178,7 @@ class FailoverIssuer:
             transient) every CA failed until the deadline.
         """
         request = evolve(request, observer=OrderEvents(self._events, order_id, token_id))
+        cas = await self._serving(cas, request.profile, order_id)
         last: CAError | None = None
         current: str | None = None
         round_ = 0

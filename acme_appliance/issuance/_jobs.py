@@ -171,6 +171,7 @@ class IssuanceService(Service):
             names=order.names,
             order_id=order.id,
             challenge_type=CHALLENGE_FOR_METHOD[policy.validation],
+            profile=order.profile,
         )
         cas = [policy.primary_ca] + ([policy.backup_ca] if policy.backup_ca else [])
 

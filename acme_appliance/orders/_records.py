@@ -59,6 +59,8 @@ class Order:
     @ivar names: normalised DNS names, wildcards as C{*.example.com}.
     @ivar error: the problem document of an C{invalid} order.
     @ivar csr: base64url DER of the finalize CSR.
+    @ivar profile: the certificate profile asked for (or the policy's
+        default); C{None} when the policy has none.
     """
 
     id: str
@@ -76,6 +78,7 @@ class Order:
     ca_name: str | None = None
     processing_since: float | None = None
     completed: float | None = None
+    profile: str | None = None
 
 
 @frozen

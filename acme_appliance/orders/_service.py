@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from ..core import AcmeProblem, InvalidName, ProblemType, malformed, name_allowed, normalise_name
 from ..notify import Event, EventBus, EventName, PolicyEvent
-from ..policy import Policy, Token, ValidationMethod
+from ..policy import Policy, Profile, Token, ValidationMethod
 from ..wire import b64decode, jwk_from_json, public_key_of
 from ..wire import messages as m
 from ._csr import KeyRules, check_csr
@@ -145,6 +145,26 @@ def _checked_names(domains: tuple[str, ...], policy: Policy, identifiers: tuple[
     return tuple(names)
 
 
+def choose_profile(policy: Policy, requested: str | None) -> str | None:
+    """
+    The profile of a new order: C{requested} if C{policy} offers it, the
+    policy's default when the order names none.
+
+    @raise AcmeProblem: C{invalidProfile} for a profile the policy does not
+        offer.
+    """
+    if requested is None:
+        return policy.default_profile
+    if policy.profile(requested) is None:
+        offered = ", ".join(p.name for p in policy.profiles)
+        raise AcmeProblem(
+            ProblemType.INVALID_PROFILE,
+            f"profile {requested!r} is not offered here; "
+            + (f"choose one of: {offered}" if offered else "this directory offers no profiles"),
+        )
+    return requested
+
+
 @frozen(kw_only=True)
 class OrderService:
     """
@@ -181,6 +201,14 @@ class OrderService:
             )
         return policy
 
+    def profiles(self, token: Token) -> tuple[Profile, ...]:
+        """
+        The profiles C{token}'s clients may ask for (none when its policy is
+        no longer configured: the directory still answers).
+        """
+        policy = self._policies.get(token.policy)
+        return policy.profiles if policy is not None else ()
+
     # new orders
 
     async def new_order(self, token: Token, account: Account, request: m.NewOrder) -> Order:
@@ -191,9 +219,11 @@ class OrderService:
             raise malformed("notBefore and notAfter are not supported; leave them out")
         policy = self.policy(token)
         names = check_names(token, policy, request.identifiers)
+        profile = choose_profile(policy, request.profile)
         if self._limiter is not None:
             await self._limiter.new_order(token.id, account.id)
         order, authorizations = self._build_order(token, account, policy, names)
+        order = evolve(order, profile=profile)
         await self._repo.add_order(order, authorizations)
         await self._repo.account_active(account, order.created)
         self._log.info(

@@ -76,6 +76,7 @@ class NewOrder(josepy.JSONObjectWithFields):
     identifiers: tuple[Identifier, ...] = josepy.field("identifiers", decoder=_identifiers)
     not_before: str | None = josepy.field("notBefore", omitempty=True)
     not_after: str | None = josepy.field("notAfter", omitempty=True)
+    profile: str | None = josepy.field("profile", omitempty=True, decoder=_typed(str, "profile"))
 
 
 class Finalize(josepy.JSONObjectWithFields):
@@ -109,6 +110,7 @@ class DirectoryMeta(josepy.JSONObjectWithFields):
     terms_of_service: str | None = josepy.field("termsOfService", omitempty=True)
     website: str | None = josepy.field("website", omitempty=True)
     external_account_required: bool = josepy.field("externalAccountRequired", default=False)
+    profiles: dict[str, str] | None = josepy.field("profiles", omitempty=True)
 
 
 class Directory(josepy.JSONObjectWithFields):
@@ -136,6 +138,7 @@ class OrderResource(josepy.JSONObjectWithFields):
     finalize: str = josepy.field("finalize")
     certificate: str | None = josepy.field("certificate", omitempty=True)
     error: dict[str, Any] | None = josepy.field("error", omitempty=True)
+    profile: str | None = josepy.field("profile", omitempty=True)
 
 
 class ChallengeResource(josepy.JSONObjectWithFields):
@@ -234,6 +237,16 @@ class DirectoryAnswer(josepy.JSONObjectWithFields):
     @property
     def external_account_required(self) -> bool:
         return bool(self.meta and self.meta.get("externalAccountRequired"))
+
+    @property
+    def profiles(self) -> frozenset[str]:
+        """
+        The names of the profiles C{meta.profiles} offers (draft-ietf-acme-profiles).
+        """
+        offered = self.meta.get("profiles") if self.meta else None
+        return (
+            frozenset(name for name in offered if isinstance(name, str)) if isinstance(offered, dict) else frozenset()
+        )
 
 
 class OrderAnswer(josepy.JSONObjectWithFields):

@@ -296,6 +296,10 @@ class HangingCA:
     async def revoke(self, certificate_der: bytes, reason: int | None) -> None:
         """Never asked."""
 
+    async def supports_profile(self, name: str) -> bool:
+        """Every profile."""
+        return True
+
 
 class DeadlineTests(SynchronousTestCase):
     def test_deadline_cancels_a_running_attempt(self) -> None:

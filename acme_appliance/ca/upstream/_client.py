@@ -140,11 +140,25 @@ class UpstreamAcmeCA:
             raise self._order_error(order)
         return await self._download(order.certificate)
 
+    async def supports_profile(self, name: str) -> bool:
+        """
+        Whether the CA's directory lists profile C{name} in C{meta.profiles}.
+        """
+        return name in (await self.transport.directory()).profiles
+
     async def _new_order(self, request: IssueRequest) -> tuple[str, messages.OrderAnswer]:
         directory = await self.transport.directory()
-        reply = await self.transport.post(
-            directory.new_order, {"identifiers": [{"type": "dns", "value": n} for n in request.names]}
-        )
+        payload: dict[str, Any] = {"identifiers": [{"type": "dns", "value": n} for n in request.names]}
+        if request.profile is not None:
+            if request.profile not in directory.profiles:
+                raise CAError(
+                    f"CA {self._name} does not offer profile {request.profile!r} "
+                    f"(its directory lists: {', '.join(sorted(directory.profiles)) or 'none'})",
+                    transient=False,
+                    problem_type=ProblemType.INVALID_PROFILE,
+                )
+            payload["profile"] = request.profile
+        reply = await self.transport.post(directory.new_order, payload)
         order_url = reply.header("location")
         order = reply.decode(messages.OrderAnswer)
         if not order_url:
