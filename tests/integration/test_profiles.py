@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.ca.local import BACKDATE
 
-from .appliance import Appliance
+from .appliance import POLICIES, Appliance
 from .test_acme_library import Client, new_csr
 from .tools import free_port
 
@@ -34,14 +34,9 @@ kind = "local"
 profiles = { shortlived = 6 }
 """
 
-SHOP = """
-[[policy]]
-name = "shop"
-primary_ca = "builtin"
-validation = "none"
-allowed_domains = ["example.com", "*.example.com"]
-profiles = ["classic", "shortlived"]
-"""
+# The usual policies, "shop" offering classic (its default) and shortlived.
+DOMAINS = 'allowed_domains = ["example.com", "*.example.com"]\n'
+SHOP = POLICIES.replace(DOMAINS, DOMAINS + 'profiles = ["classic", "shortlived"]\n', 1)
 
 DAY = datetime.timedelta(days=1)
 INVALID_PROFILE = "urn:ietf:params:acme:error:invalidProfile"

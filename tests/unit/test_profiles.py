@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from acme_appliance.ca import CAError, ChallengeType, IssuedCertificate, IssueRequest
 from acme_appliance.ca.local import LocalCA, LocalCAError
 from acme_appliance.ca.upstream import UpstreamAcmeCA
+from acme_appliance.config import load_config
 from acme_appliance.core import ProblemType
 from acme_appliance.issuance._failover import FailoverIssuer
 from acme_appliance.issuance._health import CAHealth
@@ -42,7 +45,7 @@ from acme_appliance.testing import (
     self_signed_pem,
 )
 
-from .test_config import ConfigTestCase, ca_setting, policy_setting, setting
+from .test_config import ETC, ConfigTestCase, ca_setting, make_tls, policy_setting, setting
 
 PROFILES = (Profile("classic", "90-day certificates"), Profile("shortlived", "6-day certificates"))
 DAY = datetime.timedelta(days=1)
@@ -381,3 +384,23 @@ class UpstreamTests(SynchronousTestCase):
         self.assertEqual(error.problem_type, ProblemType.INVALID_PROFILE)
         self.assertEqual(error.detail, "CA upstream does not offer profile 'shortlived' (its directory lists: classic)")
         self.assertEqual(self.server.ordered_profiles, [])
+
+
+class ShippedFilesTests(SynchronousTestCase):
+    def test_quick_start(self) -> None:
+        """The quick start offers classic (the default) and a 6-day shortlived."""
+        config = load_config(os.path.join(ETC, "acme-appliance.toml"))
+        self.assertEqual(
+            config.policy("default").profiles,
+            (Profile("classic", "90-day certificates"), Profile("shortlived", "6-day certificates")),
+        )
+        self.assertEqual(config.ca("builtin").profiles, (("shortlived", 6),))
+
+    def test_production_example(self) -> None:
+        directory = self.mktemp()
+        os.makedirs(os.path.join(directory, "tls"))
+        path = os.path.join(directory, "production.toml")
+        shutil.copy(os.path.join(ETC, "production.example.toml"), path)
+        make_tls(os.path.join(directory, "tls"), "acme.key", "acme.pem")
+        profiles = load_config(path).policy("shop").profiles
+        self.assertEqual([p.name for p in profiles], ["classic", "shortlived"])
