@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.trial.unittest import SynchronousTestCase
 
-from .tools import AddressInUse, closed_port, free_port, require, wait_for, wait_listening
+from .tools import AddressInUse, closed_port, free_port, require, start_retrying, wait_for, wait_listening
 
 CUSTOMER_ZONE = "shop.test"
 DCV_ZONE = "dcv.test"
@@ -137,6 +137,52 @@ class Process:
     def log(self) -> str:
         with open(self.log_path, errors="replace") as f:
             return f.read()
+
+
+class RedisServer:
+    """
+    A redis-server on loopback with its AOF (C{appendonly yes}, no RDB
+    snapshots) in its own directory; L{stop} and L{start} again keep the
+    port and the data.
+    """
+
+    def __init__(self, case: SynchronousTestCase, directory: str, *, password: str | None = None) -> None:
+        self.case = case
+        self.binary = require("redis-server")
+        self.dir = os.path.abspath(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.password = password
+        self.port = 0
+        self.process: Process | None = None
+        case.addCleanup(self.stop)
+
+    def url(self, db: int = 0, password: str | None = None) -> str:
+        secret = self.password if password is None else password
+        auth = f":{secret}@" if secret else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        """
+        Start on a fresh port the first time, on the same one afterwards.
+        """
+        if self.port:
+            self._start(self.port)
+        else:
+            start_retrying(lambda: self._start(free_port()), "redis-server")
+
+    def _start(self, port: int) -> None:
+        args = [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"]
+        args += ["--appendfsync", "always", "--dir", self.dir, "--daemonize", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.process = Process(self.case, "redis", args, self.dir)
+        wait_listening(port, self.process.popen, self.process.log)
+        self.port = port
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
 
 
 class Pebble:
