@@ -266,6 +266,7 @@ class RedisStore:
 
     def _connect(self) -> None:
         a = self.address
+        self._log.info("connecting to {store}", store=self.name)
         options: dict[str, Any] = {
             "dbid": a.db or None,
             "poolsize": 1,
