@@ -185,7 +185,27 @@ class _WatchedEndpoint:
         return d.addCallbacks(connected, failed)
 
 
-class _SentinelMasterProtocol(txredisapi.SentinelRedisProtocol):  # type: ignore[misc]
+class _Reporting:
+    """
+    A protocol mixin that tells its factory's C{on_lost} why its connection
+    ended (a refused TLS handshake, say), which txredisapi reports only as
+    "Lost connection".
+    """
+
+    factory: Any
+
+    def connectionLost(self, why: Any) -> None:
+        on_lost = getattr(self.factory, "on_lost", None)
+        if on_lost is not None:
+            on_lost(why.getErrorMessage() or why.type.__name__)
+        super().connectionLost(why)  # type: ignore[misc]
+
+
+class _Protocol(_Reporting, txredisapi.RedisProtocol):  # type: ignore[misc]
+    pass
+
+
+class _SentinelMasterProtocol(_Reporting, txredisapi.SentinelRedisProtocol):  # type: ignore[misc]
     # With charset=None (values are bytes) ROLE answers b"master", which
     # txredisapi compares with "master": decode the role first.
     def role(self) -> defer.Deferred[Any]:
@@ -259,6 +279,7 @@ class RedisStore:
         self._sentinel: Any = None
         self._endpoint: _WatchedEndpoint | None = None
         self._fatal: str | None = None
+        self._lost_reason: str | None = None
         self._closed = False
         self._pending: set[defer.Deferred[Any]] = set()
 
@@ -286,6 +307,7 @@ class RedisStore:
             endpoint: Any = txredisapi._SentinelEndpoint(factory)
         else:
             factory = txredisapi.RedisFactory(uuid=f"{a.host}:{a.port}", **options)
+            factory.protocol = _Protocol
             endpoint = HostnameEndpoint(self._reactor, a.host, a.port, timeout=self._timeout)
             if a.tls:
                 endpoint = wrapClientTLS(optionsForClientTLS(a.host, trustRoot=self._trust), endpoint)
@@ -294,6 +316,7 @@ class RedisStore:
         factory.initialDelay = 0.1
         factory.maxDelay = 2.0
         factory.deferred.addCallbacks(lambda handler: None, self._broken)
+        factory.on_lost = self._lost
         self._endpoint = _WatchedEndpoint(endpoint, self._unreachable)
         self._factory = factory
         factory.startConnecting(self._endpoint)
@@ -306,6 +329,11 @@ class RedisStore:
         self._cancel_pending()
 
     def _unreachable(self, reason: str) -> None:
+        self._cancel_pending()
+
+    def _lost(self, reason: str) -> None:
+        # Calls waiting for a connection fail now, not after the timeout.
+        self._lost_reason = reason
         self._cancel_pending()
 
     def _cancel_pending(self) -> None:
@@ -323,8 +351,9 @@ class RedisStore:
         if self._fatal is not None:
             raise self._unavailable(self._fatal)
         assert self._endpoint is not None
-        if not self._factory.size and self._endpoint.failure is not None:
-            raise self._unavailable(self._endpoint.failure)
+        down = self._endpoint.failure or self._lost_reason
+        if not self._factory.size and down is not None:
+            raise self._unavailable(down)
         d: defer.Deferred[Any] = defer.maybeDeferred(command, self._factory.handler)
         d.addTimeout(self._timeout, self._time)
         self._pending.add(d)
@@ -333,8 +362,7 @@ class RedisStore:
         except defer.TimeoutError:
             raise self._unavailable(f"no answer within {self._timeout:g} s") from None
         except defer.CancelledError:
-            reason = self._fatal or (self._endpoint.failure if self._endpoint else None) or "cancelled"
-            raise self._unavailable(reason) from None
+            raise self._unavailable(self._fatal or self._endpoint.failure or self._lost_reason or "cancelled") from None
         except txredisapi.ScriptDoesNotExist:
             raise _NoScript() from None
         except txredisapi.ResponseError as e:
@@ -342,7 +370,7 @@ class RedisStore:
                 raise _NoScript() from None
             raise StorageError(f"{self.name}: {what} failed: {e}") from None
         except (txredisapi.ConnectionError, ConnectionError) as e:
-            raise self._unavailable(str(e) or type(e).__name__) from None
+            raise self._unavailable(self._lost_reason or str(e) or type(e).__name__) from None
         finally:
             self._pending.discard(d)
 

@@ -19,7 +19,7 @@ from acme_appliance.storage import RedisStore, StorageError, open_store, redis_s
 from tests.unit.test_storage import StoreContract, gather
 
 from .tools import closed_port
-from .world import RedisServer
+from .world import RedisServer, make_tls_ca
 
 reactor: Any = _reactor
 
@@ -146,6 +146,42 @@ class RedisStoreTests(RedisCase):
             await store.set("k", b"v")
         self.assertIn("reached 0 of 1 replicas", str(caught.exception))
         self.assertFalse(await store.add("k", b"w"))
+
+
+class RedisTLSTests(RedisCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(time.time())
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        self.ca, cert, key = make_tls_ca(directory)
+        self.redis = RedisServer(self, os.path.join(directory, "redis"), tls=(self.ca, cert, key))
+        self.redis.start()
+
+    async def test_rediss(self) -> None:
+        url = self.redis.url()
+        self.assertTrue(url.startswith("rediss://"))
+        store = self.open(url, ca_bundle=self.ca)
+        await store.set("k", b"over TLS")
+        self.assertEqual(await store.get("k"), b"over TLS")
+
+    async def test_untrusted_certificate(self) -> None:
+        # Without the bundle the system roots do not know the test CA.
+        store = self.open(self.redis.url(), timeout=2)
+        with self.assertRaises(StorageError) as caught:
+            await store.get("k")
+        self.assertIn(f"rediss 127.0.0.1:{self.redis.port}/0 unavailable: ", str(caught.exception))
+        self.assertIn("certificate verify failed", str(caught.exception))
+
+
+class RedisSentinelTests(RedisCase):
+    async def test_master_from_sentinel(self) -> None:
+        sentinel = self.redis.sentinel("appliance")
+        store = self.open(f"redis+sentinel://127.0.0.1:{closed_port(self)},127.0.0.1:{sentinel}/appliance/2")
+        await eventually(lambda: store.set("k", b"via sentinel"), "the master to be found")
+        self.assertEqual(await store.get("k"), b"via sentinel")
+        direct = self.open(self.redis.url(2))
+        self.assertEqual(await direct.get("k"), b"via sentinel")
 
 
 class RedisPasswordTests(RedisCase):
