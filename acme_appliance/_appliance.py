@@ -159,14 +159,20 @@ async def open_store(config: Config, reactor: IApplianceReactor) -> Store:
     Open the configured store (for the CLI, inside a running reactor).
     """
     return await storage.open_store(
-        config.storage.url, reactor=reactor, clock=reactor, base_dir=os.path.dirname(config.path)
+        config.storage.url,
+        reactor=reactor,
+        clock=reactor,
+        base_dir=os.path.dirname(config.path),
+        ca_bundle=config.storage.ca_bundle,
+        wait_replicas=config.storage.wait_replicas,
     )
 
 
 def open_store_now(config: Config, reactor: IApplianceReactor) -> Store:
     """
     Open the configured store before the reactor runs (for C{twistd}), so
-    that a bad database path stops start-up with one line.
+    that a bad database path stops start-up with one line.  A Redis store
+    connects once the reactor runs (and keeps reconnecting).
     """
     problem = storage.check_store_url(config.storage.url)
     if problem is not None:
@@ -179,7 +185,16 @@ def open_store_now(config: Config, reactor: IApplianceReactor) -> Store:
             return storage.SQLiteStore.open_now(path, reactor=reactor, clock=reactor)
         except storage.StorageError as e:
             raise StartupError(f"storage.url: {e}") from None
-    raise StartupError(f"storage.url: {config.storage.url!r} is not available in this version yet")
+    try:
+        return storage.redis_store(
+            config.storage.url,
+            reactor=reactor,
+            clock=reactor,
+            ca_bundle=config.storage.ca_bundle,
+            wait_replicas=config.storage.wait_replicas,
+        )
+    except storage.StorageError as e:
+        raise StartupError(f"storage: {e}") from None
 
 
 def make_notifiers(

@@ -173,6 +173,9 @@ class AcmeServer:
             allowed = ", ".join(error.allowed)
             problem = malformed(f"method not allowed here; use {allowed}", status=405, headers={"Allow": allowed})
             return self._problem(request, problem, nonce=False)
+        if error.status is HTTPStatus.SERVICE_UNAVAILABLE:
+            detail = "the appliance's storage is unavailable; retry later"
+            return self._problem(request, AcmeProblem(ProblemType.SERVER_INTERNAL, detail, status=503), nonce=False)
         self._log.failure(
             "internal error answering {method} {path}",
             error.failure,

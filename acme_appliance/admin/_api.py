@@ -209,6 +209,8 @@ class AdminAPI:
             return self._json(request, {"error": "no such resource"}, 404)
         if error.status is HTTPStatus.METHOD_NOT_ALLOWED:
             return self._json(request, {"error": "method not allowed"}, 405)
+        if error.status is HTTPStatus.SERVICE_UNAVAILABLE:
+            return self._json(request, {"error": "storage unavailable; retry later"}, 503)
         self._log.failure("admin request {path} failed", error.failure, path=request.path)
         return self._json(request, {"error": "internal error; the operator log has the details"}, 500)
 

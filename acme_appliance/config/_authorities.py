@@ -98,7 +98,7 @@ def _ca(t: Table, name: str, resolve: Callable[[str], str]) -> CAConfig:
     parts = url(t.key("directory"), directory)
     if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
         t.fail("directory", f"{directory!r}: http:// is only allowed for localhost; use https://")
-    bundle = _bundle(t, resolve)
+    bundle = ca_bundle(t, resolve)
     contact = t.texts("contact", _mailto)
     kid, hmac_key = _eab(t)
     return CAConfig(
@@ -157,7 +157,7 @@ def profile_descriptions(data: object) -> dict[str, str]:
     return descriptions
 
 
-def _bundle(t: Table, resolve: Callable[[str], str]) -> str | None:
+def ca_bundle(t: Table, resolve: Callable[[str], str]) -> str | None:
     bundle: str | None = t.text("ca_bundle", None)
     if bundle is None:
         return None

@@ -76,12 +76,19 @@ class AdminConfig:
 @frozen
 class StorageConfig:
     """
-    C{[storage]}: C{url} is C{memory:}, C{sqlite:/absolute/path} or
-    C{redis://host[:port][/db]}.
+    C{[storage]}: C{url} is C{memory:}, C{sqlite:/absolute/path} or a
+    Redis URL (C{redis://}, C{rediss://}, C{redis+sentinel://}).
+
+    @ivar ca_bundle: For C{rediss://}: the CA certificates Redis' own is
+        verified by (C{None}: the system's).
+    @ivar wait_replicas: For Redis: how many replicas each write that
+        carries a promise waits for (C{WAIT}); 0: none.
     """
 
     url: str
     state_dir: str
+    ca_bundle: str | None = None
+    wait_replicas: int = 0
 
 
 @frozen

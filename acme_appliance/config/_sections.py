@@ -9,7 +9,8 @@ import ipaddress
 from collections.abc import Callable
 
 from ..notify import parse_syslog_target
-from ..storage import check_store_url
+from ..storage import check_store_url, is_redis_url
+from ._authorities import ca_bundle
 from ._endpoints import check_endpoint
 from ._limits import LIMITS_KEYS, RETENTION_KEYS
 from ._model import (
@@ -31,7 +32,7 @@ Resolve = Callable[[str], str]
 SECTIONS: dict[str, tuple[str, ...]] = {
     "acme": ("listen", "base_url", "self_signed_tls", "terms_of_service", "max_body_bytes"),
     "admin": ("listen", "api_key_file"),
-    "storage": ("url", "state_dir"),
+    "storage": ("url", "state_dir", "ca_bundle", "wait_replicas"),
     "validation": (
         "fileproxy_listen",
         "dns_zone",
@@ -99,7 +100,15 @@ def storage(t: Table, resolve: Resolve) -> StorageConfig:
         if rest.startswith("///"):
             rest = rest[2:]
         store_url = "sqlite:" + resolve(rest)
-    return StorageConfig(url=store_url, state_dir=resolve(t.text("state_dir")))
+    bundle = ca_bundle(t, resolve)
+    if bundle is not None and scheme.lower() != "rediss":
+        t.fail("ca_bundle", "only applies to a rediss:// url")
+    replicas = t.integer("wait_replicas", 0, 0, 100)
+    if replicas and not is_redis_url(store_url):
+        t.fail("wait_replicas", "only applies to a redis url")
+    return StorageConfig(
+        url=store_url, state_dir=resolve(t.text("state_dir")), ca_bundle=bundle, wait_replicas=replicas
+    )
 
 
 def validation(t: Table, resolve: Resolve) -> ValidationConfig:

@@ -18,16 +18,18 @@ from ._names import (
 )
 from ._problems import ACME_ERROR_NS, AcmeProblem, ProblemType, malformed
 from ._times import rfc3339
-from ._web import RouteError, route_errors
+from ._web import UNAVAILABLE_RETRY_AFTER, RouteError, Unavailable, route_errors
 
 __all__ = [
     "ACME_ERROR_NS",
+    "UNAVAILABLE_RETRY_AFTER",
     "AcmeProblem",
     "Backoff",
     "InvalidName",
     "NameProblem",
     "ProblemType",
     "RouteError",
+    "Unavailable",
     "comparable_name",
     "fsync_directory",
     "is_label",

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from ..core import Unavailable
 
-class StorageError(Exception):
+
+class StorageError(Unavailable):
     """
-    The backend failed (I/O, corrupt database, lost connection).
+    The backend failed (I/O, corrupt database, lost connection): a web
+    request that meets one is answered 503 with C{Retry-After}.
     """
 
 

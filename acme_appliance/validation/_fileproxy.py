@@ -85,6 +85,8 @@ class FileProxy:
         if error.status is HTTPStatus.METHOD_NOT_ALLOWED:
             request.setHeader(b"allow", b"GET, HEAD")
             return _plain(request, 405, "method not allowed\n")
+        if error.status is HTTPStatus.SERVICE_UNAVAILABLE:
+            return _plain(request, 503, "storage unavailable; retry later\n")
         return _plain(request, 404, "not found\n")
 
 

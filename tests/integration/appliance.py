@@ -60,12 +60,14 @@ class Appliance:
         cas: str | None = None,
         extra: str | Callable[[], str] = "",
         nofile: int | None = None,
+        storage: str = "sqlite:state.db",
     ) -> None:
         """
         @param extra: more configuration; a callable is asked again for
             each new choice of ports (it may choose ports of its own).
         @param nofile: The process's open-files limit (soft and hard), if
             not inherited.
+        @param storage: The C{[storage] url}.
         """
         self.case = case
         self.dir = os.path.abspath(case.mktemp())
@@ -74,6 +76,7 @@ class Appliance:
         self.log_path = os.path.join(self.dir, "twistd.log")
         self._policies, self._cas, self._extra = policies, cas, extra
         self._nofile = nofile
+        self._storage = storage
         self._configure()
         self.tls_cert = os.path.join(self.dir, "tls.pem")
         self.process: subprocess.Popen[bytes] | None = None
@@ -99,7 +102,7 @@ listen = "tcp:{self.admin_port}:interface=127.0.0.1"
 api_key_file = "admin.key"
 
 [storage]
-url = "sqlite:state.db"
+url = "{self._storage}"
 state_dir = "state"
 
 {extra}

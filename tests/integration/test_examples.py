@@ -31,8 +31,8 @@ from acme_appliance.config import load_config
 from acme_appliance.config._sections import SECTIONS
 from acme_appliance.stats import Metrics
 
-from .tools import require
-from .world import make_tls_ca
+from .tools import free_port, require, start_retrying, wait_listening
+from .world import Process, make_tls_ca
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ETC = os.path.join(ROOT, "etc")
@@ -48,6 +48,7 @@ CHECKED = {
     "rsyslog-acme-appliance.conf": "RsyslogTests",
     "prometheus/acme-appliance-alerts.yml": "PrometheusTests",
     "prometheus/scrape.yml": "PrometheusTests",
+    "redis.example.conf": "RedisConfigTests",
 }
 
 
@@ -170,6 +171,31 @@ class PrometheusTests(ToolTestCase):
         output = self.run_tool([self.promtool, "check", "config", "scrape.yml"], cwd=work)
         self.assertIn("SUCCESS: 1 rule files found", output)
         self.assertIn(f"SUCCESS: {self.rule_count()} rules found", output)
+
+
+class RedisConfigTests(ToolTestCase):
+    def test_redis_runs_with_it(self) -> None:
+        """
+        C{redis-server} starts with the example (a bad directive stops it)
+        and has the settings the appliance needs.
+        """
+        redis_server, redis_cli = require("redis-server"), require("redis-cli")
+        conf = os.path.join(ETC, "redis.example.conf")
+        directory = self.tempdir()
+
+        def start() -> int:
+            port = free_port()
+            args = [redis_server, conf, "--port", str(port), "--dir", directory, "--daemonize", "no"]
+            process = Process(self, "redis", args, directory)
+            wait_listening(port, process.popen, process.log)
+            return port
+
+        port = start_retrying(start, "redis-server")
+        password = re.search(r"^requirepass (\S+)$", read(conf), re.MULTILINE)
+        assert password is not None
+        cli = [redis_cli, "-p", str(port), "--no-auth-warning", "-a", password.group(1)]
+        for key, value in [("appendonly", "yes"), ("appendfsync", "everysec"), ("maxmemory-policy", "noeviction")]:
+            self.assertEqual(self.run_tool([*cli, "CONFIG", "GET", key]).split(), [key, value])
 
 
 class RsyslogTests(ToolTestCase):

@@ -31,6 +31,7 @@ PACKAGES = {
     "unbound-checkconf": "unbound",
     "nginx": "nginx-light",
     "redis-server": "redis-server",
+    "redis-cli": "redis-tools (with redis-server)",
     "chromium": "chromium",
     "certbot": "certbot (or pip install certbot in the venv)",
     "dig": "dnsutils",

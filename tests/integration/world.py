@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.trial.unittest import SynchronousTestCase
 
-from .tools import AddressInUse, closed_port, free_port, require, wait_for, wait_listening
+from .tools import AddressInUse, closed_port, free_port, require, start_retrying, wait_for, wait_listening
 
 CUSTOMER_ZONE = "shop.test"
 DCV_ZONE = "dcv.test"
@@ -137,6 +137,89 @@ class Process:
     def log(self) -> str:
         with open(self.log_path, errors="replace") as f:
             return f.read()
+
+
+class RedisServer:
+    """
+    A redis-server on loopback with its AOF (C{appendonly yes}, no RDB
+    snapshots) in its own directory; L{stop} and L{start} again keep the
+    port and the data.
+    """
+
+    def __init__(
+        self,
+        case: SynchronousTestCase,
+        directory: str,
+        *,
+        password: str | None = None,
+        tls: tuple[str, str, str] | None = None,
+    ) -> None:
+        """
+        @param tls: C{(ca, cert, key)} files (L{make_tls_ca}): listen with
+            TLS only (C{rediss://}).
+        """
+        self.case = case
+        self.binary = require("redis-server")
+        self.tls = tls
+        self.dir = os.path.abspath(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.password = password
+        self.port = 0
+        self.process: Process | None = None
+        case.addCleanup(self.stop)
+
+    def url(self, db: int = 0, password: str | None = None) -> str:
+        secret = self.password if password is None else password
+        auth = f":{secret}@" if secret else ""
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        """
+        Start on a fresh port the first time, on the same one afterwards.
+        """
+        if self.port:
+            self._start(self.port)
+        else:
+            start_retrying(lambda: self._start(free_port()), "redis-server")
+
+    def _start(self, port: int) -> None:
+        args = [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"]
+        if self.tls:
+            ca, cert, key = self.tls
+            args[1:3] = ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
+            args += ["--tls-ca-cert-file", ca, "--tls-cert-file", cert, "--tls-key-file", key]
+        args += ["--appendfsync", "always", "--dir", self.dir, "--daemonize", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.process = Process(self.case, "redis", args, self.dir)
+        wait_listening(port, self.process.popen, self.process.log)
+        self.port = port
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def sentinel(self, master: str) -> int:
+        """
+        Start a Sentinel watching this server as C{master}.
+
+        @return: The Sentinel's port.
+        """
+        directory = os.path.join(self.dir, "sentinel")
+        os.makedirs(directory, exist_ok=True)
+
+        def start() -> int:
+            port = free_port()
+            conf = _write(
+                os.path.join(directory, "sentinel.conf"),
+                f"port {port}\nbind 127.0.0.1\ndir {directory}\nsentinel monitor {master} 127.0.0.1 {self.port} 1\n",
+            )
+            process = Process(self.case, "sentinel", [self.binary, conf, "--sentinel"], directory)
+            wait_listening(port, process.popen, process.log)
+            return port
+
+        return start_retrying(start, "redis sentinel")
 
 
 class Pebble:

@@ -529,8 +529,43 @@ class StorageSectionTests(ConfigTestCase):
         self.assertEqual(config.storage.url, "sqlite:/srv/state.db")
 
     def test_memory_and_redis_kept(self) -> None:
-        for url in ("memory:", "redis://localhost:6379/1"):
-            self.assertEqual(self.load(setting("storage", "url", url)).storage.url, url)
+        for url in ("memory:", "redis://localhost:6379/1", "rediss://:pw@cache/2", "redis+sentinel://s1,s2/m"):
+            config = self.load(setting("storage", "url", url))
+            self.assertEqual(config.storage.url, url)
+            self.assertEqual((config.storage.ca_bundle, config.storage.wait_replicas), (None, 0))
+
+    def redis(self, url: str, key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+        def change(data: dict[str, Any]) -> None:
+            data["storage"]["url"] = url
+            data["storage"][key] = value
+
+        return change
+
+    def test_redis_ca_bundle(self) -> None:
+        make_tls(self.dir, cert_name="redis-ca.pem")
+        config = self.load(self.redis("rediss://cache", "ca_bundle", "redis-ca.pem"))
+        self.assertEqual(config.storage.ca_bundle, os.path.join(self.dir, "redis-ca.pem"))
+
+    def test_redis_ca_bundle_problems(self) -> None:
+        self.assertProblem(
+            self.redis("rediss://cache", "ca_bundle", "none.pem"),
+            "storage.ca_bundle",
+            "does not exist or is not a file",
+        )
+        make_tls(self.dir, cert_name="redis-ca.pem")
+        self.assertProblem(
+            self.redis("redis://cache", "ca_bundle", "redis-ca.pem"),
+            "storage.ca_bundle",
+            "only applies to a rediss:// url",
+        )
+
+    def test_wait_replicas(self) -> None:
+        self.assertEqual(self.load(self.redis("redis://cache", "wait_replicas", 2)).storage.wait_replicas, 2)
+        self.assertProblem(self.redis("redis://cache", "wait_replicas", -1), "storage.wait_replicas", "out of range")
+        self.assertProblem(self.redis("redis://cache", "wait_replicas", "1"), "storage.wait_replicas", "integer")
+        self.assertProblem(
+            self.redis("sqlite:state.db", "wait_replicas", 1), "storage.wait_replicas", "only applies to a redis url"
+        )
 
     def test_bad_scheme(self) -> None:
         self.assertProblem(

@@ -21,7 +21,16 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from acme_appliance.storage import MemoryStore, SQLiteStore, StorageError, Store, check_store_url, open_store
+from acme_appliance.storage import (
+    MemoryStore,
+    RedisAddress,
+    SQLiteStore,
+    StorageError,
+    Store,
+    check_store_url,
+    open_store,
+    redis_store,
+)
 from acme_appliance.storage.memory import PURGE_INTERVAL
 from acme_appliance.storage.sqlite import _prefix_end
 
@@ -545,11 +554,6 @@ class OpenStoreTests(TestCase):
         self.assertTrue(os.path.isfile(path))
         self.assertEqual(os.listdir(self.base), [])
 
-    async def test_redis_not_yet(self) -> None:
-        with self.assertRaises(StorageError) as caught:
-            await self._open("redis://localhost:6379/0")
-        self.assertEqual(str(caught.exception), "redis storage is not available yet")
-
     async def test_bad_urls(self) -> None:
         for url, expected in [
             ("postgres://db/x", "unsupported storage URL scheme 'postgres'"),
@@ -584,12 +588,18 @@ class CheckStoreURLTests(SynchronousTestCase):
             "redis://10.0.0.5/3",
             "redis://[::1]:6380/1",
             "redis://:secret@cache.internal:6379/2",
+            "redis://app:secret@cache.internal/2",
+            "REDIS://cache",
+            "rediss://cache.internal:6380/1",
+            "rediss://:p%40ss@cache.internal",
+            "redis+sentinel://s1:26379,s2:26379,[::1]/mymaster",
+            "redis+sentinel://:pw@s1/mymaster/3",
         ]:
             self.assertIsNone(check_store_url(url), url)
 
     def test_problems(self) -> None:
         for url, expected in [
-            ("", "storage URL is empty; use memory:, sqlite:PATH or redis://host[:port][/db]"),
+            ("", "storage URL is empty; use memory:, sqlite:PATH, redis://host[:port][/db], rediss://... or redis+"),
             ("   ", "storage URL is empty"),
             ("state.db", "storage URL 'state.db' has no scheme"),
             (":state.db", "has no scheme"),
@@ -600,11 +610,20 @@ class CheckStoreURLTests(SynchronousTestCase):
             ("sqlite:var/", "names a directory"),
             ("sqlite:a\0b", "NUL"),
             ("mysql://db/x", "unsupported storage URL scheme 'mysql'"),
-            ("rediss://cache:6379", "unsupported storage URL scheme 'rediss'"),
-            ("redis:cache", "must look like redis://host[:port][/db]"),
+            ("redis:cache", "must look like redis://[:password@]host[:port][/db]"),
             ("redis://", "has no host"),
-            ("redis://cache:port/0", "the port is not a number"),
-            ("redis://cache:99999", "the port is not a number"),
+            ("redis://cache:port/0", "the port in 'cache:port' is not a number"),
+            ("redis://cache:99999", "is not a number from 1 to 65535"),
+            ("rediss://", "rediss storage URL has no host"),
+            ("rediss://cache/x", "the database 'x' is not a number"),
+            ("redis://a,b/0", "one host only; several are for redis+sentinel://"),
+            ("redis://secret@cache/0", "the part before '@' must be :password or user:password"),
+            ("redis+sentinel://s1,s2", "names no master"),
+            ("redis+sentinel://s1,s2/", "names no master"),
+            ("redis+sentinel://s1,/m", "has no host"),
+            ("redis+sentinel://s1:x/m", "is not a number"),
+            ("redis+sentinel://s1/m/zero", "the database 'zero' is not a number"),
+            ("redis+sentinel:s1/m", "must look like"),
             ("redis://cache:0", "port 0 is not valid"),
             ("redis://cache/zero", "the database 'zero' is not a number"),
             ("redis://cache/0/1", "the database '0/1' is not a number"),
@@ -617,6 +636,65 @@ class CheckStoreURLTests(SynchronousTestCase):
             self.assertNotIn("\n", problem)
 
     def test_password_not_echoed(self) -> None:
-        problem = check_store_url("redis://:hunter2@cache:nope/0")
-        assert problem is not None
-        self.assertNotIn("hunter2", problem)
+        for url in [
+            "redis://:hunter2@cache:nope/0",
+            "redis://:hunter2@/0",
+            "redis://:hunter2@cache/x",
+            "redis://:hunter2@cache/0?x=1",
+            "redis://hunter2@cache/0",
+            "rediss://:hunter2@cache:0",
+            "redis+sentinel://:hunter2@s1:nope/m",
+            "redis+sentinel://:hunter2@s1",
+            "redis:hunter2@cache",
+        ]:
+            problem = check_store_url(url)
+            assert problem is not None, url
+            self.assertNotIn("hunter2", problem)
+
+
+class RedisURLTests(SynchronousTestCase):
+    def address(self, url: str) -> RedisAddress:
+        return redis_store(url, reactor=reactor, clock=Clock()).address  # type: ignore[arg-type]
+
+    def test_forms(self) -> None:
+        self.assertEqual(self.address("redis://cache"), RedisAddress(host="cache", port=6379, db=0))
+        self.assertEqual(
+            self.address("rediss://app:p%40ss@[::1]:6380/2"),
+            RedisAddress(host="::1", port=6380, db=2, username="app", password="p@ss", tls=True),
+        )
+        self.assertEqual(
+            self.address("redis+sentinel://:pw@s1,s2:26380/mymaster/4"),
+            RedisAddress(db=4, password="pw", sentinels=(("s1", 26379), ("s2", 26380)), master="mymaster"),
+        )
+
+    def test_described_without_password(self) -> None:
+        for url, name in [
+            ("redis://:hunter2@cache", "redis cache:6379/0"),
+            ("rediss://:hunter2@[::1]:7000/3", "rediss [::1]:7000/3"),
+            ("redis+sentinel://:hunter2@s1,[::1]:1/m/2", "redis sentinel s1:26379,[::1]:1 master 'm' db 2"),
+        ]:
+            address = self.address(url)
+            self.assertEqual(address.describe(), name)
+            self.assertNotIn("hunter2", repr(address))
+
+    def test_not_redis(self) -> None:
+        with self.assertRaises(StorageError):
+            redis_store("memory:", reactor=reactor, clock=Clock())  # type: ignore[arg-type]
+
+    def test_ca_bundle_problems(self) -> None:
+        missing = os.path.join(self.mktemp(), "ca.pem")
+        with self.assertRaises(StorageError) as caught:
+            redis_store("rediss://cache", reactor=reactor, clock=Clock(), ca_bundle=missing)  # type: ignore[arg-type]
+        self.assertEqual(str(caught.exception), f"cannot read storage.ca_bundle {missing}: No such file or directory")
+        empty = self.mktemp()
+        with open(empty, "w") as f:
+            f.write("nothing\n")
+        with self.assertRaises(StorageError) as caught:
+            redis_store("rediss://cache", reactor=reactor, clock=Clock(), ca_bundle=empty)  # type: ignore[arg-type]
+        self.assertEqual(str(caught.exception), f"storage.ca_bundle {empty} holds no PEM certificate")
+
+    def test_closed_store_refuses_without_connecting(self) -> None:
+        store = redis_store("redis://cache", reactor=reactor, clock=Clock())  # type: ignore[arg-type]
+        self.successResultOf(Deferred.fromCoroutine(store.close()))
+        failure = self.failureResultOf(Deferred.fromCoroutine(store.get("k")), StorageError)
+        self.assertEqual(str(failure.value), "redis cache:6379/0 is closed")

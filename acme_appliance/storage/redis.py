@@ -1,0 +1,515 @@
+"""
+The shared L{Store}: Redis, through txredisapi, for appliances that run as
+several nodes (or that want their state outside the process's disk).
+
+Every atomic operation is one Lua script, so Redis runs it alone.  An entry is
+a hash: its value in field C{v} and, when it has a TTL, its expiry (seconds,
+from the store's clock) in field C{e}.  The scripts compare C{e} with the
+C{now} they are given, as the SQLite store compares its C{expires_at}
+column: the injected clock decides what has expired.  Redis' own expiry
+(C{PEXPIRE}, the TTL plus L{GC_MARGIN}) only collects the garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import txredisapi
+from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IReactorTCP, IReactorTime, IStreamClientEndpoint
+from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ._interface import Entry, StorageError
+from .memory import check_entry, expires_at, incremented
+
+#: Seconds a call waits for Redis (a connection, then the answer) at most.
+TIMEOUT = 5.0
+
+#: Seconds Redis keeps an entry past its expiry before deleting it itself.
+GC_MARGIN = 3600.0
+
+#: How many keys one C{SCAN} step (and one value lookup) covers.
+SCAN_COUNT = 500
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\s*", re.DOTALL)
+_GLOB_SPECIAL = re.compile(rb"([*?\[\]\\])")
+
+_HELPERS = """
+local function live(key, now)
+  local r = redis.call('HMGET', key, 'v', 'e')
+  if not r[1] then return nil end
+  if r[2] and tonumber(r[2]) <= tonumber(now) then return nil end
+  return r
+end
+local function put(key, value, expires, gc_ms)
+  redis.call('DEL', key)
+  if expires == '' then
+    redis.call('HSET', key, 'v', value)
+  else
+    redis.call('HSET', key, 'v', value, 'e', expires)
+    redis.call('PEXPIRE', key, gc_ms)
+  end
+end
+"""
+
+
+@attrs.frozen
+class _Script:
+    source: bytes
+    sha: str
+
+    @classmethod
+    def of(cls, body: str) -> _Script:
+        source = (_HELPERS + body).encode()
+        return cls(source, hashlib.sha1(source).hexdigest())
+
+
+# ARGV for writes: now, value, expires ('' for none), gc_ms.
+_GET = _Script.of("local r = live(KEYS[1], ARGV[1]) if r then return r[1] end return false")
+_SET = _Script.of("put(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) return 1")
+_ADD = _Script.of("if live(KEYS[1], ARGV[1]) then return 0 end put(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) return 1")
+# ARGV: now, value ('' when deleting), expires, gc_ms, has_expected, expected, has_value.
+_CAS = _Script.of("""
+local r = live(KEYS[1], ARGV[1])
+if ARGV[5] == '0' then
+  if r then return 0 end
+elseif not r or r[1] ~= ARGV[6] then
+  return 0
+end
+if ARGV[7] == '0' then redis.call('DEL', KEYS[1]) else put(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) end
+return 1
+""")
+# Like Redis INCR, a live counter keeps its expiry (field e and the PEXPIRE).
+_INCREMENT = _Script.of("""
+if not live(KEYS[1], ARGV[1]) then redis.call('DEL', KEYS[1]) end
+return redis.call('HINCRBY', KEYS[1], 'v', ARGV[2])
+""")
+_DELETE = _Script.of("local r = live(KEYS[1], ARGV[1]) redis.call('DEL', KEYS[1]) if r then return 1 end return 0")
+_VALUES = _Script.of("""
+local out = {}
+for i, key in ipairs(KEYS) do
+  local r = live(key, ARGV[1])
+  if r then out[i] = r[1] else out[i] = false end
+end
+return out
+""")
+_PURGE = _Script.of("""
+local n = 0
+for _, key in ipairs(KEYS) do
+  local e = redis.call('HGET', key, 'e')
+  if e and tonumber(e) <= tonumber(ARGV[1]) then redis.call('DEL', key) n = n + 1 end
+end
+return n
+""")
+
+
+@attrs.frozen
+class RedisAddress:
+    """
+    Where a Redis store is, from a C{redis://}, C{rediss://} or
+    C{redis+sentinel://} URL.
+
+    @ivar host: The server (unused with Sentinel).
+    @ivar sentinels: C{(host, port)} of each Sentinel; empty for a direct
+        connection.
+    @ivar master: The name Sentinel knows the master by.
+    @ivar tls: Connect with TLS (C{rediss://}).
+    """
+
+    host: str = ""
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    tls: bool = False
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str = ""
+
+    def describe(self) -> str:
+        """
+        The store's name in messages: never the password.
+        """
+        if self.sentinels:
+            where = ",".join(f"{_host(h)}:{p}" for h, p in self.sentinels)
+            return f"redis sentinel {where} master {self.master!r} db {self.db}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme} {_host(self.host)}:{self.port}/{self.db}"
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _trust(ca_bundle: str) -> Any:
+    try:
+        with open(ca_bundle, "rb") as f:
+            pems = _PEM_CERT.findall(f.read())
+    except OSError as e:
+        raise StorageError(f"cannot read storage.ca_bundle {ca_bundle}: {e.strerror or e}") from None
+    if not pems:
+        raise StorageError(f"storage.ca_bundle {ca_bundle} holds no PEM certificate")
+    return trustRootFromCertificates([Certificate.loadPEM(p) for p in pems])
+
+
+@implementer(IStreamClientEndpoint)
+class _WatchedEndpoint:
+    """
+    An endpoint that remembers why its last connection attempt failed
+    (C{None} once one succeeds) and tells C{on_failure}.
+    """
+
+    def __init__(self, endpoint: Any, on_failure: Callable[[str], object]) -> None:
+        self._endpoint = endpoint
+        self._on_failure = on_failure
+        self.failure: str | None = None
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        def connected(protocol: Any) -> Any:
+            self.failure = None
+            return protocol
+
+        def failed(failure: Any) -> Any:
+            self.failure = failure.getErrorMessage() or failure.type.__name__
+            self._on_failure(self.failure)
+            return failure
+
+        d: defer.Deferred[Any] = defer.maybeDeferred(self._endpoint.connect, factory)
+        return d.addCallbacks(connected, failed)
+
+
+class _Reporting:
+    """
+    A protocol mixin that tells its factory's C{on_lost} why its connection
+    ended (a refused TLS handshake, say), which txredisapi reports only as
+    "Lost connection".
+    """
+
+    factory: Any
+
+    def connectionLost(self, why: Any) -> None:
+        on_lost = getattr(self.factory, "on_lost", None)
+        if on_lost is not None:
+            on_lost(why.getErrorMessage() or why.type.__name__)
+        super().connectionLost(why)  # type: ignore[misc]
+
+
+class _Protocol(_Reporting, txredisapi.RedisProtocol):  # type: ignore[misc]
+    pass
+
+
+class _SentinelMasterProtocol(_Reporting, txredisapi.SentinelRedisProtocol):  # type: ignore[misc]
+    # With charset=None (values are bytes) ROLE answers b"master", which
+    # txredisapi compares with "master": decode the role first.
+    def role(self) -> defer.Deferred[Any]:
+        def decoded(role: list[Any]) -> list[Any]:
+            first = role[0].decode() if isinstance(role[0], bytes) else role[0]
+            return [first, *role[1:]]
+
+        d: defer.Deferred[Any] = super().role()
+        return d.addCallback(decoded)
+
+
+class _SentinelMasterFactory(txredisapi.SentinelConnectionFactory):  # type: ignore[misc]
+    protocol = _SentinelMasterProtocol
+
+
+class _NoScript(Exception):
+    pass
+
+
+def _command(*args: object) -> Callable[[Any], defer.Deferred[Any]]:
+    """
+    Send C{args} as one Redis command on the connection it is given.
+    """
+    return lambda redis: redis.execute_command(*args)
+
+
+class RedisStore:
+    """
+    A L{Store} in a Redis database (one server, or the master that Sentinel
+    names).
+
+    One connection, made on first use and re-made with backoff whenever it
+    is lost.  While Redis cannot be reached every call fails within
+    C{timeout} seconds (at once when the last attempt to connect failed)
+    with a L{StorageError} saying the store is unavailable, and works
+    again once Redis is back.  With C{wait_replicas}, each write that
+    carries a promise (C{set}, and C{add}, C{compare_and_set} and C{delete}
+    when they change something) returns only once that many replicas have
+    it, and fails otherwise.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        address: RedisAddress,
+        *,
+        reactor: IReactorTCP,
+        clock: IReactorTime,
+        ca_bundle: str | None = None,
+        timeout: float = TIMEOUT,
+        wait_replicas: int = 0,
+    ) -> None:
+        """
+        @param reactor: Makes the connection and times out calls; also an
+            L{IReactorTime}.
+        @param clock: Source of the current time for TTL expiry.
+        @param ca_bundle: For C{rediss://}: the CA certificates to verify
+            Redis' certificate by (default: the system's).
+        @raise StorageError: C{ca_bundle} cannot be used.
+        """
+        self.address = address
+        self.name = address.describe()
+        self._reactor = reactor
+        self._time: IReactorTime = reactor  # type: ignore[assignment]
+        self._clock = clock
+        self._timeout = timeout
+        self._wait_replicas = wait_replicas
+        self._trust = _trust(ca_bundle) if address.tls and ca_bundle is not None else None
+        self._factory: Any = None
+        self._sentinel: Any = None
+        self._endpoint: _WatchedEndpoint | None = None
+        self._fatal: str | None = None
+        self._lost_reason: str | None = None
+        self._closed = False
+        self._pending: set[defer.Deferred[Any]] = set()
+
+    # -- the connection ---------------------------------------------------
+
+    def _connect(self) -> None:
+        a = self.address
+        self._log.info("connecting to {store}", store=self.name)
+        options: dict[str, Any] = {
+            "dbid": a.db or None,
+            "poolsize": 1,
+            "isLazy": True,
+            "charset": None,
+            "password": a.password,
+            "username": a.username,
+            "replyTimeout": self._timeout,
+            "convertNumbers": False,
+        }
+        if a.sentinels:
+            self._sentinel = txredisapi.Sentinel(list(a.sentinels), replyTimeout=self._timeout)
+            self._sentinel.discovery_timeout = self._timeout
+            factory = _SentinelMasterFactory(
+                sentinel_manager=self._sentinel, service_name=a.master, is_master=True, uuid=None, **options
+            )
+            endpoint: Any = txredisapi._SentinelEndpoint(factory)
+        else:
+            factory = txredisapi.RedisFactory(uuid=f"{a.host}:{a.port}", **options)
+            factory.protocol = _Protocol
+            endpoint = HostnameEndpoint(self._reactor, a.host, a.port, timeout=self._timeout)
+            if a.tls:
+                endpoint = wrapClientTLS(optionsForClientTLS(a.host, trustRoot=self._trust), endpoint)
+        # Come back quickly once Redis does: retry after 0.1 s, then up to
+        # every 2 s.
+        factory.initialDelay = 0.1
+        factory.maxDelay = 2.0
+        factory.deferred.addCallbacks(lambda handler: None, self._broken)
+        factory.on_lost = self._lost
+        self._endpoint = _WatchedEndpoint(endpoint, self._unreachable)
+        self._factory = factory
+        factory.startConnecting(self._endpoint)
+
+    def _broken(self, failure: Any) -> None:
+        # Authentication or SELECT failed: txredisapi stops for good.
+        message = failure.getErrorMessage().removeprefix("Redis error: ")
+        self._fatal = message
+        self._log.error("{store} unusable: {error}", store=self.name, error=message)
+        self._cancel_pending()
+
+    def _unreachable(self, reason: str) -> None:
+        self._cancel_pending()
+
+    def _lost(self, reason: str) -> None:
+        # Calls waiting for a connection fail now, not after the timeout.
+        self._lost_reason = reason
+        self._cancel_pending()
+
+    def _cancel_pending(self) -> None:
+        for d in list(self._pending):
+            d.cancel()
+
+    def _unavailable(self, reason: str) -> StorageError:
+        return StorageError(f"{self.name} unavailable: {reason}")
+
+    async def _call(self, what: str, command: Callable[[Any], defer.Deferred[Any]]) -> Any:
+        if self._closed:
+            raise StorageError(f"{self.name} is closed")
+        if self._factory is None:
+            self._connect()
+        if self._fatal is not None:
+            raise self._unavailable(self._fatal)
+        assert self._endpoint is not None
+        down = self._endpoint.failure or self._lost_reason
+        if not self._factory.size and down is not None:
+            raise self._unavailable(down)
+        d: defer.Deferred[Any] = defer.maybeDeferred(command, self._factory.handler)
+        d.addTimeout(self._timeout, self._time)
+        self._pending.add(d)
+        try:
+            return await d
+        except defer.TimeoutError:
+            raise self._unavailable(f"no answer within {self._timeout:g} s") from None
+        except defer.CancelledError:
+            raise self._unavailable(self._fatal or self._endpoint.failure or self._lost_reason or "cancelled") from None
+        except txredisapi.ScriptDoesNotExist:
+            raise _NoScript() from None
+        except txredisapi.ResponseError as e:
+            if str(e).startswith("NOSCRIPT"):
+                raise _NoScript() from None
+            raise StorageError(f"{self.name}: {what} failed: {e}") from None
+        except (txredisapi.ConnectionError, ConnectionError) as e:
+            raise self._unavailable(self._lost_reason or str(e) or type(e).__name__) from None
+        finally:
+            self._pending.discard(d)
+
+    async def _run(self, what: str, script: _Script, keys: list[bytes], args: Iterable[object]) -> Any:
+        argv = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        n = str(len(keys))
+        try:
+            return await self._call(what, _command("EVALSHA", script.sha, n, *keys, *argv))
+        except _NoScript:
+            # Not in this server's script cache (yet, or since a restart).
+            return await self._call(what, _command("EVAL", script.source, n, *keys, *argv))
+
+    async def _replicated(self, key: str) -> None:
+        if not self._wait_replicas:
+            return
+        ms = str(max(1, int(self._timeout * 500)))
+        acked = await self._call(f"wait {key!r}", _command("WAIT", str(self._wait_replicas), ms))
+        if int(acked) < self._wait_replicas:
+            raise StorageError(
+                f"{self.name}: the write to {key!r} reached {acked} of {self._wait_replicas} replicas in time"
+            )
+
+    # -- the store ---------------------------------------------------------
+
+    def _now(self) -> bytes:
+        return repr(self._clock.seconds()).encode()
+
+    def _expiry(self, ttl: float | None) -> tuple[bytes, bytes]:
+        expires = expires_at(self._clock, ttl)
+        if expires is None:
+            return b"", b"0"
+        gc_ms = math.ceil((expires - self._clock.seconds() + GC_MARGIN) * 1000)
+        return repr(expires).encode(), str(gc_ms).encode()
+
+    async def get(self, key: str) -> bytes | None:
+        check_entry(key, None)
+        value = await self._run(f"get {key!r}", _GET, [key.encode()], [self._now()])
+        return None if value is None else bytes(value)
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        check_entry(key, value)
+        expires, gc_ms = self._expiry(ttl)
+        await self._run(f"set {key!r}", _SET, [key.encode()], [self._now(), value, expires, gc_ms])
+        await self._replicated(key)
+
+    async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        check_entry(key, value)
+        expires, gc_ms = self._expiry(ttl)
+        added = await self._run(f"add {key!r}", _ADD, [key.encode()], [self._now(), value, expires, gc_ms])
+        if added:
+            await self._replicated(key)
+        return bool(added)
+
+    async def compare_and_set(self, key: str, expected: Entry, value: Entry, *, ttl: float | None = None) -> bool:
+        check_entry(key, expected)
+        check_entry(key, value)
+        expires, gc_ms = self._expiry(ttl)
+        args = [
+            self._now(),
+            b"" if value is None else value,
+            expires,
+            gc_ms,
+            b"0" if expected is None else b"1",
+            b"" if expected is None else expected,
+            b"0" if value is None else b"1",
+        ]
+        swapped = await self._run(f"compare_and_set {key!r}", _CAS, [key.encode()], args)
+        if swapped:
+            await self._replicated(key)
+        return bool(swapped)
+
+    async def increment(self, key: str, amount: int = 1) -> int:
+        check_entry(key, None)
+        incremented(key, None, amount)
+        try:
+            return int(await self._run(f"increment {key!r}", _INCREMENT, [key.encode()], [self._now(), amount]))
+        except StorageError as e:
+            if "not an integer" in str(e) or "overflow" in str(e):
+                raise StorageError(f"cannot increment {key!r}: its value is not an integer in range") from None
+            raise
+
+    async def delete(self, key: str) -> bool:
+        check_entry(key, None)
+        found = await self._run(f"delete {key!r}", _DELETE, [key.encode()], [self._now()])
+        if found:
+            await self._replicated(key)
+        return bool(found)
+
+    async def _keys(self, prefix: str) -> list[bytes]:
+        """
+        Every key starting with C{prefix}, by C{SCAN} (never C{KEYS}, which
+        stops the server), with the prefix escaped as a glob pattern.
+        """
+        raw = prefix.encode()
+        pattern = _GLOB_SPECIAL.sub(rb"\\\1", raw) + b"*"
+        found: set[bytes] = set()
+        cursor = b"0"
+        while True:
+            args = (cursor, b"MATCH", pattern, b"COUNT", str(SCAN_COUNT).encode())
+            step = await self._call(f"scan {prefix!r}", _command("SCAN", *args))
+            cursor = bytes(step[0])
+            found.update(bytes(k) for k in step[1] if bytes(k).startswith(raw))
+            if cursor == b"0":
+                return sorted(found)
+
+    async def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        check_entry(prefix, None)
+        keys = await self._keys(prefix)
+        now = self._now()
+        found = []
+        for start in range(0, len(keys), SCAN_COUNT):
+            batch = keys[start : start + SCAN_COUNT]
+            values = await self._run(f"scan {prefix!r}", _VALUES, batch, [now])
+            found += [(k.decode(), bytes(v)) for k, v in zip(batch, values, strict=True) if v is not None]
+        return sorted(found)
+
+    async def purge_expired(self) -> int:
+        """
+        Delete every expired entry now (Redis also does so, L{GC_MARGIN}
+        seconds later).
+
+        @return: How many entries were deleted.
+        """
+        keys = await self._keys("")
+        now = self._now()
+        purged = 0
+        for start in range(0, len(keys), SCAN_COUNT):
+            purged += int(await self._run("purge", _PURGE, keys[start : start + SCAN_COUNT], [now]))
+        return purged
+
+    async def close(self) -> None:
+        """
+        Close the connection and stop reconnecting.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._cancel_pending()
+        if self._factory is not None:
+            await self._factory.disconnect()
+        if self._sentinel is not None:
+            await self._sentinel.disconnect()

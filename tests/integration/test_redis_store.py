@@ -1,0 +1,211 @@
+"""
+The store contract against a real redis-server, and what is particular to
+Redis: races between two connections, a Redis restart (AOF), passwords.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock, deferLater
+from twisted.trial.unittest import TestCase
+
+from acme_appliance.storage import RedisStore, StorageError, open_store, redis_store
+from tests.unit.test_storage import StoreContract, gather
+
+from .tools import closed_port
+from .world import RedisServer, make_tls_ca
+
+reactor: Any = _reactor
+
+
+async def eventually(check: Callable[[], Awaitable[object]], what: str, timeout: float = 20) -> None:
+    """
+    Run C{check} until it stops raising L{StorageError}, letting the
+    reactor turn in between.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await check()
+            return
+        except StorageError:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+        await deferLater(reactor, 0.05, lambda: None)
+
+
+class RedisCase(TestCase):
+    """
+    A redis-server per test, and a L{Clock} that starts at the real time
+    (so Redis' own expiry, a margin after the clock's, never comes first).
+    """
+
+    password: str | None = None
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(time.time())
+        self.redis = RedisServer(self, os.path.join(self.mktemp(), "redis"), password=self.password)
+        self.redis.start()
+
+    def open(self, url: str | None = None, **kwargs: Any) -> RedisStore:
+        store = redis_store(url or self.redis.url(), reactor=reactor, clock=self.clock, **kwargs)
+        self.addCleanup(lambda: Deferred.fromCoroutine(store.close()))
+        return store
+
+
+class RedisStoreContractTests(StoreContract, RedisCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.store = self.open()
+
+
+class RedisStoreTests(RedisCase):
+    async def test_two_connections_race_add(self) -> None:
+        one, two = self.open(), self.open()
+        results = await gather(*(s.add("lock/race", str(i).encode(), ttl=30) for i in range(10) for s in (one, two)))
+        self.assertEqual(results.count(True), 1)
+        winner = results.index(True)
+        self.assertEqual(await two.get("lock/race"), str(winner // 2).encode())
+
+    async def test_two_connections_race_compare_and_set(self) -> None:
+        one, two = self.open(), self.open()
+        await one.set("order/o1", b"processing")
+        results = await gather(
+            *(
+                s.compare_and_set("order/o1", b"processing", f"valid-{i}".encode())
+                for i in range(10)
+                for s in (one, two)
+            )
+        )
+        self.assertEqual(results.count(True), 1)
+        self.assertEqual(await one.get("order/o1"), f"valid-{results.index(True) // 2}".encode())
+
+    async def test_survives_a_restart(self) -> None:
+        store = self.open()
+        await store.set("token/t1", b"alice")
+        await store.set("nonce/n1", b"", ttl=300)
+        await store.increment("count/orders", 7)
+        self.redis.stop()
+        # Until it notices, a call may wait for an answer; then every call
+        # fails at once, as unavailable.
+        for _ in range(3):
+            with self.assertRaises(StorageError) as caught:
+                await store.get("token/t1")
+            self.assertIn(f"redis 127.0.0.1:{self.redis.port}/0 unavailable", str(caught.exception))
+            self.assertNotIn("\n", str(caught.exception))
+        self.redis.start()
+        await eventually(lambda: store.get("token/t1"), "the store to work again")
+        self.assertEqual(await store.get("token/t1"), b"alice")
+        self.assertEqual(await store.get("nonce/n1"), b"")
+        self.assertEqual(await store.increment("count/orders"), 8)
+        self.assertTrue(await store.add("lock/after", b"x"))
+
+    async def test_unreachable_fails_fast(self) -> None:
+        store = self.open(f"redis://127.0.0.1:{closed_port(self)}/0")
+        for _ in range(2):
+            with self.assertRaises(StorageError) as caught:
+                await store.set("k", b"v")
+            self.assertIn("unavailable", str(caught.exception))
+
+    async def test_open_store_checks_it_answers(self) -> None:
+        store = await open_store(self.redis.url(3), reactor=reactor, clock=self.clock, base_dir="/")
+        self.addCleanup(lambda: Deferred.fromCoroutine(store.close()))
+        self.assertIsInstance(store, RedisStore)
+        await store.set("k", b"db3")
+        self.assertIsNone(await self.open(self.redis.url(0)).get("k"))
+        with self.assertRaises(StorageError):
+            await open_store(f"redis://127.0.0.1:{closed_port(self)}", reactor=reactor, clock=self.clock, base_dir="/")
+
+    async def test_scan_many_keys(self) -> None:
+        store = self.open()
+        expected = [(f"many/{i:05}", str(i).encode()) for i in range(1200)]
+        for key, value in expected:
+            await store.set(key, value)
+        await store.set("manyx", b"not under the prefix")
+        self.assertEqual(await store.scan("many/"), expected)
+
+    async def test_script_cache_flushed(self) -> None:
+        store = self.open()
+        await store.set("k", b"v")
+        self.assertEqual(await store.get("k"), b"v")
+        await store._call("flush", lambda r: r.execute_command("SCRIPT", "FLUSH"))
+        self.assertEqual(await store.get("k"), b"v")
+        await store.set("k", b"w")
+        self.assertEqual(await store.get("k"), b"w")
+
+    async def test_wait_replicas_without_replicas(self) -> None:
+        store = self.open(timeout=0.5, wait_replicas=1)
+        with self.assertRaises(StorageError) as caught:
+            await store.set("k", b"v")
+        self.assertIn("reached 0 of 1 replicas", str(caught.exception))
+        self.assertFalse(await store.add("k", b"w"))
+
+
+class RedisTLSTests(RedisCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(time.time())
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        self.ca, cert, key = make_tls_ca(directory)
+        self.redis = RedisServer(self, os.path.join(directory, "redis"), tls=(self.ca, cert, key))
+        self.redis.start()
+
+    async def test_rediss(self) -> None:
+        url = self.redis.url()
+        self.assertTrue(url.startswith("rediss://"))
+        store = self.open(url, ca_bundle=self.ca)
+        await store.set("k", b"over TLS")
+        self.assertEqual(await store.get("k"), b"over TLS")
+
+    async def test_untrusted_certificate(self) -> None:
+        # Without the bundle the system roots do not know the test CA.
+        store = self.open(self.redis.url(), timeout=2)
+        with self.assertRaises(StorageError) as caught:
+            await store.get("k")
+        self.assertIn(f"rediss 127.0.0.1:{self.redis.port}/0 unavailable: ", str(caught.exception))
+        self.assertIn("certificate verify failed", str(caught.exception))
+
+
+class RedisSentinelTests(RedisCase):
+    async def test_master_from_sentinel(self) -> None:
+        sentinel = self.redis.sentinel("appliance")
+        store = self.open(f"redis+sentinel://127.0.0.1:{closed_port(self)},127.0.0.1:{sentinel}/appliance/2")
+        await eventually(lambda: store.set("k", b"via sentinel"), "the master to be found")
+        self.assertEqual(await store.get("k"), b"via sentinel")
+        direct = self.open(self.redis.url(2))
+        self.assertEqual(await direct.get("k"), b"via sentinel")
+
+
+class RedisPasswordTests(RedisCase):
+    password = "s3cret-Pa55"
+
+    async def test_password(self) -> None:
+        store = self.open()
+        await store.set("k", b"v")
+        self.assertEqual(await store.get("k"), b"v")
+
+    async def test_wrong_password(self) -> None:
+        store = self.open(self.redis.url(password="wrong-guess"))
+        for _ in range(2):
+            with self.assertRaises(StorageError) as caught:
+                await store.get("k")
+            message = str(caught.exception)
+            self.assertIn("unavailable", message)
+            self.assertIn("auth", message.lower())
+            self.assertNotIn("wrong-guess", message)
+            self.assertNotIn(self.password, message)
+            self.assertNotIn("\n", message)
+
+    async def test_no_password(self) -> None:
+        store = self.open(f"redis://127.0.0.1:{self.redis.port}/0")
+        with self.assertRaises(StorageError) as caught:
+            await store.get("k")
+        self.assertIn("NOAUTH", str(caught.exception))
