@@ -27,10 +27,10 @@ import requests
 from acme import challenges, client, messages
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.integration.appliance import free_port, wait_for_port
 from tests.integration.test_acme_library import new_csr
 from tests.integration.test_fleet import metrics, obtain
 from tests.integration.test_pebble import PebbleWorld
+from tests.integration.tools import free_port, wait_listening
 from tests.integration.world import Pebble, Process
 
 NAME = "fleet.shop.test"
@@ -121,7 +121,7 @@ class DirectPebble:
         dns_port = free_port()
         self.management_port = free_port()
         srv = Process(
-            harness,
+            harness,  # type: ignore[arg-type]
             "challtestsrv",
             [
                 shutil.which("pebble-challtestsrv") or "pebble-challtestsrv",
@@ -138,11 +138,11 @@ class DirectPebble:
             ],
             directory,
         )
-        wait_for_port(self.management_port, process=srv.popen)
+        wait_listening(self.management_port, srv.popen, srv.log)
         self.pebble = Pebble(harness, directory, dns_server=f"127.0.0.1:{dns_port}", http_port=free_port())  # type: ignore[arg-type]
         self.pebble.start()
 
-    def client(self) -> tuple[client.ClientV2, josepy.JWKEC]:
+    def account(self) -> tuple[client.ClientV2, josepy.JWKEC]:
         """A new account straight at Pebble, and its key."""
         return new_account(self.pebble.directory_url, self.pebble.tls_ca)
 
@@ -168,8 +168,8 @@ def direct(harness: Harness, n: int) -> dict[str, Any]:
     ca = DirectPebble(harness)
 
     def one(_: int) -> None:
-        acme, key = ca.client()
-        pem, _ = new_csr([NAME])
+        acme, key = ca.account()
+        pem, _der = new_csr([NAME])
         order = acme.new_order(pem)
         ca.answer_dns01(acme, key, order)
         acme.poll_and_finalize(order, datetime.datetime.now() + datetime.timedelta(seconds=300))
