@@ -178,6 +178,7 @@ class ApplianceService(MultiService):
             terms_of_service=config.acme.terms_of_service,
             order_lifetime=config.issuance.order_lifetime,
             retry_after=config.issuance.retry_after,
+            finalize_wait=config.acme.finalize_wait,
             events=self.events,
             limiter=limiter,
         )

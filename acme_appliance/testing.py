@@ -314,7 +314,8 @@ class World:
     the ACME server behind C{StubTreq}, all on one L{Clock}.  Its policies:
     C{shop} (example.com), C{other} (other.org) and C{files} (files.net,
     validated through the file proxy); C{cas} are issuance's CAs besides
-    C{builtin}, for policies a test changes in C{policies}.
+    C{builtin}, for policies a test changes in C{policies}.  Finalize waits
+    C{finalize_wait} seconds for the job (by default not at all).
     """
 
     def __init__(
@@ -327,6 +328,7 @@ class World:
         ca_dir: str | None = None,
         cas: dict[str, CertificateAuthority] | None = None,
         limiter: RateLimiter | None = None,
+        finalize_wait: float = 0.0,
     ) -> None:
         self.case = case
         if clock is None:
@@ -365,6 +367,7 @@ class World:
             max_body_bytes=4096,
             events=self.issuance.events,
             limiter=limiter,
+            finalize_wait=finalize_wait,
         )
         self.treq = StubTreq(self.server.resource())
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import sys
 
-from . import fleet
+from . import fleet, latency
 
-BENCHMARKS = {"fleet": fleet.main}
+BENCHMARKS = {"fleet": fleet.main, "latency": latency.main}
 
 
 def main(argv: list[str]) -> int:

@@ -27,10 +27,10 @@ import requests
 from acme import challenges, client, messages
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.integration.appliance import free_port, wait_for_port
 from tests.integration.test_acme_library import new_csr
 from tests.integration.test_fleet import metrics, obtain
 from tests.integration.test_pebble import PebbleWorld
+from tests.integration.tools import free_port, wait_listening
 from tests.integration.world import Pebble, Process
 
 NAME = "fleet.shop.test"
@@ -97,57 +97,85 @@ def _parallel(n: int, job: Callable[[int], Any]) -> tuple[int, float]:
     return successes, time.monotonic() - started
 
 
-def direct(harness: Harness, n: int) -> dict[str, Any]:
+def new_account(directory_url: str, verify: str) -> tuple[client.ClientV2, josepy.JWKEC]:
     """
-    N clients straight to Pebble, each answering dns-01 through
-    pebble-challtestsrv's management API.
+    A client of the acme library with a new account (and its key) at the
+    ACME server of C{directory_url}, whose TLS certificate C{verify} is.
     """
-    directory = os.path.abspath(harness.mktemp())
-    os.makedirs(directory)
-    dns_port, management_port = free_port(), free_port()
-    srv = Process(
-        harness,
-        "challtestsrv",
-        [
-            shutil.which("pebble-challtestsrv") or "pebble-challtestsrv",
-            "-dns01",
-            f"127.0.0.1:{dns_port}",
-            "-management",
-            f"127.0.0.1:{management_port}",
-            "-http01",
-            "",
-            "-https01",
-            "",
-            "-tlsalpn01",
-            "",
-        ],
-        directory,
-    )
-    wait_for_port(management_port, process=srv.popen)
-    pebble = Pebble(harness, directory, dns_server=f"127.0.0.1:{dns_port}", http_port=free_port())  # type: ignore[arg-type]
-    pebble.start()
+    key = josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+    net = client.ClientNetwork(key, alg=josepy.ES256, verify_ssl=verify, user_agent="bench")  # type: ignore[arg-type]
+    acme = client.ClientV2(client.ClientV2.get_directory(directory_url, net), net)
+    acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
+    return acme, key
 
-    def one(_: int) -> None:
-        key = josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
-        net = client.ClientNetwork(key, alg=josepy.ES256, verify_ssl=pebble.tls_ca, user_agent="bench")
-        acme = client.ClientV2(client.ClientV2.get_directory(pebble.directory_url, net), net)
-        acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
-        pem, _ = new_csr([NAME])
-        order = acme.new_order(pem)
+
+class DirectPebble:
+    """
+    Pebble validating through pebble-challtestsrv, the DNS provider stand-in
+    that clients going straight to the CA set their TXT records at.
+    """
+
+    def __init__(self, harness: Harness) -> None:
+        directory = os.path.abspath(harness.mktemp())
+        os.makedirs(directory)
+        dns_port = free_port()
+        self.management_port = free_port()
+        srv = Process(
+            harness,  # type: ignore[arg-type]
+            "challtestsrv",
+            [
+                shutil.which("pebble-challtestsrv") or "pebble-challtestsrv",
+                "-dns01",
+                f"127.0.0.1:{dns_port}",
+                "-management",
+                f"127.0.0.1:{self.management_port}",
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+            ],
+            directory,
+        )
+        wait_listening(self.management_port, srv.popen, srv.log)
+        self.pebble = Pebble(harness, directory, dns_server=f"127.0.0.1:{dns_port}", http_port=free_port())  # type: ignore[arg-type]
+        self.pebble.start()
+
+    def account(self) -> tuple[client.ClientV2, josepy.JWKEC]:
+        """A new account straight at Pebble, and its key."""
+        return new_account(self.pebble.directory_url, self.pebble.tls_ca)
+
+    def answer_dns01(self, acme: client.ClientV2, key: josepy.JWKEC, order: messages.OrderResource) -> None:
+        """Set each authorization's dns-01 TXT record and answer the challenge."""
         for authz in order.authorizations:
             for challenge in authz.body.challenges:
                 if isinstance(challenge.chall, challenges.DNS01):
                     response, validation = challenge.response_and_validation(key)
                     requests.post(
-                        f"http://127.0.0.1:{management_port}/set-txt",
+                        f"http://127.0.0.1:{self.management_port}/set-txt",
                         timeout=10,
-                        json={"host": f"_acme-challenge.{NAME}.", "value": validation},
+                        json={"host": f"_acme-challenge.{authz.body.identifier.value}.", "value": validation},
                     ).raise_for_status()
                     acme.answer_challenge(challenge, response)
+
+
+def direct(harness: Harness, n: int) -> dict[str, Any]:
+    """
+    N clients straight to Pebble, each answering dns-01 through
+    pebble-challtestsrv's management API.
+    """
+    ca = DirectPebble(harness)
+
+    def one(_: int) -> None:
+        acme, key = ca.account()
+        pem, _der = new_csr([NAME])
+        order = acme.new_order(pem)
+        ca.answer_dns01(acme, key, order)
         acme.poll_and_finalize(order, datetime.datetime.now() + datetime.timedelta(seconds=300))
 
     successes, seconds = _parallel(n, one)
-    validations, orders = _pebble_counts(pebble.log())
+    validations, orders = _pebble_counts(ca.pebble.log())
     harness.cleanup()
     return {"successes": successes, "validations": validations, "orders": orders, "seconds": seconds}
 

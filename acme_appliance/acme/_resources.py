@@ -5,6 +5,8 @@ records.
 
 from __future__ import annotations
 
+import math
+
 from ..core import rfc3339 as _rfc3339
 from ..orders import Account, Authorization, Order
 from ..policy import Profile
@@ -17,6 +19,23 @@ def rfc3339(seconds: float) -> str:
     A timestamp as RFC 8555 resources carry it: whole seconds.
     """
     return _rfc3339(seconds, fraction=False)
+
+
+#: The longest C{Retry-After} a C{processing} order is answered with.
+MAX_RETRY_AFTER = 30
+
+
+def retry_after(record: Order, now: float, expected: float | None, default: int) -> int:
+    """
+    The C{Retry-After} seconds of a C{processing} order: the time issuance
+    is C{expected} to take (C{None}: unknown, then C{default}) minus what
+    has passed since the order went C{processing}, at least 1 and at most
+    L{MAX_RETRY_AFTER}.
+    """
+    if expected is None:
+        return default
+    elapsed = now - (record.processing_since if record.processing_since is not None else now)
+    return min(MAX_RETRY_AFTER, math.ceil(max(1.0, expected - elapsed)))
 
 
 def directory(urls: DirectoryUrls, terms_of_service: str | None, profiles: tuple[Profile, ...] = ()) -> m.Directory:

@@ -18,6 +18,7 @@ from attrs import evolve
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from klein import Klein
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -32,7 +33,7 @@ from ..orders import (
     AcmeRepository,
     CertificateRecord,
     CertificateRevoker,
-    IssuanceQueue,
+    IssuanceProgress,
     Order,
     OrderService,
     OrderStatus,
@@ -68,7 +69,7 @@ class AcmeServer:
         repository: AcmeRepository,
         tokens: TokenRegistry,
         policies: Mapping[str, Policy],
-        issuance: IssuanceQueue,
+        issuance: IssuanceProgress,
         revoker: CertificateRevoker,
         clock: IReactorTime,
         base_url: str,
@@ -77,6 +78,7 @@ class AcmeServer:
         terms_of_service: str | None = None,
         order_lifetime: float = 7 * 86400,
         retry_after: int = 2,
+        finalize_wait: float = 0.0,
         events: EventBus | None = None,
         limiter: RateLimiter | None = None,
     ) -> None:
@@ -87,6 +89,8 @@ class AcmeServer:
         self._nonces = nonces if nonces is not None else NonceSource(clock)
         self._tos = terms_of_service
         self._retry_after = retry_after
+        self._issuance = issuance
+        self._finalize_wait = finalize_wait
         self._auth = Authenticator(
             tokens=tokens, repository=repository, nonces=self._nonces, base_url=base_url, max_body_bytes=max_body_bytes
         )
@@ -141,7 +145,9 @@ class AcmeServer:
 
     def _send_order(self, request: IRequest, secret: str, order: Order, *, status: int = 200) -> bytes:
         if order.status is OrderStatus.PROCESSING:
-            request.setHeader("Retry-After", str(self._retry_after))
+            expected = self._issuance.expected_seconds(order.policy)
+            seconds = r.retry_after(order, self._clock.seconds(), expected, self._retry_after)
+            request.setHeader("Retry-After", str(seconds))
         urls = DirectoryUrls(self._base_url, secret)
         return self._json(request, r.order(urls, order), status=status, location=urls("order", order.id))
 
@@ -317,7 +323,22 @@ class AcmeServer:
         order = await self._orders.ready_order(auth.token, auth.signer, order_id)
         payload = m.decode(m.Finalize, auth.jws.payload_json())
         updated = await self._orders.finalize(auth.token, auth.signer, order, payload.csr)
+        if await self._issued_within(order_id, self._finalize_wait):
+            updated = await self._orders.order(auth.token, auth.signer, order_id)
         return self._send_order(request, secret, updated)
+
+    async def _issued_within(self, order_id: str, seconds: float) -> bool:
+        """
+        Wait (at most C{seconds}, on the clock) for the issuance job of
+        C{order_id} to end; whether it did.  C{0} does not wait at all.
+        """
+        if seconds <= 0:
+            return False
+        try:
+            await self._issuance.when_done(order_id).addTimeout(seconds, self._clock)
+        except defer.TimeoutError:
+            return False
+        return True
 
     # authorizations and challenges: valid from the start
 

@@ -52,6 +52,8 @@ class AcmeServerConfig:
     @ivar base_url: The external URL, without a trailing slash.
     @ivar tls_cert: The absolute C{certKey} path of an C{ssl:} C{listen}.
     @ivar tls_key: The absolute C{privateKey} path of an C{ssl:} C{listen}.
+    @ivar finalize_wait: Seconds finalize may wait for the certificate
+        before it answers C{processing} (C{0}: it does not wait).
     """
 
     listen: str
@@ -59,6 +61,7 @@ class AcmeServerConfig:
     self_signed_tls: bool = False
     terms_of_service: str | None = None
     max_body_bytes: int = 65536
+    finalize_wait: float = 1.0
     tls_cert: str | None = None
     tls_key: str | None = None
 

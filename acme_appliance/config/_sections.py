@@ -28,9 +28,12 @@ from ._values import dns_name, is_ip, url
 
 Resolve = Callable[[str], str]
 
+#: The longest C{[acme] finalize_wait}: finalize never holds a request longer.
+MAX_FINALIZE_WAIT = 10.0
+
 #: The keys of each single table.
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "acme": ("listen", "base_url", "self_signed_tls", "terms_of_service", "max_body_bytes"),
+    "acme": ("listen", "base_url", "self_signed_tls", "terms_of_service", "max_body_bytes", "finalize_wait"),
     "admin": ("listen", "api_key_file"),
     "storage": ("url", "state_dir", "ca_bundle", "wait_replicas"),
     "validation": (
@@ -68,12 +71,16 @@ def acme(t: Table, resolve: Resolve) -> AcmeServerConfig:
     tos = t.text("terms_of_service", None)
     if tos is not None:
         url(t.key("terms_of_service"), tos)
+    finalize_wait = t.number("finalize_wait", 1.0, positive=False)
+    if finalize_wait > MAX_FINALIZE_WAIT:
+        t.fail("finalize_wait", f"{finalize_wait:g} is out of range (0 to {MAX_FINALIZE_WAIT:g})")
     return AcmeServerConfig(
         listen=endpoint.description,
         base_url=base_url.rstrip("/"),
         self_signed_tls=self_signed,
         terms_of_service=tos,
         max_body_bytes=t.integer("max_body_bytes", 65536, 1024, 64 * 1024 * 1024),
+        finalize_wait=finalize_wait,
         tls_cert=endpoint.cert,
         tls_key=endpoint.key,
     )

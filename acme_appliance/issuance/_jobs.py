@@ -11,7 +11,7 @@ from attrs import evolve
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -27,11 +27,40 @@ from ._health import CAHealth
 from ._locks import LEASE, OrderLocks, order_key
 from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
+#: How much a new job duration counts in the running estimate.
+ESTIMATE_WEIGHT = 0.3
+
 CHALLENGE_FOR_METHOD = {
     ValidationMethod.DNS_CNAME: ChallengeType.DNS_01,
     ValidationMethod.FILE_PROXY: ChallengeType.HTTP_01,
     ValidationMethod.NONE: None,
 }
+
+
+class DurationEstimate:
+    """
+    How long issuance takes, per policy (which fixes the CA and the
+    validation method): an exponentially weighted mean of the durations of
+    recent jobs, the newest weighing C{weight}.
+    """
+
+    def __init__(self, weight: float = ESTIMATE_WEIGHT) -> None:
+        self._weight = weight
+        self._means: dict[str, float] = {}
+
+    def observe(self, policy: str, seconds: float) -> None:
+        """
+        Count one job of C{policy} that took C{seconds}.
+        """
+        mean = self._means.get(policy)
+        self._means[policy] = seconds if mean is None else mean + self._weight * (seconds - mean)
+
+    def __call__(self, policy: str) -> float | None:
+        """
+        The expected seconds a job of C{policy} takes; C{None} before any
+        job of it finished.
+        """
+        return self._means.get(policy)
 
 
 class IssuanceService(Service):
@@ -50,6 +79,10 @@ class IssuanceService(Service):
     C{allowed_domains} stops issuance for names made before.  A finished
     job first waits for one of its token's finalize slots (C{limiter},
     polled every C{slot_poll} seconds) and gives it back when done.
+
+    L{when_done} lets finalize wait for a job for a moment;
+    L{expected_seconds} says how long jobs of a policy take (from the jobs
+    issued here).
 
     @ivar deadline: seconds after finalize after which an order that could
         not be issued becomes C{invalid}.
@@ -96,6 +129,10 @@ class IssuanceService(Service):
         self.locks = OrderLocks(repository.store, clock, lease=lease, poll=lease_poll)
         self.reuse = UpstreamReuse(repository.store, clock, self.locks, reuse_window)
         self._running: dict[str, Deferred[None]] = {}
+        self._submitted: dict[str, float] = {}
+        self._waiters: dict[str, list[Deferred[None]]] = {}
+        #: How long jobs took here, per policy.
+        self.durations = DurationEstimate()
 
     def _health_changed(self, ca: str, up: bool) -> None:
         self.events.emit(Event, name=EventName.CA_UP if up else EventName.CA_DOWN, ca=ca)
@@ -125,16 +162,54 @@ class IssuanceService(Service):
     def submit(self, order_id: str) -> None:
         if order_id in self._running:
             return
+        self._submitted[order_id] = self._clock.seconds()
         job = Deferred.fromCoroutine(self._job(order_id))
         self._running[order_id] = job
 
         def done(result: object) -> None:
-            self._running.pop(order_id, None)
+            self._ended(order_id)
 
         job.addBoth(done)
 
+    def _ended(self, order_id: str) -> None:
+        self._running.pop(order_id, None)
+        self._submitted.pop(order_id, None)
+        for waiter in self._waiters.pop(order_id, []):
+            waiter.callback(None)
+
     def running_jobs(self) -> frozenset[str]:
         return frozenset(self._running)
+
+    def when_done(self, order_id: str) -> Deferred[None]:
+        """
+        A Deferred that fires (with C{None}) when the job of C{order_id}
+        running here ends, however it ends; at once when none runs here.
+        Cancelling it forgets it.
+        """
+        if order_id not in self._running:
+            return succeed(None)
+        waiters = self._waiters.setdefault(order_id, [])
+
+        def forget(waiter: Deferred[None]) -> None:
+            waiters.remove(waiter)
+            if not waiters and self._waiters.get(order_id) is waiters:
+                del self._waiters[order_id]
+
+        waiter: Deferred[None] = Deferred(forget)
+        waiters.append(waiter)
+        return waiter
+
+    def expected_seconds(self, policy: str) -> float | None:
+        """
+        How long a job of C{policy} is expected to take; C{None}: no idea yet.
+        """
+        return self.durations(policy)
+
+    def waiting(self) -> int:
+        """
+        How many L{when_done} Deferreds are still waiting.
+        """
+        return sum(len(waiters) for waiters in self._waiters.values())
 
     async def _job(self, order_id: str) -> None:
         try:
@@ -210,6 +285,7 @@ class IssuanceService(Service):
         )
         await self._repo.put_certificate(record)
         now = self._clock.seconds()
+        self.durations.observe(order.policy, now - self._submitted.get(order.id, now))
         await self._repo.update_order(
             order.id,
             lambda o: (

@@ -13,6 +13,7 @@ import josepy
 from attrs import evolve, field, frozen
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -40,6 +41,24 @@ class IssuanceQueue(Protocol):
     def submit(self, order_id: str) -> None:
         """
         Start (or resume) issuance of a C{processing} order.
+        """
+
+
+class IssuanceProgress(IssuanceQueue, Protocol):
+    """
+    An issuance queue that can also say when a job ends and how long jobs
+    take, so that finalize may wait for a moment and C{Retry-After} fit.
+    """
+
+    def when_done(self, order_id: str) -> Deferred[None]:
+        """
+        Fires when the job of C{order_id} running here ends (at once when
+        none runs here); cancelling it forgets it.
+        """
+
+    def expected_seconds(self, policy: str) -> float | None:
+        """
+        How long a job of C{policy} is expected to take; C{None}: unknown.
         """
 
 

@@ -486,6 +486,24 @@ class AcmeSectionTests(ConfigTestCase):
     def test_max_body_bytes_range(self) -> None:
         self.assertProblem(setting("acme", "max_body_bytes", 10), "acme.max_body_bytes", "10 is out of range (1024 to")
 
+    def test_finalize_wait(self) -> None:
+        """
+        C{[acme] finalize_wait}: seconds, 1.0 by default, 0 turns the wait
+        off, at most 10.
+        """
+        self.assertEqual(self.load().acme.finalize_wait, 1.0)
+        self.assertEqual(self.load(setting("acme", "finalize_wait", 0)).acme.finalize_wait, 0.0)
+        self.assertEqual(self.load(setting("acme", "finalize_wait", 2.5)).acme.finalize_wait, 2.5)
+        self.assertEqual(self.load(setting("acme", "finalize_wait", 10)).acme.finalize_wait, 10.0)
+
+    def test_finalize_wait_bad(self) -> None:
+        key = "acme.finalize_wait"
+        self.assertProblem(setting("acme", "finalize_wait", -0.5), key, "must not be negative, got -0.5")
+        self.assertProblem(setting("acme", "finalize_wait", 10.5), key, "10.5 is out of range (0 to 10)")
+        self.assertProblem(setting("acme", "finalize_wait", "1s"), key, "expected a number, got a string")
+        self.assertProblem(setting("acme", "finalize_wait", True), key, "expected a number, got a boolean")
+        self.assertProblem(to_toml(self.data()).replace("[acme]\n", "[acme]\nfinalize_wait = nan\n"), key, "finite")
+
 
 class AdminSectionTests(ConfigTestCase):
     def test_both_keys_required(self) -> None:
@@ -1084,6 +1102,7 @@ class ShippedFilesTests(ConfigTestCase):
         var = os.path.join(self.dir, "var")
         self.assertEqual(config.acme.base_url, "https://127.0.0.1:18443")
         self.assertTrue(config.acme.self_signed_tls)
+        self.assertEqual(config.acme.finalize_wait, 1.0)
         self.assertEqual((config.acme.tls_key, config.acme.tls_cert), (f"{var}/tls.key", f"{var}/tls.pem"))
         self.assertEqual(
             config.acme.listen, f"ssl:18443:interface=127.0.0.1:privateKey={var}/tls.key:certKey={var}/tls.pem"

@@ -81,6 +81,10 @@ class NotifierWiringTests(SynchronousTestCase):
     def test_order_deadline_reaches_issuance(self) -> None:
         self.assertEqual(self.service.issuance._deadline, self.service.config.issuance.order_deadline)
 
+    def test_finalize_wait_reaches_the_server(self) -> None:
+        self.assertEqual(self.service.acme._finalize_wait, self.service.config.acme.finalize_wait)
+        self.assertEqual(self.service.acme._finalize_wait, 1.0)
+
 
 class PreflightWiringTests(SynchronousTestCase):
     def test_resolver_on_the_given_reactor(self) -> None:
