@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import sys
 
-from . import fleet
+from . import dns, fleet
 
-BENCHMARKS = {"fleet": fleet.main}
+BENCHMARKS = {"dns": dns.main, "fleet": fleet.main}
 
 
 def main(argv: list[str]) -> int:

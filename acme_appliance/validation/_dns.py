@@ -502,11 +502,32 @@ class _DcvDatagramProtocol(DatagramProtocol):
 
     def __init__(self, factory: DcvDNSServerFactory) -> None:
         self._factory = factory
+        self._sendto: Any = None
+
+    def startProtocol(self) -> None:
+        # The socket itself, when the transport has one: the port's write()
+        # re-checks the address three times per datagram, a sixth of the
+        # fast path's time.
+        handle = getattr(self.transport, "getHandle", None)
+        self._sendto = handle().sendto if handle is not None else None
+
+    def stopProtocol(self) -> None:
+        self._sendto = None
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         reply = self._factory.fast_reply(datagram, udp=True)
         if reply is not None:
-            self._send(reply, addr)
+            if self._sendto is None:
+                self._send(reply, addr)
+                return
+            try:
+                self._sendto(reply, addr)
+            except (BlockingIOError, ConnectionRefusedError):
+                # A full send buffer or a vanished client: the answer is
+                # lost as the network may lose it; the client asks again.
+                pass
+            except Exception:
+                self._log.failure("could not send a DNS answer to {addr}", addr=addr)
             return
         d = Deferred.fromCoroutine(self._factory.respond(datagram, udp=True))
         d.addCallback(self._send, addr)

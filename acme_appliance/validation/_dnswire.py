@@ -23,7 +23,7 @@ import struct
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 
-from ._values import TxtView
+from ._values import TxtView, wire_name
 
 _HEADER = struct.Struct("!HBBHHHH")
 _TYPE_CLASS = struct.Struct("!HH")
@@ -38,68 +38,15 @@ _AUTHORITATIVE_ANSWER = 0x84
 _QUESTION_NAME = b"\xc0\x0c"
 
 
-@frozen
-class WireQuery:
+def _labels(name: bytes) -> tuple[bytes, ...]:
     """
-    The parts of a common query the answer needs.
-
-    @ivar name: The question name as asked (labels joined by dots).
-    @ivar question: The question section's bytes.
-    @ivar edns: The advertised UDP payload size and DO bit, or C{None}
-        without EDNS.
+    The labels of a wire-form name (no root label).
     """
-
-    ident: int
-    flags: int
-    checking_disabled: int
-    name: bytes
-    labels: tuple[bytes, ...]
-    question: bytes
-    qtype: int
-    edns: tuple[int, int] | None
-
-
-def parse_query(packet: bytes) -> WireQuery | None:
-    """
-    The common query in C{packet}, or C{None} for any other message.
-    """
-    if len(packet) < 17:
-        return None
-    ident, flags, flags2, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(packet)
-    if flags & 0xF8 or qdcount != 1 or ancount or nscount or arcount > 1:
-        return None
     labels = []
-    pos = 12
-    size = len(packet)
-    while True:
-        length = packet[pos]
-        if length == 0:
-            break
-        end = pos + 1 + length
-        if length > 63 or end >= size:
-            return None
-        label = packet[pos + 1 : end]
-        if b"." in label:
-            return None
-        labels.append(label)
-        pos = end
-    end = pos + 5
-    if end > size:
-        return None
-    qtype, qclass = _TYPE_CLASS.unpack_from(packet, pos + 1)
-    if qclass != _IN or qtype in _SPECIAL_TYPES:
-        return None
-    edns = None
-    if arcount:
-        if end + 11 > size or packet[end] != 0:
-            return None
-        rtype, payload, ttl, rdlength = _RR.unpack_from(packet, end + 1)
-        if rtype != _OPT or ttl & 0xFF0000 or end + 11 + rdlength != size:
-            return None
-        edns = (payload, ttl & 0x8000)
-    elif end != size:
-        return None
-    return WireQuery(ident, flags, flags2 & 0x10, b".".join(labels), tuple(labels), packet[12:end], qtype, edns)
+    while name:
+        labels.append(name[1 : 1 + name[0]])
+        name = name[1 + name[0] :]
+    return tuple(labels)
 
 
 class _Names:
@@ -162,12 +109,12 @@ class FastAnswers:
         classic_udp_payload: int,
         max_tcp_message: int,
     ) -> None:
-        self._dot_zone = b"." + zone
+        self._zone_wire = wire_name(zone) + b"\x00"
         self._zone_labels = zone.count(b".") + 1
         self._view = view
         self._clock = clock
         self._soa = soa
-        self._txt_header = struct.pack("!HHI", _TXT, _IN, txt_ttl)
+        self._txt_header = _QUESTION_NAME + struct.pack("!HHI", _TXT, _IN, txt_ttl)
         self._max_udp = max_udp_payload
         self._classic_udp = classic_udp_payload
         self._max_tcp = max_tcp_message
@@ -176,51 +123,58 @@ class FastAnswers:
         """
         The reply to C{packet}, or C{None} when the general path must
         answer it.
+
+        The question name is found by the zone's wire form (and the root
+        label) lower-cased: what precedes it is looked up in the view,
+        whose names are all well-formed, so a hit proves the question is
+        one uncompressed name of labels -- no label walk is needed.
         """
-        query = parse_query(packet)
-        if query is None:
+        size = len(packet)
+        if size < 17:
             return None
-        name = query.name.lower()
-        if not name.endswith(self._dot_zone):
+        ident, flags, flags2, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(packet)
+        if flags & 0xF8 or qdcount != 1 or ancount or nscount or arcount > 1:
             return None
-        relative = name[: -len(self._dot_zone)]
+        end = packet.lower().find(self._zone_wire, 12)
+        question_end = end + len(self._zone_wire) + 4
+        if end <= 12 or question_end > size:
+            return None
+        qtype, qclass = _TYPE_CLASS.unpack_from(packet, question_end - 4)
+        if qclass != _IN or qtype in _SPECIAL_TYPES:
+            return None
+        edns = None
+        if arcount:
+            edns = _opt(packet, question_end)
+            if edns is None:
+                return None
+        elif question_end != size:
+            return None
+        relative = packet[12:end].lower()
         values = self._view.values(relative)
-        if values and query.qtype == _TXT:
-            wire = self._txt(query, values)
+        head = _HEADER.pack(
+            ident, _AUTHORITATIVE_ANSWER | (flags & 1), flags2 & 0x10, 1, len(values), 0, edns is not None
+        )
+        question = packet[12:question_end]
+        if values and qtype == _TXT:
+            wire = head + question + b"".join([self._txt_header + _txt_rdata(value) for value in values])
         elif values or self._view.exists_below(relative):
-            wire = self._nodata(query)
+            wire = self._nodata(
+                head, question, _labels(packet[12:end]) + _labels(packet[end : end + len(self._zone_wire) - 1])
+            )
         else:
             return None
-        if query.edns is not None:
-            wire += b"\x00" + _RR.pack(_OPT, self._max_udp, query.edns[1], 0)
-            limit = min(max(query.edns[0], self._classic_udp), self._max_udp) if udp else self._max_tcp
-        else:
+        if edns is None:
             limit = self._classic_udp if udp else self._max_tcp
+        else:
+            wire += b"\x00" + _RR.pack(_OPT, self._max_udp, edns[1], 0)
+            limit = min(max(edns[0], self._classic_udp), self._max_udp) if udp else self._max_tcp
         # Too big: the general path sends the truncated answer.
         return wire if len(wire) <= limit else None
 
-    def _header(self, query: WireQuery, answers: int, authority: int) -> bytes:
-        return _HEADER.pack(
-            query.ident,
-            _AUTHORITATIVE_ANSWER | (query.flags & 1),
-            query.checking_disabled | _NOERROR,
-            1,
-            answers,
-            authority,
-            query.edns is not None,
-        )
-
-    def _txt(self, query: WireQuery, values: tuple[bytes, ...]) -> bytes:
-        parts = [self._header(query, len(values), 0), query.question]
-        for value in values:
-            parts.append(_QUESTION_NAME + self._txt_header + struct.pack("!HB", len(value) + 1, len(value)) + value)
-        return b"".join(parts)
-
-    def _nodata(self, query: WireQuery) -> bytes:
-        names = _Names(query.labels)
-        zone_owner = b".".join(query.labels[-self._zone_labels :])
-        head = self._header(query, 0, 1) + query.question
-        owner = names.encode(zone_owner, len(head))
+    def _nodata(self, head: bytes, question: bytes, labels: tuple[bytes, ...]) -> bytes:
+        head = head[:6] + b"\x00\x00\x00\x01" + head[10:] + question
+        names = _Names(labels)
+        owner = names.encode(b".".join(labels[-self._zone_labels :]), len(head))
         offset = len(head) + len(owner) + _RR.size
         soa = self._soa
         mname = names.encode(soa.mname, offset)
@@ -228,3 +182,20 @@ class FastAnswers:
         serial = int(self._clock.seconds()) % 2**32
         rdata = mname + rname + _SOA_TIMERS.pack(serial, soa.refresh, soa.retry, soa.expire, soa.minimum)
         return head + owner + _RR.pack(_SOA, _IN, soa.minimum, len(rdata)) + rdata
+
+
+def _opt(packet: bytes, start: int) -> tuple[int, int] | None:
+    """
+    The payload size and DO bit of the EDNS0 OPT record that ends
+    C{packet} at C{start}, or C{None} when it is not one.
+    """
+    if start + 11 > len(packet) or packet[start] != 0:
+        return None
+    rtype, payload, ttl, rdlength = _RR.unpack_from(packet, start + 1)
+    if rtype != _OPT or ttl & 0xFF0000 or start + 11 + rdlength != len(packet):
+        return None
+    return payload, ttl & 0x8000
+
+
+def _txt_rdata(value: bytes) -> bytes:
+    return struct.pack("!HB", len(value) + 1, len(value)) + value

@@ -168,13 +168,24 @@ class ValidationValues:
         return await self._store.get(keys.dcv_http(name, check_http_path(path)))
 
 
+def wire_name(domain: bytes) -> bytes:
+    """
+    C{domain} in DNS wire form: length-prefixed labels, without the root.
+    """
+    return b"".join(bytes([len(label)]) + label for label in domain.split(b"."))
+
+
 def _domain_of(key: str) -> bytes:
-    return key[len(keys.DCV_TXT_PREFIX) :].partition("/")[0].encode("ascii")
+    return wire_name(key[len(keys.DCV_TXT_PREFIX) :].partition("/")[0].encode("ascii"))
 
 
-def _ancestors(domain: bytes) -> list[bytes]:
-    labels = domain.split(b".")
-    return [b".".join(labels[i:]) for i in range(1, len(labels))]
+def _ancestors(name: bytes) -> list[bytes]:
+    found = []
+    while name:
+        name = name[1 + name[0] :]
+        if name:
+            found.append(name)
+    return found
 
 
 class TxtView(Service):
@@ -221,8 +232,8 @@ class TxtView(Service):
 
     def values(self, domain: bytes) -> tuple[bytes, ...]:
         """
-        The values of C{domain} (lower case, relative to nothing), sorted;
-        empty when the view does not know the name.
+        The values of C{domain} (lower case, in wire form: see L{wire_name}),
+        sorted; empty when the view does not know the name.
         """
         if self._clock.seconds() >= self._check_at:
             self._maintain()
@@ -230,7 +241,7 @@ class TxtView(Service):
 
     def exists_below(self, domain: bytes) -> bool:
         """
-        Whether the view holds a value strictly below C{domain}.
+        Whether the view holds a value strictly below C{domain} (wire form).
         """
         if self._clock.seconds() >= self._check_at:
             self._maintain()

@@ -6,6 +6,7 @@ give the same bytes, and the in-memory view follows the store.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,11 @@ from twisted.names import dns
 from acme_appliance.storage import MemoryStore, StorageError
 from acme_appliance.validation import DcvAuthority, DcvDNSServerFactory, SOAParameters, TxtView, ValidationValues
 
-from .test_dcv_dns import VALUE_A, VALUE_B, ZONE, DnsCase, parse, payload, per_message, query
+from .test_dcv_dns import CLIENT, VALUE_A, VALUE_B, ZONE, DnsCase, parse, payload, per_message, query
+
+
+def wire(domain: str) -> bytes:
+    return b"".join(bytes([len(label)]) + label.encode() for label in domain.split("."))
 
 
 def with_header(packet: bytes, **fields: int) -> bytes:
@@ -61,6 +66,9 @@ class SameBytesTests(FastPathCase):
         self.add("example.com", VALUE_A)
         self.add("multi.example", VALUE_B, VALUE_A, "third value")
         self.add("www.deep.example.org", VALUE_A)
+        # The zone's own name inside a name must not confuse where it ends.
+        self.add("dcv.test", VALUE_B)
+        self.add("x.dcv.test.example", VALUE_B)
 
     def test_answered_fast(self) -> None:
         cases = [
@@ -70,6 +78,9 @@ class SameBytesTests(FastPathCase):
             query(b"ExAmPlE.cOm.DcV.TeSt"),
             query(b"MULTI.example.DCV.test", edns=4096, dnssec_ok=True),
             query("example.com.dcv.test", edns=512),
+            query(b"DCV.test.dcv.TEST"),
+            query("x.dcv.test.example.dcv.test"),
+            query("dcv.test.example.dcv.test", dns.A),
             query("example.com.dcv.test", edns=100),
             query("example.com.dcv.test", dns.A),
             query("example.com.dcv.test", dns.AAAA, edns=1232),
@@ -92,6 +103,8 @@ class SameBytesTests(FastPathCase):
         two.queries = [dns.Query("example.com.dcv.test", dns.TXT), dns.Query("example.com.dcv.test", dns.A)]
         cases = [
             query("nothing.dcv.test"),
+            query("x.dcv.test"),
+            query("x.dcv.test.dcv.test"),
             query("nothing.example.com.dcv.test", dns.A),
             query("dcv.test", dns.SOA),
             query("dcv.test", dns.NS),
@@ -131,7 +144,18 @@ class SameBytesTests(FastPathCase):
 
     @settings(max_examples=200)
     @given(
-        st.sampled_from(["example.com", "multi.example", "example.org", "org", "nothing", "deep.example.org"]),
+        st.sampled_from(
+            [
+                "example.com",
+                "multi.example",
+                "example.org",
+                "org",
+                "nothing",
+                "deep.example.org",
+                "dcv.test",
+                "x.dcv.test",
+            ]
+        ),
         st.lists(st.booleans(), min_size=64, max_size=64),
         st.sampled_from([dns.TXT, dns.A, dns.AAAA, dns.MX, dns.NS, dns.SOA, 257]),
         st.one_of(st.none(), st.integers(0, 65535)),
@@ -152,12 +176,71 @@ class SameBytesTests(FastPathCase):
         self.both(packet[:cut] + junk)
         self.both(packet[:12] + junk)
 
+    @settings(max_examples=300)
+    @given(st.integers(0, 80), st.integers(0, 255))
+    def test_one_byte_changed(self, index: int, byte: int) -> None:
+        for packet in [query("example.com.dcv.test", edns=1232), query("example.com.dcv.test", dns.A)]:
+            if index < len(packet):
+                self.both(packet[:index] + bytes([byte]) + packet[index + 1 :])
+
     def test_protocols_use_it(self) -> None:
         """
         The UDP protocol answers from the view without the store.
         """
         self.store.scan = None  # type: ignore[assignment]
         self.assertEqual(len(self.ask("example.com.dcv.test").answers), 1)
+
+
+class _Socket:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.sent: list[tuple[bytes, Any]] = []
+
+    def sendto(self, data: bytes, addr: Any) -> int:
+        if self.error is not None:
+            raise self.error
+        self.sent.append((data, addr))
+        return len(data)
+
+
+class _Port:
+    def __init__(self, socket: _Socket) -> None:
+        self.socket = socket
+
+    def getHandle(self) -> _Socket:
+        return self.socket
+
+
+class SocketTests(FastPathCase):
+    """
+    Over a real port, the fast path writes to the socket itself.
+    """
+
+    def send(self, socket: _Socket) -> list[str]:
+        """
+        What was logged while one query was answered over C{socket}.
+        """
+        self.add("example.com", VALUE_A)
+        protocol = self.factory.datagram_protocol()
+        protocol.makeConnection(_Port(socket))  # type: ignore[arg-type]
+        self.addCleanup(protocol.doStop)
+        with capturedLogs() as events:
+            protocol.datagramReceived(query("example.com.dcv.test"), CLIENT)
+        return per_message(events)
+
+    def test_sent_on_the_socket(self) -> None:
+        socket = _Socket()
+        self.send(socket)
+        [(data, addr)] = socket.sent
+        self.assertEqual((len(parse(data).answers), addr), (1, CLIENT))
+
+    def test_full_buffer_drops_quietly(self) -> None:
+        for error in [BlockingIOError(11, "full"), ConnectionRefusedError(111, "gone")]:
+            self.assertEqual(self.send(_Socket(error)), [])
+
+    def test_other_errors_logged(self) -> None:
+        self.assertEqual(len(self.send(_Socket(OSError(1, "not permitted")))), 1)
+        self.flushLoggedErrors(OSError)
 
 
 class _Gate(MemoryStore):
@@ -252,8 +335,8 @@ class ViewTests(FastPathCase):
         self.run_(values.add_txt("example.org", VALUE_B, ttl=300))
         store.gate.callback(None)
         self.successResultOf(refreshed)
-        self.assertEqual(view.values(b"example.com"), ())
-        self.assertEqual(view.values(b"example.org"), (VALUE_B.encode(),))
+        self.assertEqual(view.values(wire("example.com")), ())
+        self.assertEqual(view.values(wire("example.org")), (VALUE_B.encode(),))
 
     def test_failing_refreshes_empty_the_view(self) -> None:
         store = _Failing(self.clock)
@@ -265,14 +348,14 @@ class ViewTests(FastPathCase):
         store.failing = True
         with capturedLogs() as events:
             self.clock.pump([1, 1])
-            self.assertEqual(view.values(b"example.com"), (VALUE_A.encode(),))
+            self.assertEqual(view.values(wire("example.com")), (VALUE_A.encode(),))
             self.clock.advance(1)
-            self.assertEqual(view.values(b"example.com"), ())
+            self.assertEqual(view.values(wire("example.com")), ())
         self.assertEqual(len(per_message(events)), 3)
         self.flushLoggedErrors(StorageError)
         store.failing = False
         self.clock.advance(1)
-        self.assertEqual(view.values(b"example.com"), (VALUE_A.encode(),))
+        self.assertEqual(view.values(wire("example.com")), (VALUE_A.encode(),))
 
     def test_bounded(self) -> None:
         view = TxtView(self.store, self.clock, max_entries=2)
@@ -280,11 +363,11 @@ class ViewTests(FastPathCase):
         self.add("b.example", VALUE_A)
         with capturedLogs():
             self.successResultOf(Deferred.fromCoroutine(view.refresh()))
-        self.assertEqual(view.values(b"a.example"), ())
+        self.assertEqual(view.values(wire("a.example")), ())
         view.published("dcv/txt/b.example/1", b"one", 60)
         view.published("dcv/txt/b.example/2", b"two", 60)
         view.published("dcv/txt/a.example/1", b"three", 60)
-        self.assertEqual((view.values(b"a.example"), view.values(b"b.example")), ((), (b"one", b"two")))
+        self.assertEqual((view.values(wire("a.example")), view.values(wire("b.example"))), ((), (b"one", b"two")))
 
     def test_bad_interval(self) -> None:
         for interval in [0, -1, 61, float("nan")]:
