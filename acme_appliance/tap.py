@@ -221,7 +221,7 @@ class ApplianceService(MultiService):
             proxy = FileProxy(self.values).resource()
             self._listen("validation.fileproxy", validation.fileproxy_listen, proxy, reactor, self.limits)
         if validation.dns_zone is not None:
-            view = self.values.txt_view(reactor)
+            view = self.values.txt_view(reactor, refresh_interval=validation.dns_view_refresh)
             view.setServiceParent(self)
             authority = DcvAuthority(
                 validation.dns_zone,
