@@ -105,18 +105,28 @@ def appliance(
     profile_file = os.path.join(directory, "dns.prof")
     if profile:
         command += ["--profile-to", profile_file]
-    with open(os.path.join(directory, f"serve-{port}.log"), "wb") as log:
+    try:
+        return measure(command, port, os.path.join(directory, f"serve-{port}.log"), datafile, seconds)
+    finally:
+        if profile:
+            print_profile(profile_file)
+
+
+def measure(command: list[str], port: int, log_file: str, datafile: str, seconds: int) -> dict[str, float]:
+    """
+    dnsperf against the DNS server C{command} starts on C{port}, stopped
+    afterwards; its output goes to C{log_file}.
+    """
+    with open(log_file, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: process.poll() is not None or answering(port), 20, "the appliance's DNS server")
+        wait_for(lambda: process.poll() is not None or answering(port), 20, f"{command[0]} to answer")
         if process.poll() is not None:
-            raise SystemExit(f"bench.dns: the DNS server exited with {process.returncode}")
+            raise SystemExit(f"bench.dns: {' '.join(command)} exited with {process.returncode}")
         return dnsperf(port, datafile, seconds)
     finally:
         process.terminate()
         process.wait(30)
-        if profile:
-            print_profile(profile_file)
 
 
 def print_profile(path: str) -> None:
@@ -145,19 +155,8 @@ def unbound(directory: str, datafile: str, seconds: int) -> dict[str, float]:
             '  logfile: ""\n  access-control: 127.0.0.0/8 allow\n  local-zone: "test." nodefault\n'
             f'auth-zone:\n  name: "{ZONE}."\n  zonefile: "{zonefile}"\n  for-downstream: yes\n  for-upstream: no\n'
         )
-    process = subprocess.Popen(
-        [require("unbound", "/usr/sbin/unbound"), "-d", "-c", config],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: process.poll() is not None or answering(port), 20, "unbound")
-        if process.poll() is not None:
-            raise SystemExit(f"bench.dns: unbound exited with {process.returncode}")
-        return dnsperf(port, datafile, seconds)
-    finally:
-        process.terminate()
-        process.wait(30)
+    command = [require("unbound", "/usr/sbin/unbound"), "-d", "-c", config]
+    return measure(command, port, os.path.join(directory, "unbound.log"), datafile, seconds)
 
 
 def one_round(directory: str, datafile: str, seconds: int, profile: bool) -> dict[str, dict[str, float]]:
