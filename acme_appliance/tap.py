@@ -222,11 +222,14 @@ class ApplianceService(MultiService):
             proxy = FileProxy(self.values).resource()
             self._listen("validation.fileproxy", validation.fileproxy_listen, proxy, reactor, self.limits)
         if validation.dns_zone is not None:
+            view = self.values.txt_view(reactor, refresh_interval=validation.dns_view_refresh)
+            view.setServiceParent(self)
             authority = DcvAuthority(
                 validation.dns_zone,
                 validation.dns_nameservers or (f"ns1.{validation.dns_zone}",),
                 self.values,
                 clock=reactor,
+                view=view,
             )
             factory = DcvDNSServerFactory(authority, clock=reactor, max_tcp_connections=self.limits.max_connections)
             for service in make_dns_services(

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import sys
 
-from . import fleet, latency
+from . import dns, fleet, latency
 
-BENCHMARKS = {"fleet": fleet.main, "latency": latency.main}
+BENCHMARKS = {"dns": dns.main, "fleet": fleet.main, "latency": latency.main}
 
 
 def main(argv: list[str]) -> int:

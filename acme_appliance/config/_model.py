@@ -104,6 +104,9 @@ class ValidationConfig:
     @ivar resolver: C{(address, port)} of the recursive resolver preflight
         checks use, ideally the one the CA sees the world through; C{None}:
         the system's (C{/etc/resolv.conf}).
+    @ivar dns_view_refresh: Seconds between re-reads of the TXT values the
+        DNS server keeps in memory (values another process or node
+        withdrew may be served this long).
     @ivar preflight_http_port: The port the file-proxy preflight fetches
         customer names on (80 in production; CAs fetch http-01 there).
     @ivar preflight_allow_private: Let the file-proxy preflight fetch
@@ -117,6 +120,7 @@ class ValidationConfig:
     dns_listen_port: int = 53
     dns_listen_interface: str = "0.0.0.0"
     dns_nameservers: tuple[str, ...] = ()
+    dns_view_refresh: float = 1.0
     value_ttl: int = 600
     preflight: bool = True
     resolver: tuple[str, int] | None = None

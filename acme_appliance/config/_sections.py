@@ -42,6 +42,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "dns_listen_port",
         "dns_listen_interface",
         "dns_nameservers",
+        "dns_view_refresh",
         "value_ttl",
         "preflight",
         "resolver",
@@ -139,12 +140,20 @@ def validation(t: Table, resolve: Resolve) -> ValidationConfig:
         dns_listen_port=t.integer("dns_listen_port", 53, 0, 65535),
         dns_listen_interface=interface,
         dns_nameservers=t.texts("dns_nameservers", dns_name),
+        dns_view_refresh=_view_refresh(t),
         value_ttl=t.integer("value_ttl", 600, 1, 86400),
         preflight=t.flag("preflight", True),
         resolver=_resolver(t),
         preflight_http_port=t.integer("preflight_http_port", 80, 1, 65535),
         preflight_allow_private=t.flag("preflight_allow_private", False),
     )
+
+
+def _view_refresh(t: Table) -> float:
+    seconds = t.number("dns_view_refresh", 1.0, positive=True)
+    if seconds > 60:
+        t.fail("dns_view_refresh", f"must be at most 60 seconds, got {seconds:g}")
+    return seconds
 
 
 def _resolver(t: Table) -> tuple[str, int] | None:

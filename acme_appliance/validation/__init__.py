@@ -4,6 +4,7 @@ to upstream CAs, the HTTP file proxy and the authoritative dcv DNS server.
 """
 
 from ._dns import DcvAuthority, DcvDNSServerFactory, DnsAnswer, IDNSReactor, Rcode, SOAParameters, make_dns_services
+from ._dnswire import FastAnswers
 from ._fileproxy import FileProxy
 from ._names import (
     ACME_CHALLENGE_PREFIX,
@@ -15,7 +16,7 @@ from ._names import (
     normalise_host,
 )
 from ._responder import Preflight, ValidationResponder, challenge_path
-from ._values import ValidationValues
+from ._values import TxtView, ValidationValues
 
 __all__ = [
     "ACME_CHALLENGE_PREFIX",
@@ -23,12 +24,14 @@ __all__ = [
     "DcvAuthority",
     "DcvDNSServerFactory",
     "DnsAnswer",
+    "FastAnswers",
     "FileProxy",
     "IDNSReactor",
     "InvalidValue",
     "Preflight",
     "Rcode",
     "SOAParameters",
+    "TxtView",
     "ValidationResponder",
     "ValidationValues",
     "challenge_path",

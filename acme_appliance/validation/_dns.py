@@ -33,8 +33,9 @@ from twisted.protocols.basic import Int16StringReceiver
 from twisted.protocols.policies import TimeoutMixin
 
 from ..core import InvalidName
+from ._dnswire import FastAnswers, SoaFields
 from ._names import normalise_domain
-from ._values import ValidationValues
+from ._values import TxtView, ValidationValues
 
 # What an EDNS0 answer advertises and the most a UDP answer may carry:
 # the 2020 DNS flag day size, which avoids IP fragmentation.
@@ -119,6 +120,10 @@ class DcvAuthority(ResolverBase):
     survives.  Misses inside the zone carry the SOA (NXDOMAIN, or NODATA
     for existing names and empty non-terminals); names outside are
     REFUSED.
+
+    With a C{view}, the server answers the common query from it on the
+    wire (L{fast_path}); everything else, and every name the view does not
+    hold, goes through L{answer} and the store.
     """
 
     _log = Logger()
@@ -133,6 +138,7 @@ class DcvAuthority(ResolverBase):
         soa: SOAParameters = SOAParameters(),
         txt_ttl: int = MAX_TXT_TTL,
         ns_ttl: int = 3600,
+        view: TxtView | None = None,
     ) -> None:
         """
         @param zone: The dcv zone, e.g. C{dcv.example.net}.
@@ -141,6 +147,7 @@ class DcvAuthority(ResolverBase):
         @param values: Where the TXT values come from.
         @param clock: Source of the SOA serial (the current second).
         @param txt_ttl: TTL of TXT answers, at most 60 seconds.
+        @param view: The values in memory for the fast path, if any.
         @raise ValueError: An argument is unusable; the message says which.
         """
         super().__init__()
@@ -163,6 +170,32 @@ class DcvAuthority(ResolverBase):
         self._soa = soa
         self._txt_ttl = txt_ttl
         self._ns_ttl = ns_ttl
+        self._view = view
+
+    def fast_path(self, max_udp_payload: int) -> FastAnswers | None:
+        """
+        The wire-level answerer of the common query, when there is a view.
+        """
+        if self._view is None:
+            return None
+        soa = self._soa
+        return FastAnswers(
+            zone=self._zone_wire,
+            view=self._view,
+            clock=self._clock,
+            soa=SoaFields(
+                self._nameservers[0].encode("ascii"),
+                self._hostmaster.encode("ascii"),
+                soa.refresh,
+                soa.retry,
+                soa.expire,
+                soa.minimum,
+            ),
+            txt_ttl=self._txt_ttl,
+            max_udp_payload=max_udp_payload,
+            classic_udp_payload=CLASSIC_UDP_PAYLOAD,
+            max_tcp_message=MAX_TCP_MESSAGE,
+        )
 
     def _zone_suffix(self, qname: bytes) -> bytes | None:
         """
@@ -325,6 +358,7 @@ class DcvDNSServerFactory(ServerFactory):
         self._max_udp = max_udp_payload
         self.max_tcp_connections = max_tcp_connections
         self.tcp_connections = 0
+        self._fast = authority.fast_path(max_udp_payload)
 
     def buildProtocol(self, addr: IAddress | None) -> _DcvStreamProtocol | None:
         if self.tcp_connections >= self.max_tcp_connections:
@@ -341,6 +375,19 @@ class DcvDNSServerFactory(ServerFactory):
         A protocol answering queries over UDP, for C{listenUDP}.
         """
         return _DcvDatagramProtocol(self)
+
+    def fast_reply(self, packet: bytes, *, udp: bool) -> bytes | None:
+        """
+        The reply to the common query, at once, or C{None} when L{respond}
+        must answer (see L{FastAnswers}).  Never raises.
+        """
+        if self._fast is None:
+            return None
+        try:
+            return self._fast.reply(packet, udp=udp)
+        except Exception:
+            self._log.failure("the DNS fast path failed on a {length}-byte message", length=len(packet))
+            return None
 
     async def respond(self, packet: bytes, *, udp: bool) -> bytes | None:
         """
@@ -455,8 +502,33 @@ class _DcvDatagramProtocol(DatagramProtocol):
 
     def __init__(self, factory: DcvDNSServerFactory) -> None:
         self._factory = factory
+        self._sendto: Any = None
+
+    def startProtocol(self) -> None:
+        # The socket itself, when the transport has one: the port's write()
+        # re-checks the address three times per datagram, a sixth of the
+        # fast path's time.
+        handle = getattr(self.transport, "getHandle", None)
+        self._sendto = handle().sendto if handle is not None else None
+
+    def stopProtocol(self) -> None:
+        self._sendto = None
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        reply = self._factory.fast_reply(datagram, udp=True)
+        if reply is not None:
+            if self._sendto is None:
+                self._send(reply, addr)
+                return
+            try:
+                self._sendto(reply, addr)
+            except (BlockingIOError, ConnectionRefusedError):
+                # A full send buffer or a vanished client: the answer is
+                # lost as the network may lose it; the client asks again.
+                pass
+            except Exception:
+                self._log.failure("could not send a DNS answer to {addr}", addr=addr)
+            return
         d = Deferred.fromCoroutine(self._factory.respond(datagram, udp=True))
         d.addCallback(self._send, addr)
 
@@ -493,6 +565,10 @@ class _DcvStreamProtocol(Int16StringReceiver, TimeoutMixin):
         super().dataReceived(data)
 
     def stringReceived(self, string: bytes) -> None:
+        reply = self._factory.fast_reply(string, udp=False)
+        if reply is not None:
+            self._send(reply)
+            return
         d = Deferred.fromCoroutine(self._factory.respond(string, udp=False))
         d.addCallback(self._send)
 

@@ -8,12 +8,18 @@ from __future__ import annotations
 import hashlib
 import math
 
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ..storage import Store, keys
 from ._names import InvalidValue, check_http_path, normalise_domain, normalise_host
 
 MAX_BODY_BYTES = 65536
+#: The most TXT values a L{TxtView} holds; beyond, lookups use the store.
+MAX_VIEW_ENTRIES = 50_000
 
 
 def _check_ttl(ttl: float) -> float:
@@ -54,6 +60,16 @@ class ValidationValues:
             issues or serves.
         """
         self._store = store
+        self._view: TxtView | None = None
+
+    def txt_view(self, clock: IReactorTime, *, refresh_interval: float = 1.0) -> TxtView:
+        """
+        An in-memory view of the TXT values, updated at once by this
+        object's C{add_txt}/C{remove_txt} and refreshed from the store
+        every C{refresh_interval} seconds while it runs as a service.
+        """
+        self._view = TxtView(self._store, clock, refresh_interval=refresh_interval)
+        return self._view
 
     async def add_txt(self, domain: str, value: str, *, ttl: float) -> None:
         """
@@ -67,7 +83,10 @@ class ValidationValues:
         """
         name = normalise_domain(domain)
         data = _check_txt(value)
-        await self._store.set(_txt_key(name, data), data, ttl=_check_ttl(ttl))
+        key = _txt_key(name, data)
+        await self._store.set(key, data, ttl=_check_ttl(ttl))
+        if self._view is not None:
+            self._view.published(key, data, ttl)
         self._log.info("dcv TXT value added for {domain} (ttl {ttl}s)", domain=name, ttl=ttl)
 
     async def remove_txt(self, domain: str, value: str) -> None:
@@ -78,7 +97,11 @@ class ValidationValues:
         @raise InvalidValue: C{value} is not a TXT value.
         """
         name = normalise_domain(domain)
-        if await self._store.delete(_txt_key(name, _check_txt(value))):
+        key = _txt_key(name, _check_txt(value))
+        if self._view is not None:
+            # Withdrawn from the view first: never served after the delete.
+            self._view.withdrawn(key)
+        if await self._store.delete(key):
             self._log.info("dcv TXT value removed for {domain}", domain=name)
 
     async def txt_values(self, domain: str) -> list[str]:
@@ -143,3 +166,172 @@ class ValidationValues:
         """
         name = normalise_host(host)
         return await self._store.get(keys.dcv_http(name, check_http_path(path)))
+
+
+def wire_name(domain: bytes) -> bytes:
+    """
+    C{domain} in DNS wire form: length-prefixed labels, without the root.
+    """
+    return b"".join(bytes([len(label)]) + label for label in domain.split(b"."))
+
+
+def _domain_of(key: str) -> bytes:
+    return wire_name(key[len(keys.DCV_TXT_PREFIX) :].partition("/")[0].encode("ascii"))
+
+
+def _ancestors(name: bytes) -> list[bytes]:
+    found = []
+    while name:
+        name = name[1 + name[0] :]
+        if name:
+            found.append(name)
+    return found
+
+
+class TxtView(Service):
+    """
+    The TXT values of the store in memory, for the DNS fast path: values
+    change rarely, queries come often.
+
+    Kept current three ways: a value published or withdrawn through this
+    process's L{ValidationValues} changes the view at once; the whole view
+    is re-read from the store every C{refresh_interval} seconds (values
+    another process or node published or withdrew); a value published here
+    drops out of the view when its TTL ends.
+
+    The trade-off: the view is trusted only for names it holds.  A name it
+    does not hold is not answered from it at all (the caller asks the store,
+    so a value another node has just published is never missed nor
+    negatively cached); but a value another node withdrew, or that expired
+    in the store without being published here, may still be served until
+    the next refresh (one interval).  When refreshes keep failing, the view
+    is emptied after three intervals so that nothing stale is served for
+    long.  At most C{max_entries} values are held: over that, the view is
+    emptied and every lookup goes to the store.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self, store: Store, clock: IReactorTime, *, refresh_interval: float = 1.0, max_entries: int = MAX_VIEW_ENTRIES
+    ) -> None:
+        if not (isinstance(refresh_interval, (int, float)) and 0 < refresh_interval <= 60):
+            raise ValueError(f"the TXT view refresh interval must be 0-60 seconds, not {refresh_interval!r}")
+        self._store = store
+        self._clock = clock
+        self.refresh_interval = refresh_interval
+        self._max_entries = max_entries
+        # key -> (domain, value, expiry or None when only the store knows it)
+        self._entries: dict[str, tuple[bytes, bytes, float | None]] = {}
+        self._by_domain: dict[bytes, tuple[bytes, ...]] = {}
+        self._below: frozenset[bytes] = frozenset()
+        self._check_at = math.inf
+        self._fresh_until = math.inf
+        self._changes: list[tuple[str, bytes | None, float | None]] | None = None
+        self._loop: LoopingCall | None = None
+
+    def values(self, domain: bytes) -> tuple[bytes, ...]:
+        """
+        The values of C{domain} (lower case, in wire form: see L{wire_name}),
+        sorted; empty when the view does not know the name.
+        """
+        if self._clock.seconds() >= self._check_at:
+            self._maintain()
+        return self._by_domain.get(domain, ())
+
+    def exists_below(self, domain: bytes) -> bool:
+        """
+        Whether the view holds a value strictly below C{domain} (wire form).
+        """
+        if self._clock.seconds() >= self._check_at:
+            self._maintain()
+        return domain in self._below
+
+    def published(self, key: str, value: bytes, ttl: float) -> None:
+        """
+        The value at store key C{key} is served for C{ttl} seconds.
+        """
+        self._change(key, value, self._clock.seconds() + ttl)
+
+    def withdrawn(self, key: str) -> None:
+        """
+        The value at store key C{key} is no longer served.
+        """
+        self._change(key, None, None)
+
+    def _change(self, key: str, value: bytes | None, expiry: float | None) -> None:
+        if self._changes is not None:
+            self._changes.append((key, value, expiry))
+        self._apply(key, value, expiry)
+        self._rebuild()
+
+    def _apply(self, key: str, value: bytes | None, expiry: float | None) -> None:
+        if value is None:
+            self._entries.pop(key, None)
+        elif len(self._entries) < self._max_entries or key in self._entries:
+            self._entries[key] = (_domain_of(key), value, expiry)
+        else:
+            # No room: the whole name goes to the store, never half of it.
+            domain = _domain_of(key)
+            self._entries = {k: e for k, e in self._entries.items() if e[0] != domain}
+
+    def _rebuild(self) -> None:
+        by_domain: dict[bytes, list[bytes]] = {}
+        expiries = [self._fresh_until]
+        for domain, value, expiry in self._entries.values():
+            by_domain.setdefault(domain, []).append(value)
+            if expiry is not None:
+                expiries.append(expiry)
+        self._by_domain = {d: tuple(sorted(v)) for d, v in by_domain.items()}
+        self._below = frozenset(a for d in by_domain for a in _ancestors(d))
+        self._check_at = min(expiries)
+
+    def _maintain(self) -> None:
+        now = self._clock.seconds()
+        if now >= self._fresh_until:
+            self._entries = {}
+            self._fresh_until = math.inf
+        self._entries = {k: e for k, e in self._entries.items() if e[2] is None or e[2] > now}
+        self._rebuild()
+
+    async def refresh(self) -> None:
+        """
+        Re-read every value from the store; local changes made meanwhile
+        are applied again on top.
+
+        @raise StorageError: The store failed; the view is unchanged.
+        """
+        changes: list[tuple[str, bytes | None, float | None]] = []
+        self._changes = changes
+        try:
+            found = await self._store.scan(keys.DCV_TXT_PREFIX)
+        finally:
+            self._changes = None
+        if len(found) > self._max_entries:
+            self._log.warn("{count} dcv TXT values: the DNS fast path is off", count=len(found))
+            found = []
+        old = self._entries
+        self._entries = {k: (_domain_of(k), v, old[k][2] if k in old else None) for k, v in found}
+        for change in changes:
+            self._apply(*change)
+        self._fresh_until = self._clock.seconds() + 3 * self.refresh_interval
+        self._rebuild()
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:
+            self._log.failure("could not refresh the dcv TXT view")
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop = LoopingCall(lambda: Deferred.fromCoroutine(self._refresh_quietly()))
+        self._loop.clock = self._clock
+        self._loop.start(self.refresh_interval, now=True)
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        return None

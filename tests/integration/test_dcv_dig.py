@@ -78,6 +78,8 @@ class DigResult:
 
 class DigTests(TestCase):
     timeout = 60
+    #: Whether the server answers from the in-memory view (the fast path).
+    fast = False
 
     def setUp(self) -> None:
         # The same lookup as world.dig(): a skip, or under CI a failure.
@@ -86,7 +88,8 @@ class DigTests(TestCase):
 
         self.reactor: Any = reactor
         self.values = ValidationValues(MemoryStore(reactor))
-        authority = DcvAuthority(ZONE, ["ns1.dcv.test", "ns2.example.net"], self.values, clock=reactor)
+        view = self.values.txt_view(reactor) if self.fast else None
+        authority = DcvAuthority(ZONE, ["ns1.dcv.test", "ns2.example.net"], self.values, clock=reactor, view=view)
         factory = DcvDNSServerFactory(authority, clock=reactor)
         self.port = start_retrying(lambda: self.start_server(factory), "the dcv DNS server")
 
@@ -225,3 +228,12 @@ class DigTests(TestCase):
         self.assertIn("tc", truncated.flags, truncated.output)
         retried = await self.dig("+noedns", "example.com.dcv.test", "TXT")
         self.assertEqual(len(retried.records("ANSWER", "TXT")), 20, retried.output)
+
+
+class FastPathDigTests(DigTests):
+    """
+    The same questions answered through the fast path where it applies
+    (values published here go straight into the view).
+    """
+
+    fast = True

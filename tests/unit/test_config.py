@@ -646,6 +646,11 @@ class ValidationSectionTests(ConfigTestCase):
         config = self.load(setting("validation", "dns_listen_interface", "::"))
         self.assertEqual(config.validation.dns_listen_interface, "::")
 
+    def test_dns_view_refresh(self) -> None:
+        self.assertEqual(self.load(setting("validation", "dns_view_refresh", 0.5)).validation.dns_view_refresh, 0.5)
+        for value, words in [(0, "must be greater than 0"), (61, "at most 60"), ("1", "expected a number")]:
+            self.assertProblem(setting("validation", "dns_view_refresh", value), "validation.dns_view_refresh", words)
+
     def test_dns_nameservers(self) -> None:
         self.assertProblem(
             setting("validation", "dns_nameservers", "ns1.example.net"),
