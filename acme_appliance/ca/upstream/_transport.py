@@ -54,6 +54,7 @@ class Directory:
     new_order: str
     revoke_cert: str | None
     external_account_required: bool
+    renewal_info: str | None = None
 
 
 @frozen
@@ -162,6 +163,7 @@ class AcmeTransport:
                 new_order=answer.new_order,
                 revoke_cert=answer.revoke_cert,
                 external_account_required=answer.external_account_required,
+                renewal_info=answer.renewal_info,
             )
         return self._directory
 
