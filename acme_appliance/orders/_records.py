@@ -102,6 +102,8 @@ class CertificateRecord:
         (renew-now, revocation, the upstream CA's renewal info), for the
         C{window_reason} (a L{RenewalReason} value).
     @ivar replaced_by: the order that replaces it (RFC 9773 C{replaces}).
+    @ivar slot: its place among the certificates for the same set of names,
+        in issuance order, from 0 (its renewal window's slot).
     """
 
     id: str
@@ -119,6 +121,7 @@ class CertificateRecord:
     window_moved: float | None = None
     window_reason: str | None = None
     replaced_by: str | None = None
+    slot: int | None = None
 
 
 @frozen
@@ -345,6 +348,12 @@ class AcmeRepository:
         return None if certificate_id is None else await self.certificate(certificate_id.decode())
 
     async def put_certificate(self, record: CertificateRecord) -> None:
+        """
+        Store a certificate with its indexes; a new one gets its L{slot}.
+        """
+        if record.slot is None:
+            sequence = await self.store.increment(keys.certificate_sequence(names_digest(record.names)))
+            record = evolve(record, slot=sequence - 1)
         await put_record(self.store, keys.certificate(record.id), record)
         await self.store.set(keys.certificate_by_serial(record.serial), record.id.encode())
         await self._index_certificate(record)

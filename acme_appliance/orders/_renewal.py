@@ -146,6 +146,9 @@ class RenewalWindows:
         return paced if self._pacer is None else self._pacer(record, paced)
 
     async def _rank(self, record: CertificateRecord) -> int:
+        if record.slot is not None:
+            return record.slot
+        # Stored before slots: its place among those in the name index.
         digest = names_digest(record.names)
         same = [cid for cid, d in await self._repo.certificates_of_name(record.names[0]) if d == digest]
         return same.index(record.id) if record.id in same else 0

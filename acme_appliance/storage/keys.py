@@ -80,6 +80,14 @@ def certificates_of_name(name: str) -> str:
     return f"cert-name/{name}/"
 
 
+def certificate_sequence(names_digest: str) -> str:
+    """
+    How many certificates were issued for one set of names (by its digest):
+    each new one takes the next slot of the renewal windows.
+    """
+    return f"cert-seq/{names_digest}"
+
+
 def certificates_of_token(token_id: str) -> str:
     """
     The prefix of the index of a token's certificates (the id follows).

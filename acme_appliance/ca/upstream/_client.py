@@ -143,10 +143,12 @@ class UpstreamAcmeCA:
             raise problem_error(self._name, reply)
         window = reply.decode(messages.RenewalInfo).suggested_window
         try:
-            start, end = (datetime.fromisoformat(t).timestamp() for t in (window.start, window.end))
+            start, end = (datetime.fromisoformat(t) for t in (window.start, window.end))
         except ValueError:
-            raise CAError(f"CA {self._name}: renewal info with a window that is not RFC 3339", transient=True) from None
-        return start, end
+            start = end = datetime.fromtimestamp(0)  # naive: refused below
+        if start.tzinfo is None or end.tzinfo is None:
+            raise CAError(f"CA {self._name}: renewal info with a window that is not RFC 3339", transient=True)
+        return start.timestamp(), end.timestamp()
 
     async def issue(self, request: IssueRequest) -> IssuedCertificate:
         order_url, order = await self._new_order(request)
