@@ -396,7 +396,7 @@ class AcmeServer:
             record = await self._repo.certificate_by_cert_id(cert_id)
         except BadCertId as e:
             raise malformed(f"not a certID: {e}") from None
-        if record is None or record.token_id != token.id:
+        if record is None or token.id != record.token_id:
             raise malformed("no certificate with that certID was issued here", status=404)
         window = await self._renewals.window(record)
         request.setHeader("Retry-After", str(retry_after(window, self._clock.seconds())))

@@ -347,9 +347,10 @@ class AcmeRepository:
         certificate_id = await self.store.get(keys.certificate_by_serial(serial))
         return None if certificate_id is None else await self.certificate(certificate_id.decode())
 
-    async def put_certificate(self, record: CertificateRecord) -> None:
+    async def put_certificate(self, record: CertificateRecord) -> CertificateRecord:
         """
         Store a certificate with its indexes; a new one gets its L{slot}.
+        Returns it as stored.
         """
         if record.slot is None:
             sequence = await self.store.increment(keys.certificate_sequence(names_digest(record.names)))
@@ -357,6 +358,7 @@ class AcmeRepository:
         await put_record(self.store, keys.certificate(record.id), record)
         await self.store.set(keys.certificate_by_serial(record.serial), record.id.encode())
         await self._index_certificate(record)
+        return record
 
     async def _index_certificate(self, record: CertificateRecord) -> None:
         """
