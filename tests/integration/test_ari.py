@@ -12,10 +12,8 @@ import datetime
 import requests
 from acme.client import _renewal_info_path_component
 from cryptography import x509
-from twisted.trial.unittest import SynchronousTestCase
 
-from .appliance import Appliance
-from .test_acme_library import Client, new_csr, problem
+from .test_acme_library import ApplianceCase, Client, new_csr, problem
 
 
 def issue(client: Client, names: list[str]) -> bytes:
@@ -33,15 +31,7 @@ def window(client: Client, cert_pem: bytes) -> tuple[datetime.datetime, datetime
     return datetime.datetime.fromisoformat(suggested["start"]), datetime.datetime.fromisoformat(suggested["end"])
 
 
-class AcmeLibraryTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.appliance = Appliance(self)
-        self.appliance.start()
-        self.client = Client(self.appliance, self.appliance.directory("shop"))
-
-    def tearDown(self) -> None:
-        self.assertNotIn("Traceback", self.appliance.log())
-
+class AcmeLibraryTests(ApplianceCase):
     def test_paced_then_renew_now(self) -> None:
         fleet = [issue(self.client, ["example.com"]) for _ in range(10)]
         other = issue(self.client, ["www.example.com"])
