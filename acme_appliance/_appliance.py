@@ -32,6 +32,7 @@ from .ca.local import LocalCA, LocalCAError
 from .ca.upstream import IUpstreamReactor, UpstreamAcmeCA, http_client_for
 from .config import CAKind, Config, state_path
 from .notify import Event, EventBus, EventJournal, SyslogNotifier, Webhook, WebhookNotifier, parse_syslog_target
+from .orders import AcmeRepository, RenewalWindows, UpstreamRenewalMirror
 from .storage import Store
 from .validation import IDNSReactor, Preflight, ValidationResponder, ValidationValues
 
@@ -152,6 +153,18 @@ def build_cas(
             eab_hmac_key=ca.eab_hmac_key,
         )
     return cas
+
+
+def renewal_mirror(
+    cas: dict[str, CertificateAuthority], *, repository: AcmeRepository, clock: IReactorTime, events: EventBus
+) -> UpstreamRenewalMirror:
+    """
+    The service that mirrors the upstream ACME CAs' renewal information
+    (RFC 9773) onto the certificates they issued.
+    """
+    sources = {name: ca for name, ca in cas.items() if isinstance(ca, UpstreamAcmeCA)}
+    windows = RenewalWindows(repository, clock)
+    return UpstreamRenewalMirror(repository=repository, windows=windows, sources=sources, clock=clock, events=events)
 
 
 async def open_store(config: Config, reactor: IApplianceReactor) -> Store:

@@ -1,5 +1,5 @@
 """
-The operator's command line: C{acme-appliance token|ca ...}.
+The operator's command line: C{acme-appliance token|ca|renew-now ...}.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from twisted.internet.task import react
 from ._appliance import IApplianceReactor, StartupError, announce, local_ca, open_store
 from .acme import directory_url
 from .config import Config, ConfigError, load_config
+from .core import InvalidName, normalise_name
 from .notify import EventName, PolicyEvent
+from .orders import AcmeRepository, RenewalWindows
 from .policy import BadTokenRequest, TokenRegistry, UnknownToken, token_domains
 from .storage import StorageError
 
@@ -60,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     ca_commands = ca.add_subparsers(dest="action", required=True, parser_class=_Parser)
     root = ca_commands.add_parser("root", help="print a local CA's root certificate", parents=[common])
     root.add_argument("name")
+
+    renew = commands.add_parser(
+        "renew-now",
+        help="move the renewal windows of the current certificates for names into the past",
+        parents=[common],
+    )
+    renew.add_argument("names", nargs="+", metavar="NAME", help="a DNS name the certificates cover")
     return parser
 
 
@@ -80,6 +89,9 @@ async def _run(reactor: IApplianceReactor, args: argparse.Namespace, out: Any) -
     config = load_config(args.config)
     if args.command == "ca":
         out.write(local_ca(config, args.name, reactor).root_pem().decode())
+        return
+    if args.command == "renew-now":
+        await _renew_now(reactor, config, args.names, out)
         return
     domains = _check_domains(config, args.policy, args.domain) if args.action == "create" else ()
     store = await open_store(config, reactor)
@@ -113,6 +125,7 @@ async def _run(reactor: IApplianceReactor, args: argparse.Namespace, out: Any) -
             except UnknownToken:
                 raise CommandError("no active token with that id or secret") from None
             out.write(f"revoked token {token.id}\n")
+            await RenewalWindows(AcmeRepository(store), reactor).token_revoked(token.id)
             await announce(
                 config,
                 store,
@@ -125,6 +138,19 @@ async def _run(reactor: IApplianceReactor, args: argparse.Namespace, out: Any) -
             )
     finally:
         await store.close()
+
+
+async def _renew_now(reactor: IApplianceReactor, config: Config, names: Sequence[str], out: Any) -> None:
+    try:
+        normalised = [normalise_name(name) for name in names]
+    except InvalidName as e:
+        raise CommandError(str(e)) from None
+    store = await open_store(config, reactor)
+    try:
+        moved = await RenewalWindows(AcmeRepository(store), reactor).renew_now(normalised)
+    finally:
+        await store.close()
+    out.write(f"moved the renewal windows of {moved} certificate(s) into the past\n")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -21,7 +21,15 @@ from twisted.python import usage
 from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import IResource
 
-from ._appliance import IApplianceReactor, StartupError, build_cas, make_notifiers, make_responder, open_store_now
+from ._appliance import (
+    IApplianceReactor,
+    StartupError,
+    build_cas,
+    make_notifiers,
+    make_responder,
+    open_store_now,
+    renewal_mirror,
+)
 from ._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_max_connections
 from ._logs import install_log_observer, log_file_of
 from .acme import AcmeServer, endpoint_of, redact_token, redact_uri
@@ -166,6 +174,7 @@ class ApplianceService(MultiService):
             limiter=limiter,
         )
         self.issuance.setServiceParent(self)
+        renewal_mirror(cas, repository=repository, clock=clock, events=self.events).setServiceParent(self)
         self.acme = AcmeServer(
             repository=repository,
             tokens=self.tokens,
@@ -182,13 +191,16 @@ class ApplianceService(MultiService):
             events=self.events,
             limiter=limiter,
         )
+        self._acme_listener(config, reactor)
+        if config.admin is not None:
+            admin = self._admin(config, repository, clock).resource()
+            self._listen("admin", config.admin.listen, admin, reactor, self.limits)
+
+    def _acme_listener(self, config: Config, reactor: IApplianceReactor) -> None:
         # Twice the ACME body limit reaches the server, which answers the
         # ones over it with a problem document.
         acme_limits = evolve(self.limits, max_body_bytes=2 * config.acme.max_body_bytes)
         self._listen("acme", config.acme.listen, self.acme.resource(), reactor, acme_limits, ProblemType.MALFORMED.urn)
-        if config.admin is not None:
-            admin = self._admin(config, repository, clock).resource()
-            self._listen("admin", config.admin.listen, admin, reactor, self.limits)
 
     def _admin(self, config: Config, repository: AcmeRepository, clock: IReactorTime) -> AdminAPI:
         assert config.admin is not None
@@ -288,11 +300,14 @@ class ApplianceService(MultiService):
     async def _index_stored_orders(self) -> None:
         try:
             count = await self.repository.index_stored_orders()
+            certificates = await self.repository.index_stored_certificates()
         except Exception:
             self._log.failure("cannot index the orders stored by an earlier version")
             return
         if count:
             self._log.info("indexed {count} order(s) stored by an earlier version", count=count)
+        if certificates:
+            self._log.info("indexed {count} certificate(s) for renewal information", count=certificates)
 
     async def _greet(self) -> None:
         tokens = await self.tokens.list()

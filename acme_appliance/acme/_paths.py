@@ -32,9 +32,13 @@ ACME_RESOURCES = frozenset(
         "cert",
         "issuer",
         "revoke-cert",
+        "renewal-info",
+        "renewal-explanation",
     }
 )
-TOP_SEGMENTS = frozenset({"acme", "health", "metrics", "cas", "tokens", "orders", "dashboard.json", ".well-known"})
+TOP_SEGMENTS = frozenset(
+    {"acme", "health", "metrics", "cas", "tokens", "orders", "dashboard.json", ".well-known", "renew-now"}
+)
 OTHER_ENDPOINT = "other"
 ROOT_ENDPOINT = "/"
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 import math
 
 from ..core import rfc3339 as _rfc3339
-from ..orders import Account, Authorization, Order
+from ..orders import Account, Authorization, Order, RenewalReason, Window
 from ..policy import Profile
 from ..wire import messages as m
 from ._paths import DirectoryUrls
+
+RENEWAL_INFO = "renewal-info"
+RENEWAL_EXPLANATION = "renewal-explanation"
 
 
 def rfc3339(seconds: float) -> str:
@@ -54,6 +57,7 @@ def directory(urls: DirectoryUrls, terms_of_service: str | None, profiles: tuple
             external_account_required=False,
             profiles={p.name: p.description for p in profiles} or None,
         ),
+        renewal_info=urls(RENEWAL_INFO),
     )
 
 
@@ -83,6 +87,7 @@ def order(urls: DirectoryUrls, record: Order) -> m.OrderResource:
         certificate=urls("cert", record.certificate_id) if record.certificate_id else None,
         error=record.error,
         profile=record.profile,
+        replaces=record.replaces,
     )
 
 
@@ -117,3 +122,13 @@ def authorization(urls: DirectoryUrls, authz: Authorization) -> m.AuthorizationR
         challenges=tuple(challenge(urls, authz, kind) for kind in challenge_kinds(authz)),
         wildcard=True if authz.wildcard else None,
     )
+
+
+def renewal_info(urls: DirectoryUrls, window: Window, reason: str | None) -> dict[str, object]:
+    """
+    An RFC 9773 renewal-info object; moved windows link their explanation.
+    """
+    body: dict[str, object] = {"suggestedWindow": {"start": rfc3339(window.start), "end": rfc3339(window.end)}}
+    if reason is not None and reason in {r.value for r in RenewalReason}:
+        body["explanationURL"] = urls(RENEWAL_EXPLANATION, reason)
+    return body

@@ -31,6 +31,7 @@ from ..orders import (
     Account,
     AccountStatus,
     AcmeRepository,
+    BadCertId,
     CertificateRecord,
     CertificateRevoker,
     IssuanceProgress,
@@ -38,7 +39,10 @@ from ..orders import (
     OrderService,
     OrderStatus,
     RateLimiter,
+    RenewalReason,
+    RenewalWindows,
     new_id,
+    retry_after,
 )
 from ..policy import Policy, Token, TokenRegistry
 from ..wire import jwk_from_json, jwk_thumbprint, jwk_to_json, parse_inner_keychange_jws
@@ -81,8 +85,10 @@ class AcmeServer:
         finalize_wait: float = 0.0,
         events: EventBus | None = None,
         limiter: RateLimiter | None = None,
+        renewals: RenewalWindows | None = None,
     ) -> None:
         self._repo = repository
+        self._renewals = renewals if renewals is not None else RenewalWindows(repository, clock)
         self._limiter = limiter
         self._clock = clock
         self._base_url = base_url.rstrip("/")
@@ -103,6 +109,7 @@ class AcmeServer:
             events=events if events is not None else EventBus(clock),
             order_lifetime=order_lifetime,
             limiter=limiter,
+            renewals=self._renewals,
         )
 
     def resource(self) -> IResource:
@@ -404,6 +411,33 @@ class AcmeServer:
         pems = x509.load_pem_x509_certificates(record.chain_pem.encode())
         request.setHeader("Content-Type", PEM_CHAIN)
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in pems[1:])
+
+    # renewal information (RFC 9773): GET, no JWS
+
+    @app.route(f"/acme/<secret>/{r.RENEWAL_INFO}/<cert_id>", methods=["GET"])
+    async def renewal_info(self, request: IRequest, secret: str, cert_id: str) -> bytes:
+        token = await self._token(request, secret)
+        try:
+            record = await self._repo.certificate_by_cert_id(cert_id)
+        except BadCertId as e:
+            raise malformed(f"not a certID: {e}") from None
+        if record is None or token.id != record.token_id:
+            raise malformed("no certificate with that certID was issued here", status=404)
+        window = await self._renewals.window(record)
+        request.setHeader("Retry-After", str(retry_after(window, self._clock.seconds())))
+        urls = DirectoryUrls(self._base_url, secret)
+        reason = record.window_reason if record.window_moved is not None else None
+        return self._json(request, r.renewal_info(urls, window, reason))
+
+    @app.route(f"/acme/<secret>/{r.RENEWAL_EXPLANATION}/<reason>", methods=["GET"])
+    async def renewal_explanation(self, request: IRequest, secret: str, reason: str) -> bytes:
+        await self._token(request, secret)
+        try:
+            text = RenewalReason(reason).explanation
+        except ValueError:
+            raise malformed("no such explanation", status=404) from None
+        request.setHeader("Content-Type", "text/plain; charset=utf-8")
+        return (text + "\n").encode()
 
     @app.route("/acme/<secret>/revoke-cert", methods=["POST"])
     async def revoke_cert(self, request: IRequest, secret: str) -> bytes:

@@ -21,9 +21,9 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from ..acme import directory_url
-from ..core import RouteError, rfc3339, route_errors, write_private_file
+from ..core import InvalidName, RouteError, normalise_name, rfc3339, route_errors, write_private_file
 from ..notify import CaFailover, EventBus, EventJournal, EventName, PolicyEvent
-from ..orders import AcmeRepository, Order, OrderStatus
+from ..orders import AcmeRepository, Order, OrderStatus, RenewalWindows
 from ..policy import BadTokenRequest, Policy, Token, TokenRegistry, UnknownToken, token_domains
 from ..stats import CONTENT_TYPE, Metrics, ca_state, dashboard_data, dashboard_page
 from ..storage import Store, keys
@@ -150,6 +150,7 @@ class AdminAPI:
         self._base_url = base_url
         self._clock = clock
         self._events = events if events is not None else EventBus(self._clock)
+        self._renewals = RenewalWindows(self._repo, clock)
 
     def resource(self) -> IResource:
         return self.app.resource()
@@ -299,7 +300,26 @@ class AdminAPI:
         except UnknownToken:
             raise AdminError(404, f"no active token {token_id!r}") from None
         self._events.emit(PolicyEvent, name=EventName.TOKEN_REVOKED, token_id=token.id, names=token.domains)
+        await self._renewals.token_revoked(token.id)
         return self._json(request, _token_json(token))
+
+    # renewal
+
+    @app.route("/renew-now", methods=["POST"])
+    async def renew_now(self, request: IRequest) -> bytes:
+        """
+        Move the renewal windows of every current certificate for the
+        given names into the past (RFC 9773): C{{"names": [...]}}.
+        """
+        self._authorise_change(request, body=True)
+        names = self._body(request).get("names")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise AdminError(400, "'names' must be a non-empty array of DNS names")
+        try:
+            normalised = [normalise_name(name) for name in names]
+        except InvalidName as e:
+            raise AdminError(400, f"'names': {e}") from None
+        return self._json(request, {"moved": await self._renewals.renew_now(normalised)})
 
     # orders
 

@@ -19,6 +19,7 @@ class ProblemType(Enum):
     """
 
     ACCOUNT_DOES_NOT_EXIST = "accountDoesNotExist"
+    ALREADY_REPLACED = "alreadyReplaced"
     ALREADY_REVOKED = "alreadyRevoked"
     BAD_CSR = "badCSR"
     BAD_NONCE = "badNonce"
@@ -59,6 +60,7 @@ class ProblemType(Enum):
 
 _DEFAULT_STATUS = {
     ProblemType.ACCOUNT_DOES_NOT_EXIST: 400,
+    ProblemType.ALREADY_REPLACED: 409,
     ProblemType.ALREADY_REVOKED: 400,
     ProblemType.BAD_CSR: 400,
     ProblemType.BAD_NONCE: 400,

@@ -313,6 +313,7 @@ class IssuanceService(Service):
             mode=mode.value,
             serial=record.serial,
             seconds=now - (order.processing_since or now),
+            replaces=order.replaces,
         )
 
     async def _slot(self, order: Order) -> None:
@@ -395,4 +396,5 @@ class Revoker:
             await ca.revoke(leaf.public_bytes(Encoding.DER), reason)
         except CAError as e:
             raise AcmeProblem(e.problem_type, f"CA {ca.name} refused the revocation: {e.detail}") from None
-        await self._repo.put_certificate(evolve(record, revoked_at=self._clock.seconds(), revocation_reason=reason))
+        now = self._clock.seconds()
+        await self._repo.update_certificate(record.id, lambda c: evolve(c, revoked_at=now, revocation_reason=reason))

@@ -35,6 +35,7 @@ class EventName(Enum):
     CA_DOWN = "ca.down"
     CA_UP = "ca.up"
     UPSTREAM_ORDER = "upstream.order"
+    CA_RENEW_EARLY = "ca.renew_early"
 
 
 P = ParamSpec("P")
@@ -56,7 +57,15 @@ def _text(value: str | float) -> str:
 
 
 #: Events an operator should look at.
-WARNINGS = frozenset({EventName.ORDER_FAILED, EventName.VALIDATION_FAILED, EventName.CA_FAILOVER, EventName.CA_DOWN})
+WARNINGS = frozenset(
+    {
+        EventName.ORDER_FAILED,
+        EventName.VALIDATION_FAILED,
+        EventName.CA_FAILOVER,
+        EventName.CA_DOWN,
+        EventName.CA_RENEW_EARLY,
+    }
+)
 
 
 @frozen
@@ -185,7 +194,8 @@ class UpstreamOrdered(Event):
 class CertificateIssued(Event):
     """
     A certificate issued to a client: C{mode} is C{new} (validated) or
-    C{reissue} (re-used a validation); C{seconds} from finalize to valid.
+    C{reissue} (re-used a validation); C{seconds} from finalize to valid;
+    C{replaces}: the certID of the certificate it renews (RFC 9773).
     """
 
     NAMES = frozenset({EventName.CERTIFICATE_ISSUED})
@@ -194,6 +204,7 @@ class CertificateIssued(Event):
     mode: str | None = None
     serial: str | None = None
     seconds: float | None = field(default=None, converter=_milliseconds)
+    replaces: str | None = None
 
 
 @frozen
@@ -209,10 +220,25 @@ class CaFailover(Event):
     to_ca: str | None = None
 
 
+@frozen
+class RenewEarly(Event):
+    """
+    The upstream CA suggested renewing certificate C{serial} from
+    C{upstream_start}, before its clients' window: that window moved into
+    the past.
+    """
+
+    NAMES = frozenset({EventName.CA_RENEW_EARLY})
+
+    name: EventName = EventName.CA_RENEW_EARLY
+    serial: str | None = None
+    upstream_start: str | None = None
+
+
 #: The class of each event.
 EVENT_TYPES: Mapping[EventName, type[Event]] = {
     name: kind
-    for kind in (Event, PolicyEvent, ValidationEvent, UpstreamOrdered, CertificateIssued, CaFailover)
+    for kind in (Event, PolicyEvent, ValidationEvent, UpstreamOrdered, CertificateIssued, CaFailover, RenewEarly)
     for name in kind.NAMES
 }
 

@@ -4,8 +4,10 @@ keeps them in the store, and the rules for ordering, finalizing (CSR
 checks) and revoking.
 """
 
+from ._certid import BadCertId, CertId, cert_id_of, cert_id_of_pem, names_digest, parse_cert_id
 from ._csr import KeyRules, check_csr, check_key, csr_names
 from ._limits import SLOT_LEASE, Limit, Limits, Rate, RateLimiter
+from ._mirror import MIRROR_INTERVAL, RenewalInfoSource, UpstreamRenewalMirror
 from ._records import (
     Account,
     AccountStatus,
@@ -19,6 +21,7 @@ from ._records import (
     new_id,
     order_cursor,
 )
+from ._renewal import RenewalReason, RenewalWindows, Window, WindowPacer, retry_after
 from ._service import (
     MAX_IDENTIFIERS,
     REVOCATION_REASONS,
@@ -33,12 +36,15 @@ from ._service import (
 
 __all__ = [
     "MAX_IDENTIFIERS",
+    "MIRROR_INTERVAL",
     "REVOCATION_REASONS",
     "SLOT_LEASE",
     "Account",
     "AccountStatus",
     "AcmeRepository",
     "Authorization",
+    "BadCertId",
+    "CertId",
     "CertificateRecord",
     "CertificateRevoker",
     "ConcurrentUpdate",
@@ -52,13 +58,24 @@ __all__ = [
     "OrderStatus",
     "Rate",
     "RateLimiter",
+    "RenewalInfoSource",
+    "RenewalReason",
+    "RenewalWindows",
     "Retention",
+    "UpstreamRenewalMirror",
+    "Window",
+    "WindowPacer",
+    "cert_id_of",
+    "cert_id_of_pem",
     "check_csr",
     "check_key",
     "check_names",
     "csr_names",
+    "names_digest",
     "new_id",
     "order_cursor",
     "owned",
+    "parse_cert_id",
     "recheck_names",
+    "retry_after",
 ]

@@ -14,6 +14,7 @@ from attrs import evolve, frozen
 from twisted.internet.interfaces import IReactorTime
 
 from ..storage import Store, dump_record, get_record, keys, load_record, put_record
+from ._certid import BadCertId, cert_id_of_pem, names_digest, parse_cert_id
 
 
 class AccountStatus(Enum):
@@ -79,6 +80,7 @@ class Order:
     processing_since: float | None = None
     completed: float | None = None
     profile: str | None = None
+    replaces: str | None = None
 
 
 @frozen
@@ -96,6 +98,17 @@ class Authorization:
 
 @frozen
 class CertificateRecord:
+    """
+    An issued certificate.
+
+    @ivar window_moved: when its renewal window was moved into the past
+        (renew-now, revocation, the upstream CA's renewal info), for the
+        C{window_reason} (a L{RenewalReason} value).
+    @ivar replaced_by: the order that replaces it (RFC 9773 C{replaces}).
+    @ivar slot: its place among the certificates for the same set of names,
+        in issuance order, from 0 (its renewal window's slot).
+    """
+
     id: str
     order_id: str
     token_id: str
@@ -108,6 +121,10 @@ class CertificateRecord:
     revoked_at: float | None = None
     revocation_reason: int | None = None
     alternates: tuple[str, ...] = ()
+    window_moved: float | None = None
+    window_reason: str | None = None
+    replaced_by: str | None = None
+    slot: int | None = None
 
 
 @frozen
@@ -333,9 +350,106 @@ class AcmeRepository:
         certificate_id = await self.store.get(keys.certificate_by_serial(serial))
         return None if certificate_id is None else await self.certificate(certificate_id.decode())
 
-    async def put_certificate(self, record: CertificateRecord) -> None:
+    async def put_certificate(self, record: CertificateRecord) -> CertificateRecord:
+        """
+        Store a certificate with its indexes; a new one gets its L{slot}.
+        Returns it as stored.
+        """
+        if record.slot is None:
+            sequence = await self.store.increment(keys.certificate_sequence(names_digest(record.names)))
+            record = evolve(record, slot=sequence - 1)
         await put_record(self.store, keys.certificate(record.id), record)
         await self.store.set(keys.certificate_by_serial(record.serial), record.id.encode())
+        await self._index_certificate(record)
+        return record
+
+    async def _index_certificate(self, record: CertificateRecord) -> None:
+        """
+        The renewal indexes of C{record}: by certID, by each name, by token.
+        """
+        try:
+            await self.store.set(keys.certificate_by_cert_id(cert_id_of_pem(record.chain_pem)), record.id.encode())
+        except (BadCertId, ValueError):
+            pass  # no AKI: looked up by serial only
+        cursor = f"{int(record.issued * 1000):016d}-{record.id}"
+        digest = names_digest(record.names).encode()
+        for name in record.names:
+            await self.store.set(keys.certificates_of_name(name) + cursor, digest)
+        await self.store.set(keys.certificates_of_token(record.token_id) + record.id, b"")
+
+    async def update_certificate(
+        self,
+        certificate_id: str,
+        change: Callable[[CertificateRecord], CertificateRecord | None],
+        *,
+        attempts: int = 20,
+    ) -> CertificateRecord | None:
+        """
+        Atomically replace a certificate by C{change(record)} (C{None}: leave
+        it); returns it as stored afterwards, C{None} if it does not exist.
+        """
+        key = keys.certificate(certificate_id)
+        for _ in range(attempts):
+            raw = await self.store.get(key)
+            if raw is None:
+                return None
+            updated = change(load_record(CertificateRecord, raw))
+            if updated is None:
+                return load_record(CertificateRecord, raw)
+            if await self.store.compare_and_set(key, raw, dump_record(updated)):
+                return updated
+        raise ConcurrentUpdate(certificate_id)
+
+    async def certificate_by_cert_id(self, cert_id: str) -> CertificateRecord | None:
+        """
+        The certificate an RFC 9773 certID names (certificates stored before
+        the certID index are found by serial, their certID compared).
+
+        @raise BadCertId: C{cert_id} is not a certID.
+        """
+        parse_cert_id(cert_id)
+        found = await self.store.get(keys.certificate_by_cert_id(cert_id))
+        if found is not None:
+            return await self.certificate(found.decode())
+        record = await self.certificate_by_serial(parse_cert_id(cert_id).serial_hex)
+        try:
+            return record if record is not None and cert_id_of_pem(record.chain_pem) == cert_id else None
+        except (BadCertId, ValueError):
+            return None
+
+    async def certificates_of_name(self, name: str) -> list[tuple[str, str]]:
+        """
+        The certificates covering C{name}, oldest first: C{(id, digest of
+        their set of names)}.
+        """
+        prefix = keys.certificates_of_name(name)
+        entries = sorted((key[len(prefix) :], value.decode()) for key, value in await self.store.scan(prefix))
+        return [(cursor.partition("-")[2], digest) for cursor, digest in entries]
+
+    async def certificates_of_token(self, token_id: str) -> list[str]:
+        prefix = keys.certificates_of_token(token_id)
+        return [key[len(prefix) :] for key, _ in await self.store.scan(prefix)]
+
+    async def all_certificates(self) -> list[CertificateRecord]:
+        """
+        Every stored certificate (for start-up indexing and the upstream
+        renewal-info poll).
+        """
+        return [load_record(CertificateRecord, value) for _, value in await self.store.scan(keys.CERTIFICATE_PREFIX)]
+
+    async def index_stored_certificates(self) -> int:
+        """
+        Put the certificates stored before the renewal indexes existed into
+        them, once.  Returns how many were indexed.
+        """
+        if await self.store.get(keys.CERTIFICATE_INDEX_BUILT) is not None:
+            return 0
+        count = 0
+        for record in await self.all_certificates():
+            await self._index_certificate(record)
+            count += 1
+        await self.store.set(keys.CERTIFICATE_INDEX_BUILT, b"1")
+        return count
 
     # the issuance queue: orders whose finalize was accepted but not finished
 

@@ -22,9 +22,11 @@ from ..notify import Event, EventBus, EventName, PolicyEvent
 from ..policy import Policy, Profile, Token, ValidationMethod
 from ..wire import b64decode, jwk_from_json, public_key_of
 from ..wire import messages as m
+from ._certid import BadCertId
 from ._csr import KeyRules, check_csr
 from ._limits import RateLimiter
 from ._records import Account, AcmeRepository, Authorization, CertificateRecord, Order, OrderStatus, new_id
+from ._renewal import RenewalReason, RenewalWindows
 
 MAX_IDENTIFIERS = 100
 # RFC 5280 reason codes a subscriber may ask for (RFC 8555 section 7.6).
@@ -193,7 +195,8 @@ class OrderService:
 
     Constructed with C{repository}, C{policies} (by name), C{issuance},
     C{revoker}, C{clock}, C{events}, C{order_lifetime} (seconds) and
-    C{limiter} (the rate limits; C{None}: none).
+    C{limiter} (the rate limits; C{None}: none) and C{renewals} (the
+    renewal windows revocation moves; C{None}: none).
     """
 
     _log: ClassVar[Logger] = Logger()
@@ -206,6 +209,7 @@ class OrderService:
     _events: EventBus
     _order_lifetime: float = 7 * 86400
     _limiter: RateLimiter | None = None
+    _renewals: RenewalWindows | None = None
 
     def policy(self, token: Token) -> Policy:
         """
@@ -243,6 +247,9 @@ class OrderService:
             await self._limiter.new_order(token.id, account.id)
         order, authorizations = self._build_order(token, account, policy, names)
         order = evolve(order, profile=profile)
+        if request.replaces is not None:
+            order = evolve(order, replaces=request.replaces)
+            await self._replace(account, order)
         await self._repo.add_order(order, authorizations)
         await self._repo.account_active(account, order.created)
         self._log.info(
@@ -261,6 +268,38 @@ class OrderService:
             policy=policy.name,
         )
         return order
+
+    async def _replace(self, account: Account, order: Order) -> None:
+        """
+        RFC 9773 section 5: mark the certificate C{order} replaces, which
+        must be one of C{account}'s sharing a name with the order and not
+        already replaced by another order (one that failed or expired does
+        not count).
+
+        @raise AcmeProblem: C{malformed} (400) for a bad or unknown certID,
+            C{alreadyReplaced} (409).
+        """
+        assert order.replaces is not None
+        try:
+            record = await self._repo.certificate_by_cert_id(order.replaces)
+        except BadCertId as e:
+            raise malformed(f"replaces: {e}") from None
+        if record is None or record.account_id != account.id:
+            raise malformed("replaces: no certificate with that certID was issued to this account")
+        if not set(record.names) & set(order.names):
+            raise malformed("replaces: the certificate shares no name with this order")
+        earlier = record.replaced_by
+        if earlier is not None and not await self._replacement_failed(earlier):
+            raise AcmeProblem(ProblemType.ALREADY_REPLACED, "that certificate was already replaced by another order")
+        marked = await self._repo.update_certificate(
+            record.id, lambda c: evolve(c, replaced_by=order.id) if c.replaced_by == earlier else None
+        )
+        if marked is None or marked.replaced_by != order.id:
+            raise AcmeProblem(ProblemType.ALREADY_REPLACED, "that certificate was already replaced by another order")
+
+    async def _replacement_failed(self, order_id: str) -> bool:
+        replacing = await self._repo.order(order_id)
+        return replacing is None or self._current(replacing).status is OrderStatus.INVALID
 
     def _build_order(
         self, token: Token, account: Account, policy: Policy, names: tuple[str, ...]
@@ -405,6 +444,8 @@ class OrderService:
         if record.revoked_at is not None:
             raise AcmeProblem(ProblemType.ALREADY_REVOKED, "the certificate is already revoked")
         await self._revoker.revoke(record, request.reason)
+        if self._renewals is not None:
+            await self._renewals.move(record.id, RenewalReason.REVOKED)
         self._log.info(
             "certificate {serial} of order {order_id} revoked", serial=record.serial, order_id=record.order_id
         )

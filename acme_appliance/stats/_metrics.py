@@ -59,6 +59,9 @@ class Metrics:
         self.validations_avoided = self._counter(
             "validations_avoided", "Certificates re-issued on an earlier validation instead of a new one.", ["ca"]
         )
+        self.renewals = self._counter(
+            "renewals", "Certificates issued to replace an earlier one (RFC 9773 replaces).", ["ca"]
+        )
         self.ca_failovers = self._counter("ca_failovers", "Orders moved from one CA to another.", ["from_ca", "to_ca"])
         self.orders = self._counter("orders", "Client orders reaching each status.", ["status"])
         self.notifications_dropped = self._counter(
@@ -116,6 +119,8 @@ class Metrics:
             yield "certificates_issued", {"ca": ca, "mode": mode}
             if mode == "reissue":
                 yield "validations_avoided", {"ca": ca}
+            if event.replaces is not None:
+                yield "renewals", {"ca": ca}
         elif isinstance(event, CaFailover):
             yield "ca_failovers", {"from_ca": event.from_ca or "unknown", "to_ca": event.to_ca or ca}
 

@@ -53,7 +53,7 @@ def certificate(certificate_id: str) -> str:
     """
     An issued certificate: its chain, alternates and revocation state.
     """
-    return f"cert/{certificate_id}"
+    return CERTIFICATE_PREFIX + certificate_id
 
 
 def certificate_by_serial(serial: str) -> str:
@@ -62,6 +62,43 @@ def certificate_by_serial(serial: str) -> str:
     """
     return f"cert-serial/{serial}"
 
+
+def certificate_by_cert_id(cert_id: str) -> str:
+    """
+    The index from an RFC 9773 certID (C{<AKI>.<serial>}, base64url) to its
+    certificate id.
+    """
+    return f"cert-ari/{cert_id}"
+
+
+def certificates_of_name(name: str) -> str:
+    """
+    The prefix of the index of the certificates covering one name: a
+    C{<issued, ms, 16 digits>-<certificate id>} key follows, its value the
+    digest of the certificate's whole set of names.
+    """
+    return f"cert-name/{name}/"
+
+
+def certificate_sequence(names_digest: str) -> str:
+    """
+    How many certificates were issued for one set of names (by its digest):
+    each new one takes the next slot of the renewal windows.
+    """
+    return f"cert-seq/{names_digest}"
+
+
+def certificates_of_token(token_id: str) -> str:
+    """
+    The prefix of the index of a token's certificates (the id follows).
+    """
+    return f"cert-token/{token_id}/"
+
+
+CERTIFICATE_PREFIX = "cert/"
+
+#: Set once every certificate stored before the renewal indexes existed is in them.
+CERTIFICATE_INDEX_BUILT = "migration/cert-renewal-index"
 
 ORDER_TIME_PREFIX = "order-time/"
 ORDER_DAY_PREFIX = "order-day/"

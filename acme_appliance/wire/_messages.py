@@ -77,6 +77,7 @@ class NewOrder(josepy.JSONObjectWithFields):
     not_before: str | None = josepy.field("notBefore", omitempty=True)
     not_after: str | None = josepy.field("notAfter", omitempty=True)
     profile: str | None = josepy.field("profile", omitempty=True, decoder=_typed(str, "profile"))
+    replaces: str | None = josepy.field("replaces", omitempty=True, decoder=_typed(str, "replaces"))
 
 
 class Finalize(josepy.JSONObjectWithFields):
@@ -120,6 +121,7 @@ class Directory(josepy.JSONObjectWithFields):
     revoke_cert: str = josepy.field("revokeCert")
     key_change: str = josepy.field("keyChange")
     meta: DirectoryMeta = josepy.field("meta")
+    renewal_info: str | None = josepy.field("renewalInfo", omitempty=True)
 
 
 class AccountResource(josepy.JSONObjectWithFields):
@@ -139,6 +141,7 @@ class OrderResource(josepy.JSONObjectWithFields):
     certificate: str | None = josepy.field("certificate", omitempty=True)
     error: dict[str, Any] | None = josepy.field("error", omitempty=True)
     profile: str | None = josepy.field("profile", omitempty=True)
+    replaces: str | None = josepy.field("replaces", omitempty=True)
 
 
 class ChallengeResource(josepy.JSONObjectWithFields):
@@ -233,6 +236,7 @@ class DirectoryAnswer(josepy.JSONObjectWithFields):
     new_order: str | None = josepy.field("newOrder", omitempty=True, decoder=_optional(str, "newOrder"))
     revoke_cert: str | None = josepy.field("revokeCert", omitempty=True, decoder=_optional(str, "revokeCert"))
     meta: dict[str, Any] | None = josepy.field("meta", omitempty=True, decoder=_optional(dict, "meta"))
+    renewal_info: str | None = josepy.field("renewalInfo", omitempty=True, decoder=_optional(str, "renewalInfo"))
 
     @property
     def external_account_required(self) -> bool:
@@ -277,6 +281,22 @@ class AuthorizationAnswer(josepy.JSONObjectWithFields):
     @property
     def name(self) -> str:
         return self.identifier.value if self.identifier is not None else "?"
+
+
+class SuggestedWindow(josepy.JSONObjectWithFields):
+    start: str = josepy.field("start", decoder=_typed(str, "start"))
+    end: str = josepy.field("end", decoder=_typed(str, "end"))
+
+
+class RenewalInfo(josepy.JSONObjectWithFields):
+    """
+    RFC 9773 section 4.2: a certificate's suggested renewal window.
+    """
+
+    suggested_window: SuggestedWindow = josepy.field("suggestedWindow", decoder=SuggestedWindow.from_json)
+    explanation_url: str | None = josepy.field(
+        "explanationURL", omitempty=True, decoder=_optional(str, "explanationURL")
+    )
 
 
 def answer(cls: type[_J], value: Any) -> _J | None:

@@ -98,7 +98,12 @@ def problem(response: requests.Response) -> str:
     return str(response.json()["type"]).rsplit(":", 1)[-1]
 
 
-class HostileRequestTests(SynchronousTestCase):
+class ApplianceCase(SynchronousTestCase):
+    """
+    A running appliance and an account of a C{shop} token; no traceback
+    may reach its log.
+    """
+
     def setUp(self) -> None:
         self.appliance = Appliance(self)
         self.appliance.start()
@@ -107,6 +112,8 @@ class HostileRequestTests(SynchronousTestCase):
     def tearDown(self) -> None:
         self.assertNotIn("Traceback", self.appliance.log())
 
+
+class HostileRequestTests(ApplianceCase):
     def test_replayed_nonce(self) -> None:
         nonce = self.client.nonce()
         first = self.client.raw(self.client.regr.uri, None, nonce=nonce)

@@ -1,6 +1,7 @@
 """
 certbot from PyPI against the real appliance (built-in CA): it never sees a
-challenge, gets ECDSA and RSA certificates, renews and revokes.
+challenge, gets ECDSA and RSA certificates, renews (also when renewal
+information, RFC 9773, says so) and revokes.
 """
 
 from __future__ import annotations
@@ -131,6 +132,23 @@ class CertbotTests(SynchronousTestCase):
         self.assertIn("already revoked", again.stdout + again.stderr)
         self.assertIn(":alreadyRevoked", self.certbot_log())
         self.assertNotIn("Traceback", self.appliance.log())
+        self.assertFalse(os.path.exists(self.hook_called), "certbot was asked to solve a challenge")
+
+    def test_renews_when_renewal_info_says(self) -> None:
+        """
+        certbot asks renewalInfo and renews the certificate whose window
+        renew-now moved, and only that one.
+        """
+        for name, domain in (("moved", "example.com"), ("kept", "www.example.com")):
+            result = self.certonly(name, "ecdsa", domain)
+            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        before = {name: self.verify_chain(name).serial_number for name in ("moved", "kept")}
+        self.assertIn("1 certificate(s)", self.appliance.cli("renew-now", "example.com").stdout)
+        renewed = self.run_certbot("renew", "--no-random-sleep-on-renew")
+        self.assertEqual(renewed.returncode, 0, renewed.stdout + renewed.stderr)
+        self.assertIn("/renewal-info/", self.certbot_log())
+        self.assertNotEqual(self.verify_chain("moved").serial_number, before["moved"])
+        self.assertEqual(self.verify_chain("kept").serial_number, before["kept"])
         self.assertFalse(os.path.exists(self.hook_called), "certbot was asked to solve a challenge")
 
     def test_name_outside_token(self) -> None:

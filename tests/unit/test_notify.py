@@ -122,7 +122,7 @@ class EventBusTests(SynchronousTestCase):
         event = self.bus.emit(ValidationEvent, name=EventName.VALIDATION_SUCCEEDED, method="dns-cname", seconds=1.23449)
         self.assertEqual((event.method, event.seconds), ("dns-cname", 1.234))
         self.assertEqual(event.data(), {"method": "dns-cname", "seconds": 1.234})
-        self.assertEqual(CertificateIssued.data_fields(), ("mode", "serial", "seconds"))
+        self.assertEqual(CertificateIssued.data_fields(), ("mode", "serial", "seconds", "replaces"))
         self.assertEqual(self.bus.emit(CaFailover).data(), {})
 
 

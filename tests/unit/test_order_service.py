@@ -216,7 +216,7 @@ class OrderServiceTests(SynchronousTestCase):
             ca_name="builtin",
             issued=self.clock.seconds(),
         )
-        self.wait(self.repo.put_certificate(record))
+        record = self.wait(self.repo.put_certificate(record))
         return record, certificate, key
 
     def revocation(self, certificate: x509.Certificate, reason: int | None = None) -> m.Revocation:

@@ -7,6 +7,7 @@ finalization, polling, downloads and revocation.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import josepy
@@ -28,7 +29,7 @@ from .._interface import (
     PendingChallenge,
     ValidationRequired,
 )
-from ._replies import Reply, problem_to_error, retry_after
+from ._replies import Reply, problem_error, problem_to_error, retry_after
 from ._transport import AcmeTransport, Registration
 
 PEM_CHAIN = b"application/pem-certificate-chain"
@@ -125,6 +126,29 @@ class UpstreamAcmeCA:
                     transient=True,
                 )
             await deferLater(self._clock, delay)
+
+    async def renewal_window(self, cert_id: str) -> tuple[float, float] | None:
+        """
+        The CA's suggested renewal window (RFC 9773) for the certificate
+        C{cert_id} names, or C{None} when its directory has no
+        C{renewalInfo}.
+
+        @raise CAError: it could not be asked, or answered nonsense.
+        """
+        base = (await self.transport.directory()).renewal_info
+        if base is None:
+            return None
+        reply = await self.transport.send("GET", base.rstrip("/") + "/" + cert_id)
+        if reply.code != 200:
+            raise problem_error(self._name, reply)
+        window = reply.decode(messages.RenewalInfo).suggested_window
+        try:
+            start, end = (datetime.fromisoformat(t) for t in (window.start, window.end))
+        except ValueError:
+            start = end = datetime.fromtimestamp(0)  # naive: refused below
+        if start.tzinfo is None or end.tzinfo is None:
+            raise CAError(f"CA {self._name}: renewal info with a window that is not RFC 3339", transient=True)
+        return start.timestamp(), end.timestamp()
 
     async def issue(self, request: IssueRequest) -> IssuedCertificate:
         order_url, order = await self._new_order(request)

@@ -55,6 +55,7 @@ class Directory:
     revoke_cert: str | None
     external_account_required: bool
     profiles: frozenset[str] = frozenset()
+    renewal_info: str | None = None
 
 
 @frozen
@@ -164,6 +165,7 @@ class AcmeTransport:
                 revoke_cert=answer.revoke_cert,
                 external_account_required=answer.external_account_required,
                 profiles=answer.profiles,
+                renewal_info=answer.renewal_info,
             )
         return self._directory
 
