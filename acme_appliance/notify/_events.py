@@ -34,6 +34,7 @@ class EventName(Enum):
     CA_FAILOVER = "ca.failover"
     CA_DOWN = "ca.down"
     CA_UP = "ca.up"
+    CA_BUDGET_EXHAUSTED = "ca.budget_exhausted"
     UPSTREAM_ORDER = "upstream.order"
 
 
@@ -56,7 +57,15 @@ def _text(value: str | float) -> str:
 
 
 #: Events an operator should look at.
-WARNINGS = frozenset({EventName.ORDER_FAILED, EventName.VALIDATION_FAILED, EventName.CA_FAILOVER, EventName.CA_DOWN})
+WARNINGS = frozenset(
+    {
+        EventName.ORDER_FAILED,
+        EventName.VALIDATION_FAILED,
+        EventName.CA_FAILOVER,
+        EventName.CA_DOWN,
+        EventName.CA_BUDGET_EXHAUSTED,
+    }
+)
 
 
 @frozen
@@ -66,7 +75,7 @@ class Event:
     token's id, never the token itself.  Events that carry more are the
     subclasses, one for each kind of data (L{PolicyEvent},
     L{ValidationEvent}, L{UpstreamOrdered}, L{CertificateIssued},
-    L{CaFailover}); a plain C{Event} is one of L{NAMES}.
+    L{CaFailover}, L{CaBudgetExhausted}); a plain C{Event} is one of L{NAMES}.
 
     The bus sets C{time}: emitters name the class and the other fields,
     e.g. C{bus.emit(CaFailover, from_ca="a", to_ca="b")}.
@@ -209,10 +218,24 @@ class CaFailover(Event):
     to_ca: str | None = None
 
 
+@frozen
+class CaBudgetExhausted(Event):
+    """
+    CA C{ca} has no room under its rate limit C{limit} until C{free_at}
+    (RFC 3339): the order goes to the next CA, or waits for it.
+    """
+
+    NAMES = frozenset({EventName.CA_BUDGET_EXHAUSTED})
+
+    name: EventName = EventName.CA_BUDGET_EXHAUSTED
+    limit: str | None = None
+    free_at: str | None = None
+
+
 #: The class of each event.
 EVENT_TYPES: Mapping[EventName, type[Event]] = {
     name: kind
-    for kind in (Event, PolicyEvent, ValidationEvent, UpstreamOrdered, CertificateIssued, CaFailover)
+    for kind in (Event, PolicyEvent, ValidationEvent, UpstreamOrdered, CertificateIssued, CaFailover, CaBudgetExhausted)
     for name in kind.NAMES
 }
 
