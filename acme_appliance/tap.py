@@ -28,7 +28,7 @@ from .acme import AcmeServer, endpoint_of, redact_token, redact_uri
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .core import ProblemType
-from .issuance import IssuanceService, Revoker
+from .issuance import BudgetLedger, IssuanceService, Revoker
 from .notify import EventBus, EventJournal
 from .orders import AcmeRepository, RateLimiter
 from .policy import TokenRegistry
@@ -164,6 +164,7 @@ class ApplianceService(MultiService):
             reuse_window=config.issuance.reuse_window,
             tokens=self.tokens,
             limiter=limiter,
+            budgets=BudgetLedger(store, clock, config.ca_limits(), on_change=self.metrics.budgets),
         )
         self.issuance.setServiceParent(self)
         self.acme = AcmeServer(

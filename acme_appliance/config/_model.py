@@ -9,6 +9,7 @@ from enum import Enum
 
 from attrs import field, frozen
 
+from ..issuance import CALimit
 from ..orders import Limits, Retention
 from ..policy import Policy
 
@@ -184,6 +185,8 @@ class CAConfig:
 
     @ivar validity_days: Certificate lifetime (local CAs only).
     @ivar issue_delay: Seconds before a local CA issues (tests and demos).
+    @ivar limits: The CA's own rate limits, kept as budgets
+        (C{[[ca]] limits}).
     """
 
     name: str
@@ -195,6 +198,7 @@ class CAConfig:
     eab_hmac_key: str | None = None
     validity_days: int = 90
     issue_delay: float = 0.0
+    limits: tuple[CALimit, ...] = ()
 
 
 @frozen
@@ -225,6 +229,12 @@ class Config:
         @raise KeyError: No C{[[ca]]} is called C{name}.
         """
         return {ca.name: ca for ca in self.cas}[name]
+
+    def ca_limits(self) -> dict[str, tuple[CALimit, ...]]:
+        """
+        Each CA's C{limits}, by name.
+        """
+        return {ca.name: ca.limits for ca in self.cas}
 
     def policy(self, name: str) -> Policy:
         """

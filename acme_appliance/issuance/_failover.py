@@ -287,7 +287,7 @@ class FailoverIssuer:
             order_id=run.order_id,
             ca=room.ca,
             limit=room.limit,
-            free_at=rfc3339(room.until),
+            free_at=rfc3339(room.until, fraction=False),
         )
         self._events.emit(
             CaBudgetExhausted,
@@ -296,5 +296,5 @@ class FailoverIssuer:
             names=run.request.names,
             ca=room.ca,
             limit=room.limit,
-            free_at=rfc3339(room.until),
+            free_at=rfc3339(room.until, fraction=False),
         )

@@ -5,7 +5,7 @@ records the outcome.  Queued jobs survive restarts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 
 from attrs import evolve
 from cryptography import x509
@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
@@ -23,11 +23,14 @@ from ..orders import AcmeRepository, CertificateRecord, Limit, Order, OrderStatu
 from ..policy import Policy, TokenRegistry, ValidationMethod
 from ..storage import keys
 from ..wire import b64decode
-from ._budget import MIN_WAIT, BudgetExhausted, BudgetLedger, BudgetUse, CALimit
+from ._budget import MIN_WAIT, BudgetExhausted, BudgetLedger
 from ._failover import FailoverIssuer
 from ._health import CAHealth
 from ._locks import LEASE, OrderLocks, order_key
 from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
+
+#: Seconds between readings of the CA budgets for the metrics.
+BUDGET_REFRESH = 60.0
 
 CHALLENGE_FOR_METHOD = {
     ValidationMethod.DNS_CNAME: ChallengeType.DNS_01,
@@ -53,7 +56,7 @@ class IssuanceService(Service):
     job first waits for one of its token's finalize slots (C{limiter},
     polled every C{slot_poll} seconds) and gives it back when done.
 
-    An order no CA has budget for (C{ca_limits}, see L{BudgetLedger})
+    An order no CA has budget for (in C{budgets}, a L{BudgetLedger})
     stays C{processing}: its job waits until the earliest budget frees up
     and tries again, with its deadline counted from then.
 
@@ -81,8 +84,7 @@ class IssuanceService(Service):
         tokens: TokenRegistry | None = None,
         limiter: RateLimiter | None = None,
         slot_poll: float = 1.0,
-        ca_limits: Mapping[str, Sequence[CALimit]] | None = None,
-        on_budget: Callable[[Sequence[BudgetUse]], object] = lambda uses: None,
+        budgets: BudgetLedger | None = None,
     ) -> None:
         self._repo = repository
         self._tokens = tokens
@@ -92,7 +94,9 @@ class IssuanceService(Service):
         self._clock = clock
         self.events = events if events is not None else EventBus(clock)
         self.health = health if health is not None else CAHealth(clock, on_change=self._health_changed)
-        self.budgets = BudgetLedger(repository.store, clock, ca_limits or {}, on_change=on_budget)
+        self.budgets = budgets if budgets is not None else BudgetLedger(repository.store, clock, {})
+        self._budget_refresh = LoopingCall(lambda: Deferred.fromCoroutine(self.budgets.refresh()))
+        self._budget_refresh.clock = clock
         self._upstream = FailoverIssuer(
             cas=cas,
             health=self.health,
@@ -113,9 +117,14 @@ class IssuanceService(Service):
     def startService(self) -> None:
         super().startService()
         self._resumed = ensureDeferred(self._resume())
+        if self.budgets.limits:
+            # Other processes sharing the store use the budgets too.
+            self._budget_refresh.start(BUDGET_REFRESH, now=True)
 
     def stopService(self) -> Deferred[object]:
         super().stopService()
+        if self._budget_refresh.running:
+            self._budget_refresh.stop()
         running = list(self._running.values())
         for job in running:
             job.cancel()
