@@ -19,16 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from acme_appliance.ca import CAError, IssueRequest
 from acme_appliance.config import load_config
 from acme_appliance.core import ProblemType
-from acme_appliance.issuance import (
-    BudgetExhausted,
-    BudgetKind,
-    BudgetLedger,
-    BudgetUse,
-    CALimit,
-    NoRoom,
-    Reservation,
-    registered_domain,
-)
+from acme_appliance.issuance import BudgetExhausted, BudgetKind, BudgetLedger, BudgetUse, CALimit, NoRoom, Reservation
+from acme_appliance.issuance._budget import registered_domain
 from acme_appliance.issuance._failover import FailoverIssuer
 from acme_appliance.issuance._health import CAHealth
 from acme_appliance.notify import CaBudgetExhausted, EventBus, EventJournal, EventName
