@@ -19,7 +19,8 @@ from enum import Enum
 
 from attrs import frozen
 from publicsuffixlist import PublicSuffixList
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ..storage import Store, keys
@@ -34,6 +35,9 @@ DEFAULT_BLOCK = 600.0
 #: The shortest a job waits for budget, so that a limit freeing up right
 #: now does not make it spin.
 MIN_WAIT = 1.0
+
+#: Seconds after a change of the budgets before C{on_change} hears of it.
+REFRESH_DELAY = 0.5
 
 _ALL = "all"
 
@@ -161,8 +165,8 @@ def _time(value: bytes) -> float:
 class BudgetLedger:
     """
     The budgets of every CA with C{limits}, in C{store}.  C{on_change}
-    hears every CA's L{BudgetUse} after the ledger changed (for the
-    metrics).
+    hears every CA's L{BudgetUse} (for the metrics): L{REFRESH_DELAY}
+    seconds after the ledger changed, and at each L{refresh}.
     """
 
     _log = Logger()
@@ -179,6 +183,7 @@ class BudgetLedger:
         self._clock = clock
         self.limits = {ca: tuple(found) for ca, found in limits.items() if found}
         self._on_change = on_change
+        self._pending: IDelayedCall | None = None
 
     async def reserve(self, ca: str, names: Sequence[str]) -> Reservation | NoRoom:
         """
@@ -197,7 +202,7 @@ class BudgetLedger:
                     return got
                 taken.append((*got, limit.what))
         if taken:
-            await self.refresh()
+            self._changed()
         refundable = tuple((key, value) for key, value, what in taken if what is not BudgetKind.ORDERS)
         return Reservation(ca, refundable)
 
@@ -208,7 +213,7 @@ class BudgetLedger:
         """
         if reservation.refundable:
             await self._give_back(reservation.refundable)
-            await self.refresh()
+            self._changed()
 
     async def rate_limited(self, ca: str, names: Sequence[str], detail: str, retry_after: float | None) -> NoRoom:
         """
@@ -230,7 +235,7 @@ class BudgetLedger:
             limit=limit,
             seconds=seconds,
         )
-        await self.refresh()
+        self._changed()
         return NoRoom(ca, limit, until)
 
     async def _blocked(self, ca: str, names: Sequence[str]) -> NoRoom | None:
@@ -278,6 +283,16 @@ class BudgetLedger:
                 used = limit.max if full else max(counts.values(), default=0)
                 uses.append(BudgetUse(ca, limit.what.value, used, limit.max))
         return uses
+
+    def _changed(self) -> None:
+        # Reading every slot of a CA is a scan: at most one per
+        # REFRESH_DELAY, however many orders there are.
+        if self._pending is None and self.limits:
+            self._pending = self._clock.callLater(REFRESH_DELAY, self._refresh_later)
+
+    def _refresh_later(self) -> None:
+        self._pending = None
+        Deferred.fromCoroutine(self.refresh())
 
     async def refresh(self) -> None:
         """

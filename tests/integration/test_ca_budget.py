@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from .test_fleet import metrics, obtain
 from .test_pebble import PebbleWorld
+from .tools import wait_for
 from .world import Pebble
 
 PER_NAME_SET = "certificates_per_name_set"
@@ -59,8 +60,13 @@ class BudgetSpillTests(SynchronousTestCase):
             results = list(pool.map(lambda _: obtain(world, directory, ["api.shop.test"]), range(6)))
         issuers = sorted(world.issuer(chain) for chain, _ in results)
         self.assertEqual(issuers, ["backup"] * 3 + ["pebble"] * 3, world.appliance.log()[-3000:])
-        values = metrics(world)
         labels = (("ca", "pebble"), ("limit", PER_NAME_SET))
+        wait_for(
+            lambda: metrics(world).get(("acme_appliance_ca_budget_used", labels)) == 3,
+            10,
+            "the primary's budget use in /metrics",
+        )
+        values = metrics(world)
         self.assertEqual(values[("acme_appliance_ca_budget_used", labels)], 3)
         self.assertEqual(values[("acme_appliance_ca_budget_max", labels)], 3)
         self.assertGreaterEqual(values[("acme_appliance_ca_budget_exhausted_total", labels)], 3)

@@ -15,8 +15,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
 
 from acme_appliance.ca import CAError, IssueRequest
+from acme_appliance.ca.upstream._replies import Reply, problem_error
 from acme_appliance.config import load_config
 from acme_appliance.core import ProblemType
 from acme_appliance.issuance import BudgetExhausted, BudgetKind, BudgetLedger, BudgetUse, CALimit, NoRoom, Reservation
@@ -122,7 +124,10 @@ class LedgerTests(LedgerTestCase):
         self.assertIsInstance(self.reserve(ledger, "b.example.com"), Reservation)
         refused = self.reserve(ledger, "c.example.com")
         self.assertEqual(refused, NoRoom("le", "orders", self.clock.seconds() + 3 * 3600))
-        self.assertEqual(self.uses[-1], [BudgetUse("le", "orders", 2, 2)])
+        # The metrics hear of it shortly, once for both reservations.
+        self.assertEqual(self.uses, [])
+        self.clock.advance(0.5)
+        self.assertEqual(self.uses, [[BudgetUse("le", "orders", 2, 2)]])
         # Another CA's budget is its own.
         self.assertIsInstance(self.reserve(ledger, "c.example.com", ca="other"), Reservation)
 
@@ -222,10 +227,11 @@ class LedgerTests(LedgerTestCase):
         room = self.wait(ledger.rate_limited("le", ["a.example.com"], RATE_LIMITED.detail, 120.0))
         self.assertEqual(room, NoRoom("le", NAME_SET.value, self.clock.seconds() + 120))
         self.assertEqual(self.reserve(ledger, "a.example.com"), room)
+        self.clock.advance(0.5)
         self.assertEqual(self.uses[-1], [BudgetUse("le", NAME_SET.value, 5, 5)])
         # Only that set of names is blocked.
         self.assertIsInstance(self.reserve(ledger, "b.example.com"), Reservation)
-        self.clock.advance(120)
+        self.clock.advance(119.5)
         self.assertIsInstance(self.reserve(ledger, "a.example.com"), Reservation)
 
     def test_rate_limited_other_limits(self) -> None:
@@ -439,3 +445,24 @@ class WiringTests(SynchronousTestCase):
         self.successResultOf(Deferred.fromCoroutine(other.reserve("builtin", ["example.com"])))
         reactor.advance(60)
         self.assertEqual(metrics.value("acme_appliance_ca_budget_used", ca="builtin", limit="orders"), 1)
+
+
+class RetryAfterTests(SynchronousTestCase):
+    def reply(self, retry_after: str | None) -> Reply:
+        headers = Headers({"content-type": ["application/problem+json"]})
+        if retry_after is not None:
+            headers.setRawHeaders("retry-after", [retry_after])
+        body = b'{"type": "urn:ietf:params:acme:error:rateLimited", "detail": "too many new orders (300) recently"}'
+        return Reply(429, headers, body, "https://ca.test/new-order")
+
+    def test_rate_limited_carries_retry_after(self) -> None:
+        """
+        An upstream C{rateLimited} answer's C{Retry-After} reaches the
+        L{CAError}, for the budget to block that long.
+        """
+        error = problem_error("le", self.reply("3600"))
+        self.assertIs(error.problem_type, ProblemType.RATE_LIMITED)
+        self.assertEqual(error.retry_after, 3600.0)
+        for unusable in (None, "Wed, 21 Oct 2026 07:28:00 GMT", "nan", "inf"):
+            self.assertIsNone(problem_error("le", self.reply(unusable)).retry_after, unusable)
+        self.assertEqual(problem_error("le", self.reply("-5")).retry_after, 0.0)
