@@ -36,7 +36,7 @@ from .acme import AcmeServer, endpoint_of, redact_token, redact_uri
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .core import ProblemType
-from .issuance import IssuanceService, Revoker
+from .issuance import BudgetLedger, IssuanceService, Revoker
 from .notify import EventBus, EventJournal
 from .orders import AcmeRepository, RateLimiter
 from .policy import TokenRegistry
@@ -172,16 +172,23 @@ class ApplianceService(MultiService):
             reuse_window=config.issuance.reuse_window,
             tokens=self.tokens,
             limiter=limiter,
+            budgets=BudgetLedger(store, clock, config.ca_limits(), on_change=self.metrics.budgets),
         )
         self.issuance.setServiceParent(self)
         renewal_mirror(cas, repository=repository, clock=clock, events=self.events).setServiceParent(self)
+        self._acme(config, reactor, revoker=Revoker(repository, cas, clock), limiter=limiter)
+        if config.admin is not None:
+            admin = self._admin(config, repository, clock).resource()
+            self._listen("admin", config.admin.listen, admin, reactor, self.limits)
+
+    def _acme(self, config: Config, reactor: IApplianceReactor, *, revoker: Revoker, limiter: RateLimiter) -> None:
         self.acme = AcmeServer(
-            repository=repository,
+            repository=self.repository,
             tokens=self.tokens,
-            policies=policies,
+            policies={p.name: p for p in config.policies},
             issuance=self.issuance,
-            revoker=Revoker(repository, cas, clock),
-            clock=clock,
+            revoker=revoker,
+            clock=reactor,
             base_url=config.acme.base_url,
             max_body_bytes=config.acme.max_body_bytes,
             terms_of_service=config.acme.terms_of_service,
@@ -191,12 +198,6 @@ class ApplianceService(MultiService):
             events=self.events,
             limiter=limiter,
         )
-        self._acme_listener(config, reactor)
-        if config.admin is not None:
-            admin = self._admin(config, repository, clock).resource()
-            self._listen("admin", config.admin.listen, admin, reactor, self.limits)
-
-    def _acme_listener(self, config: Config, reactor: IApplianceReactor) -> None:
         # Twice the ACME body limit reaches the server, which answers the
         # ones over it with a problem document.
         acme_limits = evolve(self.limits, max_body_bytes=2 * config.acme.max_body_bytes)

@@ -39,7 +39,7 @@ from .acme import AcmeServer
 from .ca import CAError, CertificateAuthority, IssuedCertificate, IssueRequest, PendingChallenge, ValidationRequired
 from .ca.local import LocalCA
 from .ca.upstream import upstream_agent
-from .issuance import IssuanceService, Revoker
+from .issuance import BudgetLedger, CALimit, IssuanceService, Revoker
 from .notify.testing import MemoryNotifier
 from .orders import Account, AccountStatus, AcmeRepository, RateLimiter
 from .policy import KeyType, Policy, TokenRegistry, ValidationMethod
@@ -329,6 +329,7 @@ class World:
         cas: dict[str, CertificateAuthority] | None = None,
         limiter: RateLimiter | None = None,
         finalize_wait: float = 0.0,
+        ca_limits: dict[str, tuple[CALimit, ...]] | None = None,
     ) -> None:
         self.case = case
         if clock is None:
@@ -355,6 +356,7 @@ class World:
             clock=self.clock,
             tokens=self.tokens,
             limiter=limiter,
+            budgets=BudgetLedger(self.store, self.clock, ca_limits or {}),
         )
         self.server = AcmeServer(
             repository=self.repo,

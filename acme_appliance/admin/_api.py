@@ -415,4 +415,7 @@ class AdminAPI:
     @app.route("/dashboard.json", methods=["GET"])
     async def dashboard_json(self, request: IRequest) -> bytes:
         self._authorise(request)
-        return self._json(request, await dashboard_data(self._journal, self._ca_health(), self._clock.seconds()))
+        return self._json(
+            request,
+            await dashboard_data(self._journal, self._ca_health(), self._clock.seconds(), self._metrics.budget_rows()),
+        )

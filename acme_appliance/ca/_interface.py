@@ -79,6 +79,8 @@ class CAError(Exception):
         C{rejectedIdentifier}, C{caa}) that no retry fixes.
     @ivar problem_type: the ACME error type to pass on to the client.
     @ivar ca: the name of the CA that failed last, when known.
+    @ivar retry_after: the seconds of the CA's C{Retry-After}, when it gave
+        one (what a C{rateLimited} answer blocks for).
     """
 
     def __init__(
@@ -88,12 +90,14 @@ class CAError(Exception):
         transient: bool,
         problem_type: ProblemType = ProblemType.SERVER_INTERNAL,
         ca: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.transient = transient
         self.problem_type = problem_type
         self.ca = ca
+        self.retry_after = retry_after
 
 
 class ValidationRequired(CAError):

@@ -13,10 +13,11 @@ from typing import Any
 from attrs import evolve
 from cryptography import x509
 
+from ..issuance import BudgetKind, CALimit
 from ..policy import KeyType, Policy, Profile, ValidationMethod
 from ._model import CAConfig, CAKind, ValidationConfig
-from ._table import Problem, Table, kind_of
-from ._values import dns_name, readable, url
+from ._table import MISSING, Problem, Table, kind_of
+from ._values import dns_name, duration, readable, url
 
 CA_KEYS = (
     "name",
@@ -29,7 +30,9 @@ CA_KEYS = (
     "validity_days",
     "issue_delay",
     "profiles",
+    "limits",
 )
+LIMIT_KEYS = ("what", "max", "window")
 POLICY_KEYS = (
     "name",
     "primary_ca",
@@ -78,6 +81,7 @@ def cas(tables: list[dict[str, Any]], resolve: Callable[[str], str]) -> tuple[CA
 
 def _ca(t: Table, name: str, resolve: Callable[[str], str]) -> CAConfig:
     kind: CAKind = t.choice("kind", CAKind)
+    limits = _limits(t)
     if kind is CAKind.LOCAL:
         for option in ("directory", "ca_bundle", "contact", "eab_kid", "eab_hmac_key"):
             if t.has(option):
@@ -88,6 +92,7 @@ def _ca(t: Table, name: str, resolve: Callable[[str], str]) -> CAConfig:
             validity_days=t.integer("validity_days", 90, 1, 825),
             issue_delay=t.number("issue_delay", 0.0, positive=False),
             profiles=_ca_profiles(t),
+            limits=limits,
         )
     for option in ("validity_days", "issue_delay"):
         if t.has(option):
@@ -102,8 +107,35 @@ def _ca(t: Table, name: str, resolve: Callable[[str], str]) -> CAConfig:
     contact = t.texts("contact", _mailto)
     kid, hmac_key = _eab(t)
     return CAConfig(
-        name=name, kind=kind, directory=directory, ca_bundle=bundle, contact=contact, eab_kid=kid, eab_hmac_key=hmac_key
+        name=name,
+        kind=kind,
+        directory=directory,
+        ca_bundle=bundle,
+        contact=contact,
+        eab_kid=kid,
+        eab_hmac_key=hmac_key,
+        limits=limits,
     )
+
+
+def _limits(t: Table) -> tuple[CALimit, ...]:
+    """
+    C{limits}: an array of C{{ what, max, window }} tables, at most one per
+    C{what}.
+    """
+    entries = t.get("limits", (list,), 'an array of tables such as [{ what = "orders", max = 300, window = "3h" }]', [])
+    limits: dict[BudgetKind, CALimit] = {}
+    for i, entry in enumerate(entries):
+        where = f"{t.key('limits')}[{i + 1}]"
+        if not isinstance(entry, dict):
+            raise Problem(where, f"expected a table {{ what, max, window }}, got {kind_of(entry)}")
+        e = Table(entry, where, LIMIT_KEYS)
+        what: BudgetKind = e.choice("what", BudgetKind)
+        if what in limits:
+            e.fail("what", f"{what.value!r} is limited twice")
+        limit = e.integer("max", MISSING, 1)
+        limits[what] = CALimit(what, limit, duration(e.key("window"), e.text("window")))
+    return tuple(limits.values())
 
 
 def profile_name(key: str, value: str) -> str:

@@ -9,6 +9,7 @@ from enum import Enum
 
 from attrs import field, frozen
 
+from ..issuance import CALimit
 from ..orders import Limits, Retention
 from ..policy import Policy
 
@@ -200,6 +201,8 @@ class CAConfig:
     @ivar issue_delay: Seconds before a local CA issues (tests and demos).
     @ivar profiles: C{(profile, validity days)} of the profiles a local CA
         issues with another lifetime than C{validity_days}.
+    @ivar limits: The CA's own rate limits, kept as budgets
+        (C{[[ca]] limits}).
     """
 
     name: str
@@ -212,6 +215,7 @@ class CAConfig:
     validity_days: int = 90
     issue_delay: float = 0.0
     profiles: tuple[tuple[str, int], ...] = ()
+    limits: tuple[CALimit, ...] = ()
 
 
 @frozen
@@ -242,6 +246,12 @@ class Config:
         @raise KeyError: No C{[[ca]]} is called C{name}.
         """
         return {ca.name: ca for ca in self.cas}[name]
+
+    def ca_limits(self) -> dict[str, tuple[CALimit, ...]]:
+        """
+        Each CA's C{limits}, by name.
+        """
+        return {ca.name: ca.limits for ca in self.cas}
 
     def policy(self, name: str) -> Policy:
         """

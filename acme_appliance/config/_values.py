@@ -1,11 +1,13 @@
 """
-Checks of single values: DNS names, URLs, IP addresses and files.
+Checks of single values: DNS names, URLs, IP addresses, files and
+durations.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from urllib.parse import SplitResult, urlsplit
 
 from ..core import InvalidName, NameProblem, is_label, prepare_name
@@ -90,3 +92,22 @@ def readable(key: str, path: str, what: str) -> None:
         raise Problem(key, f"{what} {path!r} does not exist or is not a file")
     if not os.access(path, os.R_OK):
         raise Problem(key, f"{what} {path!r} is not readable")
+
+
+_DURATION = re.compile(r"^([0-9]+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(key: str, value: str) -> float:
+    """
+    Seconds in a duration such as C{"90s"}, C{"15m"}, C{"3h"} or C{"7d"}.
+
+    @raise Problem: naming C{key}.
+    """
+    found = _DURATION.match(value.strip())
+    if found is None:
+        raise Problem(key, f"{value!r} is not a duration: a whole number and a unit s, m, h or d, such as '3h' or '7d'")
+    seconds = int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    if seconds <= 0:
+        raise Problem(key, f"{value!r} must be longer than 0")
+    return float(seconds)

@@ -2,18 +2,36 @@
 Issuance: background jobs that turn finalized orders into certificates.
 """
 
+from ._budget import (
+    BudgetExhausted,
+    BudgetKind,
+    BudgetLedger,
+    BudgetUse,
+    CALimit,
+    NoRoom,
+    Reservation,
+    registered_domain,
+)
 from ._jobs import DurationEstimate, IssuanceService, Revoker
 from ._locks import LEASE, OrderLocks, order_key
 from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
 __all__ = [
     "LEASE",
+    "BudgetExhausted",
+    "BudgetKind",
+    "BudgetLedger",
+    "BudgetUse",
+    "CALimit",
     "DurationEstimate",
     "IssuanceService",
     "IssueMode",
+    "NoRoom",
     "OrderLocks",
+    "Reservation",
     "Revoker",
     "UpstreamOrder",
     "UpstreamReuse",
     "order_key",
+    "registered_domain",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from attrs import evolve, frozen
+from attrs import define, evolve, frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -15,9 +15,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
-from ..core import Backoff, ProblemType
-from ..notify import CaFailover, EventBus, EventName, UpstreamOrdered, ValidationEvent
+from ..core import Backoff, ProblemType, rfc3339
+from ..notify import CaBudgetExhausted, CaFailover, EventBus, EventName, UpstreamOrdered, ValidationEvent
 from ..policy import ValidationMethod
+from ._budget import BudgetExhausted, BudgetLedger, NoRoom, Reservation
 from ._health import CAHealth
 
 
@@ -79,15 +80,41 @@ class OrderEvents:
         )
 
 
+@define
+class _Run:
+    """
+    One L{FailoverIssuer.issue} call's state.
+
+    @ivar last: the last transient error.
+    @ivar current: the CA asked last.
+    @ivar budget_until: the earliest time a CA out of budget frees up.
+    """
+
+    request: IssueRequest
+    order_id: str
+    token_id: str
+    cas: Sequence[str]
+    deadline: float
+    last: CAError | None = None
+    current: str | None = None
+    budget_until: float | None = None
+
+
 class FailoverIssuer:
     """
     Tries the CAs of a policy in order.  A transient failure (network,
-    timeout, 5xx, C{serverInternal}, C{rateLimited}) is retried with backoff
+    timeout, 5xx, C{serverInternal}) is retried with backoff
     C{attempts_per_ca} times, then the next CA is tried; a CA that
     L{CAHealth} knows to be down is skipped (but probed now and then).  The
     rounds repeat until the order's deadline.  A client error
     (C{badCSR}, C{rejectedIdentifier}, C{caa}, ...) fails at once: another
     CA would refuse it too.
+
+    With C{budgets}, each try first takes budget at its CA: a CA without
+    room (or that answered C{rateLimited}) is passed over with a
+    C{ca.budget_exhausted} event, and when no CA had room,
+    L{BudgetExhausted} says when the earliest frees up.  Without, a
+    C{rateLimited} answer is retried like any transient failure.
     """
 
     _log = Logger()
@@ -101,6 +128,7 @@ class FailoverIssuer:
         events: EventBus,
         attempts_per_ca: int = 2,
         retry_delays: Sequence[float] = (1.0, 2.0, 5.0, 10.0, 30.0),
+        budgets: BudgetLedger | None = None,
     ) -> None:
         self._cas = cas
         self._health = health
@@ -108,24 +136,23 @@ class FailoverIssuer:
         self._events = events
         self._attempts = attempts_per_ca
         self._backoff = Backoff(retry_delays)
+        self._budgets = budgets
 
     async def _sleep(self, seconds: float) -> None:
         await deferLater(self._clock, seconds)
 
-    def _attempt(
-        self, name: str, request: IssueRequest, cas: Sequence[str], deadline: float, last: CAError | None
-    ) -> Deferred[IssuedCertificate]:
+    def _attempt(self, name: str, run: _Run) -> Deferred[IssuedCertificate]:
         """
         One call to CA C{name}, cancelled (with whatever it is doing: the
         preflight fetch, polling the CA) when the order's deadline comes.
         """
 
         def too_late(result: object, timeout: float) -> Failure:
-            earlier = f"; last error: {last.detail}" if last else ""
-            return Failure(self._deadline_passed(cas, name, f"CA {name} was still working on it{earlier}"))
+            earlier = f"; last error: {run.last.detail}" if run.last else ""
+            return Failure(self._deadline_passed(run.cas, name, f"CA {name} was still working on it{earlier}"))
 
-        attempt = Deferred.fromCoroutine(self._cas[name].issue(request))
-        return attempt.addTimeout(max(0.0, deadline - self._clock.seconds()), self._clock, onTimeoutCancel=too_late)
+        attempt = Deferred.fromCoroutine(self._cas[name].issue(run.request))
+        return attempt.addTimeout(max(0.0, run.deadline - self._clock.seconds()), self._clock, onTimeoutCancel=too_late)
 
     @staticmethod
     def _deadline_passed(cas: Sequence[str], current: str | None, what: str) -> CAError:
@@ -176,59 +203,130 @@ class FailoverIssuer:
         @param deadline: clock time after which no further attempt starts.
         @raise CAError: a client error, L{ValidationRequired}, or (not
             transient) every CA failed until the deadline.
+        @raise BudgetExhausted: no CA had budget in a round, or a CA out of
+            budget might still have issued by the deadline.
         """
         request = evolve(request, observer=OrderEvents(self._events, order_id, token_id))
         cas = await self._serving(cas, request.profile, order_id)
-        last: CAError | None = None
-        current: str | None = None
+        run = _Run(request, order_id, token_id, cas, deadline)
         round_ = 0
         while True:
+            tried = False
             for name in cas:
                 # A known-down CA is skipped while another may work; alone, it
                 # is still tried (by probes) rather than not at all.
                 if not self._health.should_try(name) and len(cas) > 1:
                     continue
-                if current is not None and current != name:
-                    self._log.warn(
-                        "order {order_id}: failing over from CA {from_ca} to {to_ca}",
-                        order_id=order_id,
-                        from_ca=current,
-                        to_ca=name,
-                    )
-                    self._events.emit(
-                        CaFailover,
-                        order_id=order_id,
-                        token_id=token_id,
-                        names=request.names,
-                        ca=name,
-                        error=last.detail if last else None,
-                        from_ca=current,
-                        to_ca=name,
-                    )
-                current = name
-                for attempt in range(self._attempts):
-                    try:
-                        issued = await self._attempt(name, request, cas, deadline, last)
-                    except CAError as e:
-                        if not e.transient:
-                            e.ca = e.ca or name
-                            raise
-                        last = e
-                        self._health.failed(name)
-                        self._log.warn(
-                            "order {order_id}: CA {ca} failed ({error})", order_id=order_id, ca=name, error=e.detail
-                        )
-                        delay = self._backoff.delay(attempt)
-                        if attempt + 1 < self._attempts and self._clock.seconds() + delay < deadline:
-                            await self._sleep(delay)
-                            continue
-                        break
-                    else:
-                        self._health.succeeded(name)
-                        return issued
+                issued, asked = await self._at(run, name)
+                tried = tried or asked
+                if issued is not None:
+                    return issued
+            if run.budget_until is not None and not tried:
+                raise BudgetExhausted(run.budget_until)
             delay = self._backoff.delay(round_)
             round_ += 1
             if self._clock.seconds() + delay >= deadline:
-                detail = last.detail if last else "no CA could be reached"
-                raise self._deadline_passed(cas, current, f"last error: {detail}")
+                if run.budget_until is not None:
+                    raise BudgetExhausted(run.budget_until)
+                detail = run.last.detail if run.last else "no CA could be reached"
+                raise self._deadline_passed(cas, run.current, f"last error: {detail}")
             await self._sleep(delay)
+
+    async def _at(self, run: _Run, name: str) -> tuple[IssuedCertificate | None, bool]:
+        """
+        Up to C{attempts_per_ca} tries at CA C{name}: what it issued, if
+        anything, and whether it was asked at all.
+        """
+        asked = False
+        for attempt in range(self._attempts):
+            reservation = await self._reserve(run, name)
+            if reservation is None:
+                return None, asked
+            asked = True
+            self._switch(run, name)
+            try:
+                issued = await self._attempt(name, run)
+            except CAError as e:
+                await self._refund(reservation)
+                if not await self._retry(run, name, e, attempt):
+                    return None, asked
+            else:
+                self._health.succeeded(name)
+                return issued, asked
+        return None, asked
+
+    async def _retry(self, run: _Run, name: str, e: CAError, attempt: int) -> bool:
+        """
+        Whether to ask CA C{name} again after C{e}, having waited for it.
+
+        @raise CAError: C{e}, when no other CA would do better.
+        """
+        if self._budgets is not None and e.problem_type is ProblemType.RATE_LIMITED:
+            self._no_room(run, await self._budgets.rate_limited(name, run.request.names, e.detail, e.retry_after))
+            return False
+        if not e.transient:
+            e.ca = e.ca or name
+            raise e
+        run.last = e
+        self._health.failed(name)
+        self._log.warn("order {order_id}: CA {ca} failed ({error})", order_id=run.order_id, ca=name, error=e.detail)
+        delay = self._backoff.delay(attempt)
+        if attempt + 1 < self._attempts and self._clock.seconds() + delay < run.deadline:
+            await self._sleep(delay)
+            return True
+        return False
+
+    def _switch(self, run: _Run, name: str) -> None:
+        if run.current is not None and run.current != name:
+            self._log.warn(
+                "order {order_id}: failing over from CA {from_ca} to {to_ca}",
+                order_id=run.order_id,
+                from_ca=run.current,
+                to_ca=name,
+            )
+            self._events.emit(
+                CaFailover,
+                order_id=run.order_id,
+                token_id=run.token_id,
+                names=run.request.names,
+                ca=name,
+                error=run.last.detail if run.last else None,
+                from_ca=run.current,
+                to_ca=name,
+            )
+        run.current = name
+
+    async def _reserve(self, run: _Run, name: str) -> Reservation | None:
+        """
+        Budget for one order at CA C{name}; C{None} when it has no room.
+        """
+        if self._budgets is None:
+            return Reservation(name)
+        got = await self._budgets.reserve(name, run.request.names)
+        if isinstance(got, NoRoom):
+            self._no_room(run, got)
+            return None
+        return got
+
+    async def _refund(self, reservation: Reservation) -> None:
+        if self._budgets is not None:
+            await self._budgets.refund(reservation)
+
+    def _no_room(self, run: _Run, room: NoRoom) -> None:
+        run.budget_until = room.until if run.budget_until is None else min(run.budget_until, room.until)
+        self._log.info(
+            "order {order_id}: CA {ca} has no budget left under {limit} until {free_at}",
+            order_id=run.order_id,
+            ca=room.ca,
+            limit=room.limit,
+            free_at=rfc3339(room.until, fraction=False),
+        )
+        self._events.emit(
+            CaBudgetExhausted,
+            order_id=run.order_id,
+            token_id=run.token_id,
+            names=run.request.names,
+            ca=room.ca,
+            limit=room.limit,
+            free_at=rfc3339(room.until, fraction=False),
+        )

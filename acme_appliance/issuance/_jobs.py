@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
@@ -21,7 +21,9 @@ from ..core import AcmeProblem, ProblemType
 from ..notify import CertificateIssued, Event, EventBus, EventName
 from ..orders import AcmeRepository, CertificateRecord, Limit, Order, OrderStatus, RateLimiter, new_id, recheck_names
 from ..policy import Policy, TokenRegistry, ValidationMethod
+from ..storage import keys
 from ..wire import b64decode
+from ._budget import MIN_WAIT, BudgetExhausted, BudgetLedger
 from ._failover import FailoverIssuer
 from ._health import CAHealth
 from ._locks import LEASE, OrderLocks, order_key
@@ -29,6 +31,9 @@ from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
 #: How much a new job duration counts in the running estimate.
 ESTIMATE_WEIGHT = 0.3
+
+#: Seconds between readings of the CA budgets for the metrics.
+BUDGET_REFRESH = 60.0
 
 CHALLENGE_FOR_METHOD = {
     ValidationMethod.DNS_CNAME: ChallengeType.DNS_01,
@@ -84,6 +89,10 @@ class IssuanceService(Service):
     L{expected_seconds} says how long jobs of a policy take (from the jobs
     issued here).
 
+    An order no CA has budget for (in C{budgets}, a L{BudgetLedger})
+    stays C{processing}: its job waits until the earliest budget frees up
+    and tries again, with its deadline counted from then.
+
     @ivar deadline: seconds after finalize after which an order that could
         not be issued becomes C{invalid}.
     """
@@ -108,6 +117,7 @@ class IssuanceService(Service):
         tokens: TokenRegistry | None = None,
         limiter: RateLimiter | None = None,
         slot_poll: float = 1.0,
+        budgets: BudgetLedger | None = None,
     ) -> None:
         self._repo = repository
         self._tokens = tokens
@@ -117,6 +127,9 @@ class IssuanceService(Service):
         self._clock = clock
         self.events = events if events is not None else EventBus(clock)
         self.health = health if health is not None else CAHealth(clock, on_change=self._health_changed)
+        self.budgets = budgets if budgets is not None else BudgetLedger(repository.store, clock, {})
+        self._budget_refresh = LoopingCall(lambda: Deferred.fromCoroutine(self.budgets.refresh()))
+        self._budget_refresh.clock = clock
         self._upstream = FailoverIssuer(
             cas=cas,
             health=self.health,
@@ -124,6 +137,7 @@ class IssuanceService(Service):
             events=self.events,
             attempts_per_ca=attempts_per_ca,
             retry_delays=retry_delays,
+            budgets=self.budgets,
         )
         self._deadline = deadline
         self.locks = OrderLocks(repository.store, clock, lease=lease, poll=lease_poll)
@@ -140,9 +154,14 @@ class IssuanceService(Service):
     def startService(self) -> None:
         super().startService()
         self._resumed = ensureDeferred(self._resume())
+        if self.budgets.limits:
+            # Other processes sharing the store use the budgets too.
+            self._budget_refresh.start(BUDGET_REFRESH, now=True)
 
     def stopService(self) -> Deferred[object]:
         super().stopService()
+        if self._budget_refresh.running:
+            self._budget_refresh.stop()
         running = list(self._running.values())
         for job in running:
             job.cancel()
@@ -249,25 +268,55 @@ class IssuanceService(Service):
             profile=order.profile,
         )
         cas = [policy.primary_ca] + ([policy.backup_ca] if policy.backup_ca else [])
+        since = await self._deadline_start(order)
 
         async def reissue(fresh: UpstreamOrder) -> IssuedCertificate:
             # The CA that validated first: its authorizations are the ones to re-use.
             ordered = [fresh.ca] + [c for c in cas if c != fresh.ca] if fresh.ca in cas else cas
-            return await self._ask(order, evolve(request, allow_validation=False), ordered)
+            return await self._ask(order, evolve(request, allow_validation=False), ordered, since)
 
-        issued, mode = await self.reuse.obtain(
-            order_key(order.token_id, order.names),
-            order.id,
-            reissue=reissue,
-            validate=lambda: self._ask(order, request, cas),
-        )
+        async def validate() -> IssuedCertificate:
+            return await self._ask(order, request, cas, since)
+
+        while True:
+            try:
+                issued, mode = await self.reuse.obtain(
+                    order_key(order.token_id, order.names), order.id, reissue=reissue, validate=validate
+                )
+            except BudgetExhausted as e:
+                since = await self._wait_for_budget(order, e.until)
+            else:
+                break
         await self._complete(order, issued, mode)
 
-    async def _ask(self, order: Order, request: IssueRequest, cas: list[str]) -> IssuedCertificate:
-        deadline = (order.processing_since or self._clock.seconds()) + self._deadline
+    async def _ask(self, order: Order, request: IssueRequest, cas: list[str], since: float) -> IssuedCertificate:
         return await self._upstream.issue(
-            request, order_id=order.id, token_id=order.token_id, cas=cas, deadline=deadline
+            request, order_id=order.id, token_id=order.token_id, cas=cas, deadline=since + self._deadline
         )
+
+    async def _deadline_start(self, order: Order) -> float:
+        """
+        When the order's deadline starts counting: at finalize, or when its
+        job (re)started if it has waited for a CA budget.
+        """
+        now = self._clock.seconds()
+        if await self._repo.store.get(keys.budget_wait(order.id)) is not None:
+            return now
+        return order.processing_since or now
+
+    async def _wait_for_budget(self, order: Order, until: float) -> float:
+        """
+        Wait until clock time C{until} (a CA budget frees up), marking the
+        order in the store so that its deadline restarts after a restart;
+        the time it is over.
+        """
+        wait = max(until - self._clock.seconds(), MIN_WAIT)
+        await self._repo.store.set(keys.budget_wait(order.id), b"1", ttl=wait + 2 * self._deadline)
+        self._log.info(
+            "order {order_id}: no CA has budget left; waiting {seconds:.0f} seconds", order_id=order.id, seconds=wait
+        )
+        await deferLater(self._clock, wait)
+        return self._clock.seconds()
 
     async def _complete(self, order: Order, issued: IssuedCertificate, mode: IssueMode) -> None:
         leaf = x509.load_pem_x509_certificate(issued.chain_pem)

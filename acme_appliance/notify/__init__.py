@@ -4,6 +4,7 @@ Notification: events for every state change, sent to syslog and webhooks.
 
 from ._events import (
     EVENT_TYPES,
+    CaBudgetExhausted,
     CaFailover,
     CertificateIssued,
     Event,
@@ -23,6 +24,7 @@ from ._webhook import Webhook, WebhookNotifier, sign
 __all__ = [
     "EVENT_TYPES",
     "BoundedQueue",
+    "CaBudgetExhausted",
     "CaFailover",
     "CertificateIssued",
     "Event",

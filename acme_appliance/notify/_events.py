@@ -34,6 +34,7 @@ class EventName(Enum):
     CA_FAILOVER = "ca.failover"
     CA_DOWN = "ca.down"
     CA_UP = "ca.up"
+    CA_BUDGET_EXHAUSTED = "ca.budget_exhausted"
     UPSTREAM_ORDER = "upstream.order"
     CA_RENEW_EARLY = "ca.renew_early"
 
@@ -64,6 +65,7 @@ WARNINGS = frozenset(
         EventName.CA_FAILOVER,
         EventName.CA_DOWN,
         EventName.CA_RENEW_EARLY,
+        EventName.CA_BUDGET_EXHAUSTED,
     }
 )
 
@@ -75,7 +77,7 @@ class Event:
     token's id, never the token itself.  Events that carry more are the
     subclasses, one for each kind of data (L{PolicyEvent},
     L{ValidationEvent}, L{UpstreamOrdered}, L{CertificateIssued},
-    L{CaFailover}); a plain C{Event} is one of L{NAMES}.
+    L{CaFailover}, L{CaBudgetExhausted}); a plain C{Event} is one of L{NAMES}.
 
     The bus sets C{time}: emitters name the class and the other fields,
     e.g. C{bus.emit(CaFailover, from_ca="a", to_ca="b")}.
@@ -235,10 +237,33 @@ class RenewEarly(Event):
     upstream_start: str | None = None
 
 
+@frozen
+class CaBudgetExhausted(Event):
+    """
+    CA C{ca} has no room under its rate limit C{limit} until C{free_at}
+    (RFC 3339): the order goes to the next CA, or waits for it.
+    """
+
+    NAMES = frozenset({EventName.CA_BUDGET_EXHAUSTED})
+
+    name: EventName = EventName.CA_BUDGET_EXHAUSTED
+    limit: str | None = None
+    free_at: str | None = None
+
+
 #: The class of each event.
 EVENT_TYPES: Mapping[EventName, type[Event]] = {
     name: kind
-    for kind in (Event, PolicyEvent, ValidationEvent, UpstreamOrdered, CertificateIssued, CaFailover, RenewEarly)
+    for kind in (
+        Event,
+        PolicyEvent,
+        ValidationEvent,
+        UpstreamOrdered,
+        CertificateIssued,
+        CaFailover,
+        RenewEarly,
+        CaBudgetExhausted,
+    )
     for name in kind.NAMES
 }
 

@@ -5,7 +5,7 @@ What the dashboard shows, computed from the event journal and CA health.
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..core import rfc3339
@@ -54,11 +54,15 @@ def _failure(event: Event) -> dict[str, Any]:
 
 
 async def dashboard_data(
-    journal: EventJournal, health: Mapping[str, Mapping[str, object]], now: float
+    journal: EventJournal,
+    health: Mapping[str, Mapping[str, object]],
+    now: float,
+    budgets: Sequence[Mapping[str, object]] = (),
 ) -> dict[str, Any]:
     """
     The dashboard's JSON: the last 24 hours of issuance by hour and by CA,
-    validations done and avoided, latencies, CA health and recent failures.
+    validations done and avoided, latencies, CA health, CA rate budgets
+    (C{Metrics.budget_rows}) and recent failures.
     """
     first_hour = (int(now) // 3600 - (HOURS - 1)) * 3600
     events = await journal.between(first_hour, now)
@@ -100,5 +104,6 @@ async def dashboard_data(
             "validation_p95": _percentile(validation, 0.95),
         },
         "cas": cas,
+        "budgets": [dict(row) for row in budgets],
         "recent_failures": list(reversed(failures))[:RECENT_FAILURES],
     }

@@ -7,13 +7,22 @@ restart does not reset them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ..notify import CaFailover, CertificateIssued, Event, EventName, UpstreamOrdered, ValidationEvent
+from ..issuance import BudgetUse
+from ..notify import (
+    CaBudgetExhausted,
+    CaFailover,
+    CertificateIssued,
+    Event,
+    EventName,
+    UpstreamOrdered,
+    ValidationEvent,
+)
 from ..orders import Limit
 from ..storage import Store, keys
 
@@ -63,6 +72,9 @@ class Metrics:
             "renewals", "Certificates issued to replace an earlier one (RFC 9773 replaces).", ["ca"]
         )
         self.ca_failovers = self._counter("ca_failovers", "Orders moved from one CA to another.", ["from_ca", "to_ca"])
+        self.ca_budget_exhausted = self._counter(
+            "ca_budget_exhausted", "Orders a CA had no rate-limit budget left for, by CA and limit.", ["ca", "limit"]
+        )
         self.orders = self._counter("orders", "Client orders reaching each status.", ["status"])
         self.notifications_dropped = self._counter(
             "notifications_dropped", "Notifications a sink could not take.", ["sink"]
@@ -82,6 +94,8 @@ class Metrics:
             ["limit"],
             registry=r,
         )
+        self.ca_budget_used, self.ca_budget_max = self._budget_gauges()
+        self._budget_rows: dict[tuple[str, str], dict[str, object]] = {}
         self.ca_up = Gauge("acme_appliance_ca_up", "1 while a CA is considered up, 0 while down.", ["ca"], registry=r)
         self.issuance_seconds = Histogram(
             "acme_appliance_issuance_seconds",
@@ -97,6 +111,22 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+
+    def _budget_gauges(self) -> tuple[Gauge, Gauge]:
+        used = Gauge(
+            "acme_appliance_ca_budget_used",
+            "Use of each CA rate limit in its window (per name set or domain: the most used one; full while the CA "
+            "refuses).",
+            ["ca", "limit"],
+            registry=self.registry,
+        )
+        limit = Gauge(
+            "acme_appliance_ca_budget_max",
+            "Each CA rate limit's maximum per window.",
+            ["ca", "limit"],
+            registry=self.registry,
+        )
+        return used, limit
 
     def _counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
         counter = Counter(f"acme_appliance_{name}", documentation, labels, registry=self.registry)
@@ -123,6 +153,8 @@ class Metrics:
                 yield "renewals", {"ca": ca}
         elif isinstance(event, CaFailover):
             yield "ca_failovers", {"from_ca": event.from_ca or "unknown", "to_ca": event.to_ca or ca}
+        elif isinstance(event, CaBudgetExhausted):
+            yield "ca_budget_exhausted", {"ca": ca, "limit": event.limit or "unknown"}
 
     def observe(self, event: Event) -> None:
         """
@@ -158,6 +190,21 @@ class Metrics:
     def limited(self, limit: Limit) -> None:
         # Not persisted: a flood of refusals must not become a flood of writes.
         self.rate_limited.labels(limit=limit.value).inc()
+
+    def budgets(self, uses: Sequence[BudgetUse]) -> None:
+        """
+        Show each CA limit's use (a L{BudgetLedger} C{on_change} hook).
+        """
+        for use in uses:
+            self.ca_budget_used.labels(ca=use.ca, limit=use.limit).set(use.used)
+            self.ca_budget_max.labels(ca=use.ca, limit=use.limit).set(use.max)
+            self._budget_rows[use.ca, use.limit] = {"ca": use.ca, "limit": use.limit, "used": use.used, "max": use.max}
+
+    def budget_rows(self) -> list[dict[str, object]]:
+        """
+        The CA budgets last shown, for the dashboard.
+        """
+        return [row for _, row in sorted(self._budget_rows.items())]
 
     def _count(self, counter: str, labels: dict[str, str]) -> None:
         self._counters[counter].labels(**labels).inc()

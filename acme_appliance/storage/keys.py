@@ -177,6 +177,48 @@ def finalize_slots(token_id: str) -> str:
     return f"limit-slot/{token_id}/"
 
 
+# CA rate budgets (issuance/_budget.py)
+
+
+def ca_budget(ca: str, limit: str, subject: str) -> str:
+    """
+    The prefix of the slots of one CA limit for one subject (the slot
+    number follows; the value is the clock time it frees, and its TTL is
+    the limit's window).  C{limit} is the limit's C{what}.
+    """
+    return f"budget/{ca}/{limit}/{subject}/"
+
+
+def ca_budgets(ca: str) -> str:
+    """
+    The prefix of every budget slot of a CA.
+    """
+    return f"budget/{ca}/"
+
+
+def ca_budget_block(ca: str, limit: str, subject: str) -> str:
+    """
+    A limit the CA itself said was reached (C{rateLimited}): the value is
+    the clock time it frees, and it carries a TTL until then.
+    """
+    return f"budget-block/{ca}/{limit}/{subject}"
+
+
+def ca_budget_blocks(ca: str) -> str:
+    """
+    The prefix of every block of a CA.
+    """
+    return f"budget-block/{ca}/"
+
+
+def budget_wait(order_id: str) -> str:
+    """
+    Marks an order whose job waited for a CA budget: its deadline counts
+    from when its job last started (with a TTL).
+    """
+    return f"budget-wait/{order_id}"
+
+
 # tokens (the policy package)
 
 TOKEN_PREFIX = "token/"

@@ -5,6 +5,7 @@ What an upstream CA answered, and how its problems become L{CAError}s.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, TypeVar
 
@@ -79,7 +80,18 @@ def problem_error(ca: str, reply: Reply) -> CAError:
     problem = reply.problem()
     if problem is None:
         return CAError(f"CA {ca} answered {reply.code} for {reply.url}", transient=True)
-    return problem_to_error(ca, problem, server_error=reply.code >= 500)
+    error = problem_to_error(ca, problem, server_error=reply.code >= 500)
+    error.retry_after = _seconds(reply.header("retry-after"))
+    return error
+
+
+def _seconds(value: str | None) -> float | None:
+    # An HTTP-date is not worth parsing: the caller has its own default.
+    try:
+        seconds = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def problem_to_error(ca: str, problem: messages.Problem, *, server_error: bool = False) -> CAError:
@@ -101,12 +113,5 @@ def retry_after(reply: Reply, default: float, cap: float) -> float:
     How long to wait before polling again: the CA's C{Retry-After} in
     seconds (at most C{cap}), else C{default}.
     """
-    value = reply.header("retry-after")
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        # An HTTP-date: not worth parsing for the waits of a validation.
-        return default
-    return min(max(seconds, 0.0), cap)
+    seconds = _seconds(reply.header("retry-after"))
+    return default if seconds is None else min(seconds, cap)
