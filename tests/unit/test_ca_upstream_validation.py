@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.ca import CAError, ChallengeType, IssuedCertificate, IssueRequest
-from acme_appliance.ca.upstream import UpstreamAcmeCA
+from acme_appliance.ca.upstream import POLL_DELAYS, UpstreamAcmeCA
 from acme_appliance.core import ProblemType
 from acme_appliance.issuance._failover import OrderEvents
 from acme_appliance.notify import EventBus, EventName
@@ -37,8 +37,13 @@ class ValidationTests(SynchronousTestCase):
         self.events.subscribe(self.notes)
         self.responder = RecordingResponder()
 
-    def upstream(self, outcome: str | dict[str, Any], **kw: Any) -> UpstreamAcmeCA:
-        self.server = ScriptedAcmeServer(self.clock, {NAME: outcome}, **kw)
+    def upstream(
+        self, outcome: str | dict[str, Any], pending_polls: int = 0, retry_after: float | None = None, **kw: Any
+    ) -> UpstreamAcmeCA:
+        kw.setdefault("poll_delays", (1.0,))
+        self.server = ScriptedAcmeServer(
+            self.clock, {NAME: outcome}, pending_polls=pending_polls, retry_after=retry_after
+        )
         self.agent = RequestTraversalAgent(self.server)
         return UpstreamAcmeCA(
             name="upstream",
@@ -47,12 +52,12 @@ class ValidationTests(SynchronousTestCase):
             clock=self.clock,
             store=MemoryStore(self.clock),
             responder=self.responder,
-            poll_delays=(1.0,),
             validation_timeout=60.0,
+            **kw,
         )
 
-    def issue(self, ca: UpstreamAcmeCA) -> Deferred[IssuedCertificate]:
-        """Issue for L{NAME}, the clock moving a quarter second at a time."""
+    def issue(self, ca: UpstreamAcmeCA, step: float = 0.25) -> Deferred[IssuedCertificate]:
+        """Issue for L{NAME}, the clock moving C{step} seconds at a time."""
         csr, _ = make_csr([NAME])
         request = IssueRequest(
             csr_der=csr,
@@ -66,7 +71,7 @@ class ValidationTests(SynchronousTestCase):
         steps = 0
         while not d.called and steps < 1000:
             self.agent.flush()
-            self.clock.advance(0.25)
+            self.clock.advance(step)
             steps += 1
         return d
 
@@ -104,6 +109,21 @@ class ValidationTests(SynchronousTestCase):
         succeeded = self.notes.events[-1]
         self.assertEqual(succeeded.names, (NAME,))
         self.assertEqual(getattr(succeeded, "seconds", None), 6.0)
+
+    def test_default_polls_start_fast(self) -> None:
+        """
+        Without a C{Retry-After}, the first polls after the answer come
+        within tens of milliseconds and then back off: a CA that validates at
+        once is seen at once, a slow one is not hammered.
+        """
+        ca = self.upstream("valid", pending_polls=4, poll_delays=POLL_DELAYS)
+        self.successResultOf(self.issue(ca, step=0.05))
+        after = [t for t, _ in self.server.polls[1:]]
+        gaps = [b - a for a, b in zip(after, after[1:])]
+        self.assertEqual(len(gaps), 4)
+        # each poll comes on the first clock step after its delay
+        for gap, delay in zip(gaps, (0.05, 0.1, 0.25, 0.5)):
+            self.assertLessEqual(gap, delay + 0.051)
 
     def test_invalid_with_a_problem(self) -> None:
         """

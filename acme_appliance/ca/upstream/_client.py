@@ -48,6 +48,12 @@ class _Pending:
     url: str
 
 
+#: Waits between polls of an authorization or order when the CA sends no
+#: C{Retry-After}: a CA that validates in milliseconds (as Pebble does) is
+#: seen at once, and one that takes seconds is asked only a few times more.
+POLL_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+
+
 class UpstreamAcmeCA:
     """
     An upstream ACME CA behind the L{CertificateAuthority} interface.
@@ -75,7 +81,7 @@ class UpstreamAcmeCA:
         eab_kid: str | None = None,
         eab_hmac_key: str | None = None,
         request_timeout: float = 30.0,
-        poll_delays: Sequence[float] = (0.5, 1.0, 2.0, 3.0, 5.0),
+        poll_delays: Sequence[float] = POLL_DELAYS,
         max_retry_after: float = 30.0,
         validation_timeout: float = 300.0,
     ) -> None:
