@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
@@ -24,7 +24,7 @@ from ..policy import Policy, TokenRegistry, ValidationMethod
 from ..wire import b64decode
 from ._failover import FailoverIssuer
 from ._health import CAHealth
-from ._locks import LEASE, OrderLocks, order_key
+from ._locks import LEASE, JobLeases, OrderLocks, order_key
 from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
 CHALLENGE_FOR_METHOD = {
@@ -75,6 +75,8 @@ class IssuanceService(Service):
         tokens: TokenRegistry | None = None,
         limiter: RateLimiter | None = None,
         slot_poll: float = 1.0,
+        node: str = "",
+        sweep: float | None = None,
     ) -> None:
         self._repo = repository
         self._tokens = tokens
@@ -83,7 +85,9 @@ class IssuanceService(Service):
         self._policies = policies
         self._clock = clock
         self.events = events if events is not None else EventBus(clock)
-        self.health = health if health is not None else CAHealth(clock, on_change=self._health_changed)
+        self.health = (
+            health if health is not None else CAHealth(clock, on_change=self._health_changed, store=repository.store)
+        )
         self._upstream = FailoverIssuer(
             cas=cas,
             health=self.health,
@@ -93,7 +97,11 @@ class IssuanceService(Service):
             retry_delays=retry_delays,
         )
         self._deadline = deadline
-        self.locks = OrderLocks(repository.store, clock, lease=lease, poll=lease_poll)
+        self.locks = OrderLocks(repository.store, clock, lease=lease, poll=lease_poll, node=node)
+        self.jobs = JobLeases(repository.store, clock, node=node, lease=lease)
+        self._sweep = LoopingCall(self._sweep_once)
+        self._sweep.clock = clock
+        self._sweep_interval = sweep if sweep is not None else lease / 3
         self.reuse = UpstreamReuse(repository.store, clock, self.locks, reuse_window)
         self._running: dict[str, Deferred[None]] = {}
 
@@ -103,9 +111,30 @@ class IssuanceService(Service):
     def startService(self) -> None:
         super().startService()
         self._resumed = ensureDeferred(self._resume())
+        self._sweep.start(self._sweep_interval, now=False)
+
+    async def _sweep_once(self) -> None:
+        """
+        Every C{sweep} seconds: learn the CA health other nodes found, and
+        resume the queued jobs nobody runs (their node died: its job lease
+        ran out).
+        """
+        try:
+            await self.health.refresh()
+        except Exception:
+            self._log.failure("cannot read the CA health shared by the cluster")
+        try:
+            queued = await self._repo.queued()
+        except Exception:
+            self._log.failure("cannot read the issuance queue")
+            return
+        for order_id in queued:
+            self.submit(order_id)
 
     def stopService(self) -> Deferred[object]:
         super().stopService()
+        if self._sweep.running:
+            self._sweep.stop()
         running = list(self._running.values())
         for job in running:
             job.cancel()
@@ -125,7 +154,7 @@ class IssuanceService(Service):
     def submit(self, order_id: str) -> None:
         if order_id in self._running:
             return
-        job = Deferred.fromCoroutine(self._job(order_id))
+        job = Deferred.fromCoroutine(self._leased_job(order_id))
         self._running[order_id] = job
 
         def done(result: object) -> None:
@@ -135,6 +164,22 @@ class IssuanceService(Service):
 
     def running_jobs(self) -> frozenset[str]:
         return frozenset(self._running)
+
+    async def _leased_job(self, order_id: str) -> None:
+        """
+        The job under its lease: not at all while another node runs it.
+        """
+        try:
+            lease = await self.jobs.take(order_id)
+        except Exception:
+            self._log.failure("cannot take the job lease of order {order_id}; retrying later", order_id=order_id)
+            return
+        if lease is None:
+            return
+        try:
+            await self._job(order_id)
+        finally:
+            await lease.release()
 
     async def _job(self, order_id: str) -> None:
         try:
