@@ -98,6 +98,7 @@ class IssuanceService(Service):
         )
         self._deadline = deadline
         self.locks = OrderLocks(repository.store, clock, lease=lease, poll=lease_poll, node=node)
+        self._node = node
         self.jobs = JobLeases(repository.store, clock, node=node, lease=lease)
         self._sweep = LoopingCall(self._sweep_once)
         self._sweep.clock = clock
@@ -271,6 +272,7 @@ class IssuanceService(Service):
             ca=issued.ca_name,
             mode=mode.value,
             serial=record.serial,
+            node=self._node,
         )
         self.events.emit(
             CertificateIssued,
