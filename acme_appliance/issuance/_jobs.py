@@ -172,6 +172,8 @@ class IssuanceService(Service):
         """
         try:
             lease = await self.jobs.take(order_id)
+        except CancelledError:
+            raise
         except Exception:
             self._log.failure("cannot take the job lease of order {order_id}; retrying later", order_id=order_id)
             return

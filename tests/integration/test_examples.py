@@ -32,7 +32,7 @@ from acme_appliance.config._sections import SECTIONS
 from acme_appliance.stats import Metrics
 
 from .tools import free_port, require, start_retrying, wait_listening
-from .world import Process, make_tls_ca
+from .world import Process, make_tls_ca, nginx_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ETC = os.path.join(ROOT, "etc")
@@ -399,23 +399,8 @@ class ClusterExampleTests(RedisConfigTests):
         # Resolvable upstream hosts for the check.
         lb = re.sub(r"acme-\d\.example\.net", "127.0.0.1", lb)
         include = write(os.path.join(work, "lb.conf"), lb.replace("listen 443", "listen 127.0.0.1:443"))
-        config = write(
-            os.path.join(work, "nginx.conf"),
-            f"""
-pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 16; }}
-http {{
-    client_body_temp_path {work}/body;
-    proxy_temp_path {work}/proxy;
-    fastcgi_temp_path {work}/fastcgi;
-    uwsgi_temp_path {work}/uwsgi;
-    scgi_temp_path {work}/scgi;
-    access_log off;
-    include {include};
-}}
-""",
-        )
+        os.makedirs(os.path.join(work, "logs"))
+        config = write(os.path.join(work, "nginx.conf"), f"{nginx_main(work)}\n    include {include};\n}}\n")
         output = self.run_tool([nginx, "-t", "-e", "stderr", "-p", work, "-c", config])
         self.assertIn("test is successful", output)
         self.assertNotIn("[warn]", output)

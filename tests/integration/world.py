@@ -410,6 +410,25 @@ stub-zone:
         wait_for(answering, 10, f"unbound to answer on {self.address}")
 
 
+def nginx_main(directory: str, *, connections: int = 64) -> str:
+    """
+    The start of an nginx config for a test nginx in C{directory} (in the
+    foreground, its files there), up to the first line inside C{http}.
+    """
+    return f"""daemon off;
+master_process off;
+user root;
+pid {directory}/nginx.pid;
+error_log {directory}/logs/error.log info;
+events {{ worker_connections {connections}; }}
+http {{
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;"""
+
+
 class Nginx:
     """
     The customer's web server: C{/.well-known/} proxied to the file proxy
@@ -428,18 +447,7 @@ class Nginx:
         self.config = _write(
             os.path.join(self.dir, "nginx.conf"),
             f"""
-daemon off;
-master_process off;
-user root;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/logs/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    client_body_temp_path {self.dir}/body;
-    proxy_temp_path {self.dir}/proxy;
-    fastcgi_temp_path {self.dir}/fastcgi;
-    uwsgi_temp_path {self.dir}/uwsgi;
-    scgi_temp_path {self.dir}/scgi;
+{nginx_main(self.dir)}
     log_format withhost '$host "$request" $status via=$upstream_addr ua="$http_user_agent"';
     access_log {self.access_log} withhost;
     server {{
@@ -512,18 +520,7 @@ class LoadBalancer:
         config = _write(
             os.path.join(self.dir, "nginx.conf"),
             f"""
-daemon off;
-master_process off;
-user root;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/logs/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    client_body_temp_path {self.dir}/body;
-    proxy_temp_path {self.dir}/proxy;
-    fastcgi_temp_path {self.dir}/fastcgi;
-    uwsgi_temp_path {self.dir}/uwsgi;
-    scgi_temp_path {self.dir}/scgi;
+{nginx_main(self.dir, connections=256)}
     log_format lb '"$request" $status via=$upstream_addr';
     access_log {self.dir}/logs/access.log lb;
     upstream appliances {{
