@@ -32,7 +32,7 @@ from ._appliance import (
 )
 from ._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_max_connections
 from ._logs import install_log_observer, log_file_of
-from .acme import AcmeServer, endpoint_of, redact_token, redact_uri
+from .acme import AcmeServer, NonceSource, endpoint_of, redact_token, redact_uri
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .core import ProblemType
@@ -146,12 +146,10 @@ class ApplianceService(MultiService):
         self.tokens = TokenRegistry(store, clock)
         self.repository = repository = AcmeRepository(store, clock=clock, retention=config.retention)
         policies = {p.name: p for p in config.policies}
-        self.events = EventBus(clock)
+        self.events = EventBus(clock, node=self.node)
         self.metrics = Metrics(store)
         self.events.subscribe(self.metrics.observe)
         limiter = RateLimiter(store=store, clock=clock, limits=config.limits, on_limited=self.metrics.limited)
-        self.journal = EventJournal(store)
-        self.events.subscribe(self.journal)
         self._notifiers(config, reactor)
         self.values = ValidationValues(store)
         self._validation_listeners(config, reactor)
@@ -172,6 +170,7 @@ class ApplianceService(MultiService):
             reuse_window=config.issuance.reuse_window,
             tokens=self.tokens,
             limiter=limiter,
+            node=self.node,
             budgets=BudgetLedger(store, clock, config.ca_limits(), on_change=self.metrics.budgets),
         )
         self.issuance.setServiceParent(self)
@@ -182,6 +181,7 @@ class ApplianceService(MultiService):
             self._listen("admin", config.admin.listen, admin, reactor, self.limits)
 
     def _acme(self, config: Config, reactor: IApplianceReactor, *, revoker: Revoker, limiter: RateLimiter) -> None:
+        self.nonces = NonceSource(reactor, store=self.store)
         self.acme = AcmeServer(
             repository=self.repository,
             tokens=self.tokens,
@@ -197,6 +197,7 @@ class ApplianceService(MultiService):
             finalize_wait=config.acme.finalize_wait,
             events=self.events,
             limiter=limiter,
+            nonces=self.nonces,
         )
         # Twice the ACME body limit reaches the server, which answers the
         # ones over it with a problem document.
@@ -222,9 +223,20 @@ class ApplianceService(MultiService):
             base_url=config.acme.base_url,
             events=self.events,
             clock=clock,
+            node=self.node,
+            jobs=self.issuance.jobs.holders,
         )
 
+    @property
+    def node(self) -> str:
+        """
+        This node's name in the cluster (C{[cluster] node_name}).
+        """
+        return self.config.cluster.node_name
+
     def _notifiers(self, config: Config, reactor: IApplianceReactor) -> None:
+        self.journal = EventJournal(self.store)
+        self.events.subscribe(self.journal)
         for sink in make_notifiers(config, reactor, on_drop=self.metrics.dropped):
             sink.setServiceParent(self)
             self.events.subscribe(sink)
@@ -297,6 +309,15 @@ class ApplianceService(MultiService):
         Deferred.fromCoroutine(self.metrics.restore())
         Deferred.fromCoroutine(self._index_stored_orders())
         Deferred.fromCoroutine(self._greet())
+        Deferred.fromCoroutine(self._share_nonces())
+
+    async def _share_nonces(self) -> None:
+        try:
+            await self.nonces.share()
+        except Exception:
+            # Until then, nonces are this node's own; the first nonce of
+            # another node it meets tries again.
+            self._log.failure("cannot read the nonce secret the cluster shares")
 
     async def _index_stored_orders(self) -> None:
         try:
@@ -314,7 +335,8 @@ class ApplianceService(MultiService):
         tokens = await self.tokens.list()
         active = [t for t in tokens if t.active]
         self._log.info(
-            "acme-appliance ready: ACME at {base_url}, {count} active token(s)",
+            "acme-appliance {node} ready: ACME at {base_url}, {count} active token(s)",
+            node=self.node,
             base_url=self.config.acme.base_url,
             count=len(active),
         )

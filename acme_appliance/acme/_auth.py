@@ -116,7 +116,7 @@ class Authenticator:
             raise AcmeProblem(
                 ProblemType.UNAUTHORIZED, f"JWS url {jws.url!r} does not match the request URL {expected!r}"
             )
-        if not self._nonces.redeem(jws.nonce):
+        if not await self._nonces.redeem(jws.nonce):
             raise AcmeProblem(
                 ProblemType.BAD_NONCE, "unknown, used or expired nonce; use the fresh one in Replay-Nonce"
             )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import Enum
 from http import HTTPStatus
 from typing import Any, cast
@@ -136,7 +136,11 @@ class AdminAPI:
         cas: Mapping[str, str] | None = None,
         base_url: str = "",
         events: EventBus | None = None,
+        node: str | None = None,
+        jobs: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
     ) -> None:
+        self._node = node
+        self._jobs = jobs
         self._key = api_key.encode()
         self._sessions = Sessions(self._key)
         self._store = store
@@ -236,8 +240,27 @@ class AdminAPI:
         except Exception as e:
             storage = f"error: {e}"
         healthy = storage == "ok"
-        body = {"status": "ok" if healthy else "degraded", "storage": storage, "cas": self._ca_rows()}
+        body: dict[str, object] = {
+            "status": "ok" if healthy else "degraded",
+            "storage": storage,
+            "cas": self._ca_rows(),
+        }
+        body["store_connected"] = healthy
+        if self._node is not None:
+            body["node"] = self._node
+        if self._jobs is not None and healthy:
+            body["jobs"] = await self._job_holders()
         return self._json(request, body, 200 if healthy else 503)
+
+    async def _job_holders(self) -> dict[str, str] | str:
+        """
+        Which node runs which issuance job (the holders of the job leases).
+        """
+        assert self._jobs is not None
+        try:
+            return dict(await self._jobs())
+        except Exception as e:
+            return f"error: {e}"
 
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request: IRequest) -> bytes:

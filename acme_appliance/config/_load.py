@@ -58,6 +58,7 @@ def _config(path: str, data: dict[str, Any]) -> Config:
     limits = _limits.limits(_section(data, "limits", required=False))
     retention = _limits.retention(_section(data, "retention", required=False))
     listeners = _sections.listeners(_section(data, "listeners", required=False), resolve)
+    cluster = _sections.cluster(_section(data, "cluster", required=False))
     cas = _authorities.cas(_array(data, "ca"), resolve)
     descriptions = _authorities.profile_descriptions(data.get("profiles"))
     policies = _authorities.policies(_array(data, "policy"), cas, validation, descriptions)
@@ -74,6 +75,7 @@ def _config(path: str, data: dict[str, Any]) -> Config:
         limits=limits,
         retention=retention,
         listeners=listeners,
+        cluster=cluster,
     )
 
 

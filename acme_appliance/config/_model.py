@@ -5,6 +5,7 @@ The checked configuration: frozen values, every path absolute.
 from __future__ import annotations
 
 import os
+import socket
 from enum import Enum
 
 from attrs import field, frozen
@@ -93,6 +94,16 @@ class StorageConfig:
     state_dir: str
     ca_bundle: str | None = None
     wait_replicas: int = 0
+
+
+@frozen
+class ClusterConfig:
+    """
+    C{[cluster]}: C{node_name} names this node in logs, events and
+    C{/health} (default: the host name).
+    """
+
+    node_name: str
 
 
 @frozen
@@ -240,6 +251,7 @@ class Config:
     limits: Limits = field(factory=Limits)
     retention: Retention = field(factory=Retention)
     listeners: ListenersConfig = ListenersConfig()
+    cluster: ClusterConfig = field(factory=lambda: ClusterConfig(node_name=socket.gethostname()))
 
     def ca(self, name: str) -> CAConfig:
         """

@@ -6,6 +6,7 @@ C{[notify]} and C{[issuance]}.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Callable
 
 from ..notify import parse_syslog_target
@@ -16,6 +17,7 @@ from ._limits import LIMITS_KEYS, RETENTION_KEYS
 from ._model import (
     AcmeServerConfig,
     AdminConfig,
+    ClusterConfig,
     IssuanceConfig,
     ListenersConfig,
     NotifyConfig,
@@ -54,6 +56,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "limits": LIMITS_KEYS,
     "retention": RETENTION_KEYS,
     "listeners": ("request_timeout", "max_connections"),
+    "cluster": ("node_name",),
 }
 
 
@@ -117,6 +120,18 @@ def storage(t: Table, resolve: Resolve) -> StorageConfig:
     return StorageConfig(
         url=store_url, state_dir=resolve(t.text("state_dir")), ca_bundle=bundle, wait_replicas=replicas
     )
+
+
+def cluster(t: Table) -> ClusterConfig:
+    """
+    C{[cluster]}.
+    """
+    name = t.text("node_name", None)
+    if name is None:
+        return ClusterConfig(node_name=socket.gethostname())
+    if not 1 <= len(name) <= 64 or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
+        t.fail("node_name", f"{name!r} must be 1-64 characters of letters, digits, '-', '_' and '.'")
+    return ClusterConfig(node_name=name)
 
 
 def validation(t: Table, resolve: Resolve) -> ValidationConfig:

@@ -12,8 +12,9 @@ from ._budget import (
     Reservation,
     registered_domain,
 )
+from ._health import CAHealth
 from ._jobs import DurationEstimate, IssuanceService, Revoker
-from ._locks import LEASE, OrderLocks, order_key
+from ._locks import LEASE, JobLeases, OrderLocks, order_key
 from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
 __all__ = [
@@ -22,10 +23,12 @@ __all__ = [
     "BudgetKind",
     "BudgetLedger",
     "BudgetUse",
+    "CAHealth",
     "CALimit",
     "DurationEstimate",
     "IssuanceService",
     "IssueMode",
+    "JobLeases",
     "NoRoom",
     "OrderLocks",
     "Reservation",

@@ -5,11 +5,15 @@ probes it again later.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from attrs import define
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from ..storage import Store, keys
 
 
 @define
@@ -27,6 +31,9 @@ class CAHealth:
     it I{up} again.
 
     @param on_change: called with C{(ca, up)} when a CA goes down or up.
+    @param store: Shared by the nodes of a cluster: a CA one node finds
+        down is down for all once they L{refresh}, and only the node whose
+        finding changed the shared state calls C{on_change}.
     """
 
     _log = Logger()
@@ -38,7 +45,9 @@ class CAHealth:
         threshold: int = 3,
         probe_interval: float = 30.0,
         on_change: Callable[[str, bool], None] = lambda ca, up: None,
+        store: Store | None = None,
     ) -> None:
+        self._store = store
         self._clock = clock
         self._threshold = threshold
         self._probe_interval = probe_interval
@@ -72,7 +81,7 @@ class CAHealth:
         self._states[ca] = _State()
         if was_down:
             self._log.info("CA {ca} is up again", ca=ca)
-            self._on_change(ca, True)
+            self._share(ca, True, self._store.delete(keys.ca_down(ca)) if self._store else None)
 
     def failed(self, ca: str) -> None:
         state = self._state(ca)
@@ -80,7 +89,40 @@ class CAHealth:
         if state.down_since is None and state.failures >= self._threshold:
             state.down_since = self._clock.seconds()
             self._log.warn("CA {ca} is down after {failures} failures", ca=ca, failures=state.failures)
-            self._on_change(ca, False)
+            down = repr(state.down_since).encode()
+            self._share(ca, False, self._store.add(keys.ca_down(ca), down) if self._store else None)
+
+    def _share(self, ca: str, up: bool, write: Coroutine[Any, Any, bool] | None) -> None:
+        """
+        Tell C{on_change}, alone or once C{write} to the shared state
+        changed it.
+        """
+        if write is None:
+            self._on_change(ca, up)
+            return
+
+        def changed(done: bool) -> None:
+            if done:
+                self._on_change(ca, up)
+
+        d = Deferred.fromCoroutine(write)
+        d.addCallback(changed)
+        d.addErrback(lambda f: self._log.failure("cannot share the health of CA {ca}", f, ca=ca))
+
+    async def refresh(self) -> None:
+        """
+        Take over what the other nodes found: a CA down in the store is down
+        here (probed from now on), one no longer there is up.
+        """
+        if self._store is None:
+            return
+        shared = {key[len(keys.CA_DOWN_PREFIX) :]: value for key, value in await self._store.scan(keys.CA_DOWN_PREFIX)}
+        for ca in set(shared) | set(self._states):
+            state = self._state(ca)
+            if ca in shared and state.down_since is None:
+                state.down_since = state.last_probe = self._clock.seconds()
+            elif ca not in shared and state.down_since is not None:
+                self._states[ca] = _State()
 
     def snapshot(self) -> dict[str, dict[str, object]]:
         """

@@ -26,7 +26,7 @@ from ..wire import b64decode
 from ._budget import MIN_WAIT, BudgetExhausted, BudgetLedger
 from ._failover import FailoverIssuer
 from ._health import CAHealth
-from ._locks import LEASE, OrderLocks, order_key
+from ._locks import LEASE, JobLeases, OrderLocks, order_key
 from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
 #: How much a new job duration counts in the running estimate.
@@ -118,6 +118,8 @@ class IssuanceService(Service):
         limiter: RateLimiter | None = None,
         slot_poll: float = 1.0,
         budgets: BudgetLedger | None = None,
+        node: str = "",
+        sweep: float | None = None,
     ) -> None:
         self._repo = repository
         self._tokens = tokens
@@ -126,7 +128,9 @@ class IssuanceService(Service):
         self._policies = policies
         self._clock = clock
         self.events = events if events is not None else EventBus(clock)
-        self.health = health if health is not None else CAHealth(clock, on_change=self._health_changed)
+        self.health = (
+            health if health is not None else CAHealth(clock, on_change=self._health_changed, store=repository.store)
+        )
         self.budgets = budgets if budgets is not None else BudgetLedger(repository.store, clock, {})
         self._budget_refresh = LoopingCall(lambda: Deferred.fromCoroutine(self.budgets.refresh()))
         self._budget_refresh.clock = clock
@@ -140,7 +144,12 @@ class IssuanceService(Service):
             budgets=self.budgets,
         )
         self._deadline = deadline
-        self.locks = OrderLocks(repository.store, clock, lease=lease, poll=lease_poll)
+        self.locks = OrderLocks(repository.store, clock, lease=lease, poll=lease_poll, node=node)
+        self._node = node
+        self.jobs = JobLeases(repository.store, clock, node=node, lease=lease)
+        self._sweep = LoopingCall(self._sweep_once)
+        self._sweep.clock = clock
+        self._sweep_interval = sweep if sweep is not None else lease / 3
         self.reuse = UpstreamReuse(repository.store, clock, self.locks, reuse_window)
         self._running: dict[str, Deferred[None]] = {}
         self._submitted: dict[str, float] = {}
@@ -157,11 +166,32 @@ class IssuanceService(Service):
         if self.budgets.limits:
             # Other processes sharing the store use the budgets too.
             self._budget_refresh.start(BUDGET_REFRESH, now=True)
+        self._sweep.start(self._sweep_interval, now=False)
+
+    async def _sweep_once(self) -> None:
+        """
+        Every C{sweep} seconds: learn the CA health other nodes found, and
+        resume the queued jobs nobody runs (their node died: its job lease
+        ran out).
+        """
+        try:
+            await self.health.refresh()
+        except Exception:
+            self._log.failure("cannot read the CA health shared by the cluster")
+        try:
+            queued = await self._repo.queued()
+        except Exception:
+            self._log.failure("cannot read the issuance queue")
+            return
+        for order_id in queued:
+            self.submit(order_id)
 
     def stopService(self) -> Deferred[object]:
         super().stopService()
         if self._budget_refresh.running:
             self._budget_refresh.stop()
+        if self._sweep.running:
+            self._sweep.stop()
         running = list(self._running.values())
         for job in running:
             job.cancel()
@@ -182,7 +212,7 @@ class IssuanceService(Service):
         if order_id in self._running:
             return
         self._submitted[order_id] = self._clock.seconds()
-        job = Deferred.fromCoroutine(self._job(order_id))
+        job = Deferred.fromCoroutine(self._leased_job(order_id))
         self._running[order_id] = job
 
         def done(result: object) -> None:
@@ -229,6 +259,24 @@ class IssuanceService(Service):
         How many L{when_done} Deferreds are still waiting.
         """
         return sum(len(waiters) for waiters in self._waiters.values())
+
+    async def _leased_job(self, order_id: str) -> None:
+        """
+        The job under its lease: not at all while another node runs it.
+        """
+        try:
+            lease = await self.jobs.take(order_id)
+        except CancelledError:
+            raise
+        except Exception:
+            self._log.failure("cannot take the job lease of order {order_id}; retrying later", order_id=order_id)
+            return
+        if lease is None:
+            return
+        try:
+            await self._job(order_id)
+        finally:
+            await lease.release()
 
     async def _job(self, order_id: str) -> None:
         try:
@@ -351,6 +399,7 @@ class IssuanceService(Service):
             ca=issued.ca_name,
             mode=mode.value,
             serial=record.serial,
+            node=self._node,
         )
         self.events.emit(
             CertificateIssued,

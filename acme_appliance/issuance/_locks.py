@@ -102,6 +102,46 @@ async def drop_lease(store: Store, key: str, token: bytes) -> None:
         _log.failure("cannot release the lease {lease}; it will expire", lease=key)
 
 
+def lease_token(node: str) -> bytes:
+    """
+    A lease's value: the holding node's name, then a random part that makes
+    it this holder's alone.
+    """
+    return f"{node} {secrets.token_hex(16)}".encode()
+
+
+class JobLeases:
+    """
+    One lease per issuance job, so that a job runs on one node of a cluster
+    at a time: the node that takes it runs the job (renewing the lease); a
+    node that dies loses it after C{lease} seconds and any node may resume
+    the job then.
+    """
+
+    def __init__(self, store: Store, clock: IReactorTime, *, node: str = "", lease: float = LEASE) -> None:
+        self._store = store
+        self._clock = clock
+        self._node = node
+        self._lease = lease
+
+    async def take(self, order_id: str) -> _Lease | None:
+        """
+        The job lease of C{order_id}, or C{None} while another holds it.
+        """
+        key = keys.job_lease(order_id)
+        token = lease_token(self._node)
+        if not await self._store.add(key, token, ttl=self._lease):
+            return None
+        return _Lease(self._store, self._clock, key, token, self._lease)
+
+    async def holders(self) -> dict[str, str]:
+        """
+        Which node holds the job of which order: C{{order_id: node}}.
+        """
+        found = await self._store.scan(keys.JOB_LEASE_PREFIX)
+        return {key[len(keys.JOB_LEASE_PREFIX) :]: value.decode(errors="replace").split(" ")[0] for key, value in found}
+
+
 class OrderLocks:
     """
     Order-key locks that hold across processes sharing the store.
@@ -116,9 +156,12 @@ class OrderLocks:
 
     _log = Logger()
 
-    def __init__(self, store: Store, clock: IReactorTime, *, lease: float = LEASE, poll: float = 0.25) -> None:
+    def __init__(
+        self, store: Store, clock: IReactorTime, *, lease: float = LEASE, poll: float = 0.25, node: str = ""
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._node = node
         self._lease = lease
         self._poll = poll
         self._locks: dict[str, DeferredLock] = {}
@@ -155,7 +198,7 @@ class OrderLocks:
                 del self._locks[key]
 
     async def _take(self, key: str) -> _Lease:
-        token = secrets.token_hex(16).encode("ascii")
+        token = lease_token(self._node)
         waited = False
         while not await self._add(key, token):
             if not waited:

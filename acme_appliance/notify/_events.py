@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
-from attrs import field, fields, frozen
+from attrs import evolve, field, fields, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -95,6 +95,8 @@ class Event:
     ca: str | None = None
     outcome: str | None = None
     error: str | None = None
+    #: The cluster node that made the change (C{[cluster] node_name}); set by the bus.
+    node: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.name not in self.NAMES:
@@ -134,6 +136,7 @@ class Event:
             ("names", ",".join(self.names) or None),
             ("ca", self.ca),
             ("outcome", self.outcome),
+            ("node", self.node),
         ]
         found = [(k, v) for k, v in pairs if v is not None]
         found += list(self.details)
@@ -143,7 +146,7 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"event": self.name.value, "time": rfc3339(self.time)}
-        for key in ("order_id", "token_id", "ca", "outcome", "error"):
+        for key in ("order_id", "token_id", "ca", "outcome", "error", "node"):
             value = getattr(self, key)
             if value is not None:
                 body[key] = value
@@ -279,8 +282,9 @@ class EventBus:
 
     _log = Logger()
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, *, node: str | None = None) -> None:
         self._clock = clock
+        self._node = node
         self._subscribers: list[Subscriber] = []
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
@@ -298,9 +302,11 @@ class EventBus:
     def emit(self, kind: Callable[Concatenate[float, P], E], /, *args: P.args, **kwargs: P.kwargs) -> E:
         """
         Make a C{kind} event of the given fields, now, and hand it to every
-        subscriber.
+        subscriber; the bus's C{node} names the node that emits it.
         """
         event = kind(self._clock.seconds(), *args, **kwargs)
+        if self._node is not None:
+            event = evolve(event, node=self._node)
         for subscriber in list(self._subscribers):
             try:
                 subscriber(event)

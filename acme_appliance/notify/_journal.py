@@ -40,6 +40,7 @@ def event_from_json(data: dict[str, Any]) -> Event:
         ca=data.get("ca"),
         outcome=data.get("outcome"),
         error=data.get("error"),
+        node=data.get("node"),
         **values,
     )
 
@@ -92,6 +93,9 @@ class EventJournal:
 
     async def record(self, event: Event) -> None:
         key = f"{_key_time(event.time)}-{next(self._sequence) % 1_000_000:06d}"
+        if event.node is not None:
+            # Every node counts from 0: its name keeps two nodes' keys apart.
+            key += f"-{event.node}"
         data = _dump(event)
         # Grouped by hour, so that the recent past is read without scanning
         # the whole retention period.

@@ -281,3 +281,39 @@ def order_events(order_id: str) -> str:
 COUNTER_PREFIX = "stats/total/"
 
 HEALTH_PROBE = "health/probe"
+
+
+# the cluster: what several appliances on one store share
+
+
+#: The secret every node signs its ACME nonces with (made once, by the first node).
+NONCE_SECRET = "cluster/nonce-secret"
+
+
+def nonce_used(nonce: str) -> str:
+    """
+    A redeemed ACME nonce (until it would have expired), so that no node
+    accepts it again.
+    """
+    return f"nonce/{nonce}"
+
+
+JOB_LEASE_PREFIX = "lease/job/"
+
+
+def job_lease(order_id: str) -> str:
+    """
+    The lease of the node running an order's issuance job (the value starts
+    with the node's name).
+    """
+    return JOB_LEASE_PREFIX + order_id
+
+
+CA_DOWN_PREFIX = "cluster/ca-down/"
+
+
+def ca_down(ca_name: str) -> str:
+    """
+    A CA some node found down: when (the value), until one finds it up.
+    """
+    return CA_DOWN_PREFIX + ca_name

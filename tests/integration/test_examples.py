@@ -32,7 +32,7 @@ from acme_appliance.config._sections import SECTIONS
 from acme_appliance.stats import Metrics
 
 from .tools import free_port, require, start_retrying, wait_listening
-from .world import Process, make_tls_ca
+from .world import Process, make_tls_ca, nginx_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ETC = os.path.join(ROOT, "etc")
@@ -49,6 +49,11 @@ CHECKED = {
     "prometheus/acme-appliance-alerts.yml": "PrometheusTests",
     "prometheus/scrape.yml": "PrometheusTests",
     "redis.example.conf": "RedisConfigTests",
+    "cluster/node-1.toml": "ConfigFileTests",
+    "cluster/node-2.toml": "ConfigFileTests",
+    "cluster/redis.conf": "ClusterExampleTests",
+    "cluster/nginx-lb.conf": "ClusterExampleTests",
+    "cluster/dcv-zone.txt": "ClusterExampleTests",
 }
 
 
@@ -179,13 +184,16 @@ class RedisConfigTests(ToolTestCase):
         C{redis-server} starts with the example (a bad directive stops it)
         and has the settings the appliance needs.
         """
+        self.check_redis_conf(os.path.join(ETC, "redis.example.conf"))
+
+    def check_redis_conf(self, conf: str) -> None:
         redis_server, redis_cli = require("redis-server"), require("redis-cli")
-        conf = os.path.join(ETC, "redis.example.conf")
         directory = self.tempdir()
 
         def start() -> int:
             port = free_port()
-            args = [redis_server, conf, "--port", str(port), "--dir", directory, "--daemonize", "no"]
+            args = [redis_server, conf, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory]
+            args += ["--daemonize", "no"]
             process = Process(self, "redis", args, directory)
             wait_listening(port, process.popen, process.log)
             return port
@@ -297,10 +305,10 @@ class ConfigFileTests(ToolTestCase):
         whose TLS files exist when it says they must.
         """
         tomls = [name for name in CHECKED if name.endswith(".toml")]
-        self.assertEqual(len(tomls), 2)
+        self.assertEqual(len(tomls), 4)
         for name in tomls:
             work = self.tempdir()
-            path = os.path.join(work, name)
+            path = os.path.join(work, os.path.basename(name))
             shutil.copy(os.path.join(ETC, name), path)
             with open(path, "rb") as f:
                 self.make_tls_files(work, tomllib.load(f)["acme"])
@@ -370,3 +378,49 @@ class DelegationDocTests(ToolTestCase):
         self.assertIn(delegation[0].rstrip("."), validation["dns_nameservers"])
         glue = [owner for owner, rtype, _ in records if rtype == "A"]
         self.assertEqual(glue, delegation)
+
+
+class ClusterExampleTests(RedisConfigTests):
+    """
+    etc/cluster/: the Redis config runs, the load balancer passes
+    C{nginx -t}, the delegation is a valid zone naming the nodes' name
+    servers, and the node configs differ only in the node's name.
+    """
+
+    def test_redis_runs_with_it(self) -> None:
+        self.check_redis_conf(os.path.join(ETC, "cluster", "redis.conf"))
+
+    def test_load_balancer(self) -> None:
+        nginx = require("nginx")
+        work = self.tempdir()
+        _, cert, key = make_tls_ca(work)
+        lb = read(os.path.join(ETC, "cluster", "nginx-lb.conf"))
+        lb = lb.replace("/etc/nginx/tls/acme.example.net.pem", cert).replace("/etc/nginx/tls/acme.example.net.key", key)
+        # Resolvable upstream hosts for the check.
+        lb = re.sub(r"acme-\d\.example\.net", "127.0.0.1", lb)
+        include = write(os.path.join(work, "lb.conf"), lb.replace("listen 443", "listen 127.0.0.1:443"))
+        os.makedirs(os.path.join(work, "logs"))
+        config = write(os.path.join(work, "nginx.conf"), f"{nginx_main(work)}\n    include {include};\n}}\n")
+        output = self.run_tool([nginx, "-t", "-e", "stderr", "-p", work, "-c", config])
+        self.assertIn("test is successful", output)
+        self.assertNotIn("[warn]", output)
+
+    def test_delegation_zone(self) -> None:
+        checkzone = require("named-checkzone")
+        records = [line.split(";")[0] for line in read(os.path.join(ETC, "cluster", "dcv-zone.txt")).splitlines()]
+        records = [line for line in records if line.strip()]
+        path = write(
+            os.path.join(self.tempdir(), "example.net.zone"),
+            "$ORIGIN example.net.\n$TTL 300\n@ IN SOA ns.example.net. hostmaster.example.net. 1 3600 600 86400 300\n"
+            "@ IN NS ns.example.net.\nns IN A 192.0.2.1\n" + "\n".join(records) + "\n",
+        )
+        self.assertIn("OK", self.run_tool([checkzone, "-k", "fail", "-n", "fail", "example.net.", path]))
+        servers = sorted(line.split()[-1].rstrip(".") for line in records if " NS " in line)
+        for name in ("node-1.toml", "node-2.toml"):
+            with open(os.path.join(ETC, "cluster", name), "rb") as f:
+                validation = tomllib.load(f)["validation"]
+            self.assertEqual(sorted(validation["dns_nameservers"]), servers)
+
+    def test_nodes_differ_in_name_only(self) -> None:
+        one, two = (read(os.path.join(ETC, "cluster", f"node-{n}.toml")) for n in (1, 2))
+        self.assertEqual(one.replace("acme-1", "acme-2").replace("Node 1", "Node 2"), two)

@@ -318,9 +318,12 @@ class Unbound:
         delegated: tuple[str, ...] = DELEGATED,
         txt: dict[str, str] | None = None,
         name: str = "unbound",
+        more_dcv_ports: tuple[int, ...] = (),
     ) -> None:
         """
         @param txt: TXT records (name to value) in the customer zone.
+        @param more_dcv_ports: more DNS servers of the dcv zone (the other
+            nodes of a cluster, as more NS records would give them).
         """
         self.case = case
         self.binary = require("unbound", "/usr/sbin/unbound")
@@ -379,7 +382,7 @@ auth-zone:
 stub-zone:
     name: "{DCV_ZONE}."
     stub-addr: 127.0.0.1@{dcv_port}
-""",
+{"".join(f"    stub-addr: 127.0.0.1@{port}{chr(10)}" for port in more_dcv_ports)}""",
         )
         self.process: Process | None = None
 
@@ -407,6 +410,25 @@ stub-zone:
         wait_for(answering, 10, f"unbound to answer on {self.address}")
 
 
+def nginx_main(directory: str, *, connections: int = 64) -> str:
+    """
+    The start of an nginx config for a test nginx in C{directory} (in the
+    foreground, its files there), up to the first line inside C{http}.
+    """
+    return f"""daemon off;
+master_process off;
+user root;
+pid {directory}/nginx.pid;
+error_log {directory}/logs/error.log info;
+events {{ worker_connections {connections}; }}
+http {{
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;"""
+
+
 class Nginx:
     """
     The customer's web server: C{/.well-known/} proxied to the file proxy
@@ -425,18 +447,7 @@ class Nginx:
         self.config = _write(
             os.path.join(self.dir, "nginx.conf"),
             f"""
-daemon off;
-master_process off;
-user root;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/logs/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    client_body_temp_path {self.dir}/body;
-    proxy_temp_path {self.dir}/proxy;
-    fastcgi_temp_path {self.dir}/fastcgi;
-    uwsgi_temp_path {self.dir}/uwsgi;
-    scgi_temp_path {self.dir}/scgi;
+{nginx_main(self.dir)}
     log_format withhost '$host "$request" $status via=$upstream_addr ua="$http_user_agent"';
     access_log {self.access_log} withhost;
     server {{
@@ -480,6 +491,61 @@ http {{
 
     def access(self) -> str:
         with open(self.access_log, errors="replace") as f:
+            return f.read()
+
+
+class LoadBalancer:
+    """
+    nginx as a round-robin TLS load balancer in front of appliance nodes'
+    HTTPS ports (no sticky sessions): a node that refuses connections is
+    skipped, the request retried on the next one (POSTs too) and the node
+    left out for a second.
+    """
+
+    def __init__(self, case: SynchronousTestCase, directory: str) -> None:
+        self.case = case
+        self.binary = require("nginx", "/usr/sbin/nginx")
+        self.dir = os.path.join(directory, "lb")
+        os.makedirs(os.path.join(self.dir, "logs"))
+        self.tls_ca, self.cert, self.key = make_tls_ca(self.dir)
+        self.port = free_port()
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self, node_ports: list[int]) -> None:
+        servers = "".join(f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=1s;\n" for port in node_ports)
+        config = _write(
+            os.path.join(self.dir, "nginx.conf"),
+            f"""
+{nginx_main(self.dir, connections=256)}
+    log_format lb '"$request" $status via=$upstream_addr';
+    access_log {self.dir}/logs/access.log lb;
+    upstream appliances {{
+{servers}    }}
+    server {{
+        listen 127.0.0.1:{self.port} ssl;
+        ssl_certificate {self.cert};
+        ssl_certificate_key {self.key};
+        location / {{
+            proxy_pass https://appliances;
+            proxy_ssl_verify off;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 2s;
+            proxy_next_upstream error timeout non_idempotent;
+        }}
+    }}
+}}
+""",
+        )
+        self.process = Process(self.case, "lb", [self.binary, "-p", self.dir, "-c", config], self.dir)
+        wait_listening(self.port, self.process.popen, self.process.log)
+
+    def access(self) -> str:
+        with open(os.path.join(self.dir, "logs", "access.log"), errors="replace") as f:
             return f.read()
 
 
