@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from ..core import AcmeProblem, ProblemType, RouteError, malformed, route_errors
+from ..core import AcmeProblem, ProblemType, RouteError, Unavailable, malformed, route_errors
 from ..notify import EventBus
 from ..orders import (
     Account,
@@ -331,7 +331,11 @@ class AcmeServer:
         payload = m.decode(m.Finalize, auth.jws.payload_json())
         updated = await self._orders.finalize(auth.token, auth.signer, order, payload.csr)
         if await self._issued_within(order_id, self._finalize_wait):
-            updated = await self._orders.order(auth.token, auth.signer, order_id)
+            try:
+                updated = await self._orders.order(auth.token, auth.signer, order_id)
+            except Unavailable:
+                # Finalize was accepted: the client polls for the outcome.
+                pass
         return self._send_order(request, secret, updated)
 
     async def _issued_within(self, order_id: str, seconds: float) -> bool:

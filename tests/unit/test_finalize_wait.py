@@ -18,7 +18,8 @@ from twisted.web.iweb import IResponse
 from acme_appliance.acme._resources import MAX_RETRY_AFTER, retry_after
 from acme_appliance.ca import CAError
 from acme_appliance.issuance import DurationEstimate
-from acme_appliance.orders import Order, OrderStatus
+from acme_appliance.orders import Order, OrderService, OrderStatus
+from acme_appliance.storage import StorageError
 from acme_appliance.testing import ScriptedCA, StubAcmeClient, StubResponse, World, b64, make_csr, sign
 
 JOSE = {b"Content-Type": [b"application/jose+json"]}
@@ -89,6 +90,24 @@ class FinalizeWaitTests(SynchronousTestCase):
         world.clock.advance(20)
         polled = client.post(order.location, None)
         self.assertEqual((polled.json()["status"], polled.header("retry-after")), ("processing", "1"))
+
+    def test_store_gone_after_the_wait(self) -> None:
+        """
+        The job ended but the order cannot be read again (the store went
+        away): finalize was accepted, so the answer is the order as it was
+        (C{processing}), not a 503 a client would retry into C{orderNotReady}.
+        """
+        world = World(self, issue_delay=0.5, finalize_wait=1.0)
+        client, order = self.ordered(world)
+        sent = self.send_finalize(world, client, order)
+
+        async def gone(*args: object) -> Order:
+            raise StorageError("redis at 127.0.0.1:6379 is unavailable")
+
+        self.patch(OrderService, "order", gone)
+        world.clock.advance(0.5)
+        answer = self.answer(world, sent)
+        self.assertEqual((answer.code, answer.json()["status"]), (200, "processing"), answer.body)
 
     def test_retry_after_capped(self) -> None:
         world = World(self, issue_delay=300, finalize_wait=0.5)
