@@ -14,6 +14,7 @@ from ._budget import (
 )
 from ._jobs import DurationEstimate, IssuanceService, Revoker
 from ._locks import LEASE, OrderLocks, order_key
+from ._pacing import BudgetPacer
 from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "BudgetExhausted",
     "BudgetKind",
     "BudgetLedger",
+    "BudgetPacer",
     "BudgetUse",
     "CALimit",
     "DurationEstimate",
