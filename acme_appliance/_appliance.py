@@ -32,7 +32,7 @@ from .ca.local import LocalCA, LocalCAError
 from .ca.upstream import IUpstreamReactor, UpstreamAcmeCA, http_client_for
 from .config import CAKind, Config, state_path
 from .notify import Event, EventBus, EventJournal, SyslogNotifier, Webhook, WebhookNotifier, parse_syslog_target
-from .orders import AcmeRepository, RenewalWindows, UpstreamRenewalMirror
+from .orders import AcmeRepository, RenewalWindows, UpstreamRenewalMirror, WindowPacer
 from .storage import Store
 from .validation import IDNSReactor, Preflight, ValidationResponder, ValidationValues
 
@@ -156,14 +156,20 @@ def build_cas(
 
 
 def renewal_mirror(
-    cas: dict[str, CertificateAuthority], *, repository: AcmeRepository, clock: IReactorTime, events: EventBus
+    cas: dict[str, CertificateAuthority],
+    *,
+    repository: AcmeRepository,
+    clock: IReactorTime,
+    events: EventBus,
+    pacer: WindowPacer | None = None,
 ) -> UpstreamRenewalMirror:
     """
     The service that mirrors the upstream ACME CAs' renewal information
-    (RFC 9773) onto the certificates they issued.
+    (RFC 9773) onto the certificates they issued (whose windows C{pacer}
+    paces).
     """
     sources = {name: ca for name, ca in cas.items() if isinstance(ca, UpstreamAcmeCA)}
-    windows = RenewalWindows(repository, clock)
+    windows = RenewalWindows(repository, clock, pacer)
     return UpstreamRenewalMirror(repository=repository, windows=windows, sources=sources, clock=clock, events=events)
 
 

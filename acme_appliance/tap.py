@@ -36,9 +36,9 @@ from .acme import AcmeServer, NonceSource, endpoint_of, redact_token, redact_uri
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .core import ProblemType
-from .issuance import BudgetLedger, IssuanceService, Revoker
+from .issuance import BudgetLedger, BudgetPacer, IssuanceService, Revoker
 from .notify import EventBus, EventJournal
-from .orders import AcmeRepository, RateLimiter
+from .orders import AcmeRepository, RateLimiter, RenewalWindows
 from .policy import TokenRegistry
 from .stats import Metrics
 from .storage import Store
@@ -174,7 +174,10 @@ class ApplianceService(MultiService):
             budgets=BudgetLedger(store, clock, config.ca_limits(), on_change=self.metrics.budgets),
         )
         self.issuance.setServiceParent(self)
-        renewal_mirror(cas, repository=repository, clock=clock, events=self.events).setServiceParent(self)
+        # Renewal windows keep the pace of the CA budgets.
+        pacer = BudgetPacer(self.issuance.budgets.limits, config.policies)
+        self.renewals = RenewalWindows(repository, clock, pacer)
+        renewal_mirror(cas, repository=repository, clock=clock, events=self.events, pacer=pacer).setServiceParent(self)
         self._acme(config, reactor, revoker=Revoker(repository, cas, clock), limiter=limiter)
         if config.admin is not None:
             admin = self._admin(config, repository, clock).resource()
@@ -198,6 +201,7 @@ class ApplianceService(MultiService):
             events=self.events,
             limiter=limiter,
             nonces=self.nonces,
+            renewals=self.renewals,
         )
         # Twice the ACME body limit reaches the server, which answers the
         # ones over it with a problem document.

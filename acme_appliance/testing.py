@@ -39,9 +39,9 @@ from .acme import AcmeServer
 from .ca import CAError, CertificateAuthority, IssuedCertificate, IssueRequest, PendingChallenge, ValidationRequired
 from .ca.local import LocalCA
 from .ca.upstream import upstream_agent
-from .issuance import BudgetLedger, CALimit, IssuanceService, Revoker
+from .issuance import BudgetLedger, BudgetPacer, CALimit, IssuanceService, Revoker
 from .notify.testing import MemoryNotifier
-from .orders import Account, AccountStatus, AcmeRepository, RateLimiter
+from .orders import Account, AccountStatus, AcmeRepository, RateLimiter, RenewalWindows
 from .policy import KeyType, Policy, TokenRegistry, ValidationMethod
 from .storage import MemoryStore
 from .wire import jwk_thumbprint, jwk_to_json, sign_flattened
@@ -358,6 +358,7 @@ class World:
             limiter=limiter,
             budgets=BudgetLedger(self.store, self.clock, ca_limits or {}),
         )
+        self.renewals = RenewalWindows(self.repo, self.clock, BudgetPacer(ca_limits or {}, self.policies.values()))
         self.server = AcmeServer(
             repository=self.repo,
             tokens=self.tokens,
@@ -370,6 +371,7 @@ class World:
             events=self.issuance.events,
             limiter=limiter,
             finalize_wait=finalize_wait,
+            renewals=self.renewals,
         )
         self.treq = StubTreq(self.server.resource())
 

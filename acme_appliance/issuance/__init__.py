@@ -15,6 +15,7 @@ from ._budget import (
 from ._health import CAHealth
 from ._jobs import DurationEstimate, IssuanceService, Revoker
 from ._locks import LEASE, JobLeases, OrderLocks, order_key
+from ._pacing import BudgetPacer
 from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "BudgetExhausted",
     "BudgetKind",
     "BudgetLedger",
+    "BudgetPacer",
     "BudgetUse",
     "CAHealth",
     "CALimit",

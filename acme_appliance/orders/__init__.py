@@ -21,7 +21,7 @@ from ._records import (
     new_id,
     order_cursor,
 )
-from ._renewal import RenewalReason, RenewalWindows, Window, WindowPacer, retry_after
+from ._renewal import RenewalReason, RenewalWindows, Window, WindowPacer, budget_window, retry_after
 from ._service import (
     MAX_IDENTIFIERS,
     REVOCATION_REASONS,
@@ -65,6 +65,7 @@ __all__ = [
     "UpstreamRenewalMirror",
     "Window",
     "WindowPacer",
+    "budget_window",
     "cert_id_of",
     "cert_id_of_pem",
     "check_csr",

@@ -1,7 +1,8 @@
 """
 Renewal windows (RFC 9773, ACME Renewal Information): where in a
-certificate's validity its clients should renew, paced across a fleet, and
-the operator's and the revocations' moves of those windows into the past.
+certificate's validity its clients should renew, paced across a fleet (and
+by the issuing CA's rate budgets, L{budget_window}), and the operator's and
+the revocations' moves of those windows into the past.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from cryptography import x509
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from ..storage import keys
 from ._certid import names_digest
 from ._records import AcmeRepository, CertificateRecord
 
@@ -26,6 +28,12 @@ WINDOW_TO = 7 / 9
 #: The share of that part one certificate's window takes.
 SLOT_WIDTH = 1 / 4
 _GOLDEN = (math.sqrt(5) - 1) / 2
+#: How early a window paced by a CA budget may start: the middle of the
+#: validity.
+PACED_FROM = 1 / 2
+#: The share of a budget-paced slot that tells apart certificates sharing
+#: it (only when the fleet is larger than the budget allows).
+JITTER = 1 / 9
 #: A moved window: from this many seconds before the move to this many.
 MOVED_START = 120.0
 MOVED_END = 1.0
@@ -98,6 +106,52 @@ def paced_window(base: Window, rank: int) -> Window:
     return Window(start, start + width)
 
 
+def budget_window(not_before: float, not_after: float, rank: int, fleet: int, spacing: float) -> Window:
+    """
+    The slot of the C{rank}th certificate for one set of names when the
+    CA's budget allows one renewal of that set every C{spacing} seconds and
+    C{fleet} certificates for it were issued within one lifetime.
+
+    Slots are points of a grid in absolute time, C{step} apart (C{spacing}
+    stretched so that the L{JITTER} keeps neighbours C{spacing} apart; or
+    the whole last half for one point, when even that is too short, as for
+    6-day certificates): certificate C{rank} takes the latest point whose number
+    is C{rank} modulo C{count}, so any C{count} consecutive ranks (the
+    fleet's current certificates) start at different points, at least
+    C{spacing} apart, whenever each was issued: renewals arrive at the
+    budget's pace.  C{count} is the smallest of C{first}, 2 C{first}, 4
+    C{first}... that holds the fleet, where C{first} is how many points the
+    default span (L{base_window} less one slot) holds: a small fleet stays
+    in the default span, a larger one starts earlier, down to the middle of
+    the validity (L{PACED_FROM}), which holds C{last} points.  A fleet
+    larger than that shares points, told apart by the golden-ratio sequence
+    of C{rank // count} inside the jitter, spread over the whole last half
+    (the budget ledger spills or queues the excess).
+
+    A slot depends only on C{rank}, the validity, C{spacing} and C{count}:
+    it does not move when another certificate is issued, unless the fleet
+    crosses a level; doubling C{count} keeps half the slots and moves the
+    other half C{count} points earlier, never later.
+    """
+    base = base_window(not_before, not_after)
+    width = (base.end - base.start) * SLOT_WIDTH
+    top = base.end - width
+    reach = top - (not_before + PACED_FROM * (not_after - not_before))
+    step = min(spacing / (1 - JITTER), reach / (1 + JITTER))
+    jitter = step * JITTER
+    top -= jitter
+    first = max(1, math.floor((top - base.start) / step))
+    last = max(1, math.floor((reach - jitter) / step))
+    count = first
+    while count < min(fleet, last):
+        count *= 2
+    count = min(count, last)
+    high = math.floor(top / step)
+    point = high - (high - rank) % count
+    start = point * step + ((rank // count * _GOLDEN) % 1.0) * jitter
+    return Window(start, start + width)
+
+
 def moved_window(moved: float) -> Window:
     """
     A window in the past: renew at once.
@@ -116,11 +170,14 @@ def retry_after(window: Window, now: float) -> int:
 
 class WindowPacer(Protocol):
     """
-    The hook for pacing windows further (e.g. by a CA's rate budget): gets
-    the paced window of a certificate and returns the one to suggest.
+    The pace a CA's rate budget sets for renewals (L{budget_window}).
     """
 
-    def __call__(self, record: CertificateRecord, window: Window) -> Window: ...
+    def spacing(self, record: CertificateRecord) -> float | None:
+        """
+        The fewest seconds between two renewals of C{record}'s set of names
+        the budgets allow; C{None} when they set no pace.
+        """
 
 
 class RenewalWindows:
@@ -138,20 +195,41 @@ class RenewalWindows:
 
     async def window(self, record: CertificateRecord) -> Window:
         """
-        C{record}'s suggested window: in the past once moved, else its slot.
+        C{record}'s suggested window: in the past once moved, else its slot
+        (L{paced_window}, or L{budget_window} when the pacer sets a pace).
+        The fleet a budget paces is the certificates for the set of names
+        issued within one lifetime of C{record}: a fleet's renewals in
+        progress count twice, which may choose a larger level, never a
+        faster pace.  Clients ask again after L{retry_after}, so a window
+        that moved with its level reaches them within hours.
         """
         if record.window_moved is not None:
             return moved_window(record.window_moved)
-        paced = paced_window(base_window(*validity(record)), await self._rank(record))
-        return paced if self._pacer is None else self._pacer(record, paced)
+        not_before, not_after = validity(record)
+        spacing = None if self._pacer is None else self._pacer.spacing(record)
+        if spacing is None:
+            return paced_window(base_window(not_before, not_after), await self._rank(record))
+        same = await self._same_names(record)
+        since = (self._clock.seconds() - (not_after - not_before)) * 1000
+        fleet = sum(1 for issued, _ in same if issued > since)
+        return budget_window(not_before, not_after, await self._rank(record, same), fleet, spacing)
 
-    async def _rank(self, record: CertificateRecord) -> int:
+    async def _same_names(self, record: CertificateRecord) -> list[tuple[int, str]]:
+        """
+        The certificates for C{record}'s set of names, oldest first: (issued
+        in milliseconds, id).
+        """
+        digest = names_digest(record.names).encode()
+        prefix = keys.certificates_of_name(record.names[0])
+        found = [key[len(prefix) :].partition("-") for key, d in await self._repo.store.scan(prefix) if d == digest]
+        return sorted((int(issued), cid) for issued, _, cid in found)
+
+    async def _rank(self, record: CertificateRecord, same: list[tuple[int, str]] | None = None) -> int:
         if record.slot is not None:
             return record.slot
         # Stored before slots: its place among those in the name index.
-        digest = names_digest(record.names)
-        same = [cid for cid, d in await self._repo.certificates_of_name(record.names[0]) if d == digest]
-        return same.index(record.id) if record.id in same else 0
+        ids = [cid for _, cid in (same if same is not None else await self._same_names(record))]
+        return ids.index(record.id) if record.id in ids else 0
 
     def current(self, record: CertificateRecord) -> bool:
         """
