@@ -239,7 +239,7 @@ class ApplianceService(MultiService):
         return self.config.cluster.node_name
 
     def _notifiers(self, config: Config, reactor: IApplianceReactor) -> None:
-        self.journal = EventJournal(self.store)
+        self.journal = EventJournal(self.store, clock=reactor)
         self.events.subscribe(self.journal)
         for sink in make_notifiers(config, reactor, on_drop=self.metrics.dropped):
             sink.setServiceParent(self)

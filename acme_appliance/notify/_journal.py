@@ -10,12 +10,25 @@ import json
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from ..core import Backoff, Unavailable
 from ..storage import Store, keys
 from ._events import EVENT_TYPES, Event, EventName
 
 RETENTION = 30 * 86400.0
+
+#: Waits before writing an event again while the store is away.
+RETRY = Backoff((0.5, 1.0, 2.0, 5.0, 10.0))
+
+#: How long an event is kept for a store that is away, at most.
+MAX_AGE = 3600.0
+
+#: How many events are kept for a store that is away; beyond, they are lost
+#: (and logged).
+MAX_PENDING = 10_000
 
 
 def event_from_json(data: dict[str, Any]) -> Event:
@@ -82,20 +95,65 @@ class EventJournal:
 
     _log = Logger()
 
-    def __init__(self, store: Store, *, retention: float = RETENTION) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        retention: float = RETENTION,
+        clock: IReactorTime | None = None,
+        retry: Backoff = RETRY,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
         self._store = store
         self._retention = retention
         self._sequence = itertools.count()
+        self._clock = clock
+        self._retry = retry
+        self._max_pending = max_pending
+        #: Events waiting for the store to come back.
+        self.pending = 0
 
     def __call__(self, event: Event) -> None:
-        d = Deferred.fromCoroutine(self.record(event))
+        d = Deferred.fromCoroutine(self._keep(event, self._key(event)))
         d.addErrback(lambda f: self._log.failure("cannot journal event {event}", f, event=event.name.value))
 
-    async def record(self, event: Event) -> None:
+    async def _keep(self, event: Event, key: str) -> None:
+        """
+        Write C{event}; while the store is away (and a clock was given),
+        again after each of C{retry}'s delays, for up to L{MAX_AGE} seconds
+        and L{MAX_PENDING} events at once.
+        """
+        attempt = 0
+        while True:
+            try:
+                await self._write(event, key)
+                return
+            except Unavailable:
+                if self._clock is None or self.pending >= self._max_pending:
+                    raise
+                if self._clock.seconds() - event.time > MAX_AGE:
+                    raise
+            self.pending += 1
+            try:
+                await deferLater(self._clock, self._retry.delay(attempt))
+            finally:
+                self.pending -= 1
+            attempt += 1
+
+    def _key(self, event: Event) -> str:
         key = f"{_key_time(event.time)}-{next(self._sequence) % 1_000_000:06d}"
         if event.node is not None:
             # Every node counts from 0: its name keeps two nodes' keys apart.
             key += f"-{event.node}"
+        return key
+
+    async def record(self, event: Event) -> None:
+        """
+        Write C{event} now (once).
+        """
+        await self._write(event, self._key(event))
+
+    async def _write(self, event: Event, key: str) -> None:
         data = _dump(event)
         # Grouped by hour, so that the recent past is read without scanning
         # the whole retention period.

@@ -529,6 +529,44 @@ class JournalTests(SynchronousTestCase):
         clock.advance(7201)
         self.assertEqual(run(journal.order_history("o1")), [])
 
+    def test_store_away_then_back(self) -> None:
+        """
+        An event emitted while the store is away is written once it is
+        back (the same entry, once); without a clock it is lost as before.
+        """
+        from acme_appliance.notify import EventJournal
+        from acme_appliance.storage import MemoryStore, StorageError
+
+        clock = Clock()
+        clock.advance(1_800_000_000)
+        store = MemoryStore(clock)
+        away = [True]
+        real_set = store.set
+
+        async def flaky_set(key: str, value: bytes, *, ttl: float | None = None) -> None:
+            if away[0]:
+                raise StorageError("redis at 127.0.0.1:6379 is unavailable: connection refused")
+            await real_set(key, value, ttl=ttl)
+
+        self.patch(store, "set", flaky_set)
+        journal = EventJournal(store, clock=clock)
+        lost = EventJournal(store)
+        with capturedLogs() as logs:
+            for sink in (journal, lost):
+                bus = EventBus(clock)
+                bus.subscribe(sink)
+                bus.emit(CertificateIssued, order_id="o1", ca="le", mode="new")
+            clock.advance(0.5)
+            clock.advance(1.0)
+            self.assertEqual(journal.pending, 1)
+            away[0] = False
+            clock.advance(2.0)
+        self.assertEqual(journal.pending, 0)
+        history = self.successResultOf(Deferred.fromCoroutine(journal.order_history("o1")))
+        self.assertEqual([e.name for e in history], [EventName.CERTIFICATE_ISSUED])
+        self.assertEqual(len([e for e in logs if e.get("log_failure")]), 1)
+        self.assertEqual(len(self.flushLoggedErrors(StorageError)), 1)
+
     def test_typed_records(self) -> None:
         """
         A record keeps the text details of the wire and the typed data
