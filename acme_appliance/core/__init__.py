@@ -17,11 +17,13 @@ from ._names import (
     prepare_name,
 )
 from ._problems import ACME_ERROR_NS, AcmeProblem, ProblemType, malformed
+from ._retry import UNAVAILABLE_RETRY, report_failure, while_unavailable
 from ._times import rfc3339
 from ._web import UNAVAILABLE_RETRY_AFTER, RouteError, Unavailable, route_errors
 
 __all__ = [
     "ACME_ERROR_NS",
+    "UNAVAILABLE_RETRY",
     "UNAVAILABLE_RETRY_AFTER",
     "AcmeProblem",
     "Backoff",
@@ -38,8 +40,10 @@ __all__ = [
     "name_matches",
     "normalise_name",
     "prepare_name",
+    "report_failure",
     "rfc3339",
     "route_errors",
+    "while_unavailable",
     "write_private_file",
     "write_private_files",
 ]

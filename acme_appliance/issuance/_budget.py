@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from ..core import report_failure
 from ..storage import Store, keys
 
 #: The C{limit} of a block that covers every limit of a CA (a
@@ -304,6 +305,6 @@ class BudgetLedger:
         try:
             uses = await self.usage()
         except Exception:
-            self._log.failure("cannot read the CA budgets")
+            report_failure(self._log, "cannot read the CA budgets")
             return
         self._on_change(uses)

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from ..core import report_failure
 from ..storage import Store, keys
 
 
@@ -107,7 +108,7 @@ class CAHealth:
 
         d = Deferred.fromCoroutine(write)
         d.addCallback(changed)
-        d.addErrback(lambda f: self._log.failure("cannot share the health of CA {ca}", f, ca=ca))
+        d.addErrback(lambda f: report_failure(self._log, "cannot share the health of CA {ca}", f, ca=ca))
 
     async def refresh(self) -> None:
         """

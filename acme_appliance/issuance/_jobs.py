@@ -5,7 +5,8 @@ records the outcome.  Queued jobs survive restarts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 from attrs import evolve
 from cryptography import x509
@@ -17,7 +18,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
-from ..core import AcmeProblem, ProblemType
+from ..core import AcmeProblem, ProblemType, Unavailable, report_failure, while_unavailable
 from ..notify import CertificateIssued, Event, EventBus, EventName
 from ..orders import AcmeRepository, CertificateRecord, Limit, Order, OrderStatus, RateLimiter, new_id, recheck_names
 from ..policy import Policy, TokenRegistry, ValidationMethod
@@ -34,6 +35,12 @@ ESTIMATE_WEIGHT = 0.3
 
 #: Seconds between readings of the CA budgets for the metrics.
 BUDGET_REFRESH = 60.0
+
+#: How long a finished job waits for an away store to record its
+#: certificate.
+STORE_PATIENCE = 120.0
+
+T = TypeVar("T")
 
 CHALLENGE_FOR_METHOD = {
     ValidationMethod.DNS_CNAME: ChallengeType.DNS_01,
@@ -177,11 +184,11 @@ class IssuanceService(Service):
         try:
             await self.health.refresh()
         except Exception:
-            self._log.failure("cannot read the CA health shared by the cluster")
+            report_failure(self._log, "cannot read the CA health shared by the cluster")
         try:
             queued = await self._repo.queued()
         except Exception:
-            self._log.failure("cannot read the issuance queue")
+            report_failure(self._log, "cannot read the issuance queue")
             return
         for order_id in queued:
             self.submit(order_id)
@@ -201,7 +208,7 @@ class IssuanceService(Service):
         try:
             queued = await self._repo.queued()
         except Exception:
-            self._log.failure("cannot read the issuance queue")
+            report_failure(self._log, "cannot read the issuance queue")
             return
         if queued:
             self._log.info("resuming {count} queued issuance job(s)", count=len(queued))
@@ -269,7 +276,9 @@ class IssuanceService(Service):
         except CancelledError:
             raise
         except Exception:
-            self._log.failure("cannot take the job lease of order {order_id}; retrying later", order_id=order_id)
+            report_failure(
+                self._log, "cannot take the job lease of order {order_id}; retrying later", order_id=order_id
+            )
             return
         if lease is None:
             return
@@ -288,6 +297,10 @@ class IssuanceService(Service):
             await self._fail(order_id, problem)
         except CAError as e:
             await self._fail(order_id, AcmeProblem(e.problem_type, e.detail), ca=e.ca)
+        except Unavailable as e:
+            # The order stays processing; the sweep resumes it once the
+            # store is back and this job's lease has run out.
+            self._log.warn("order {order_id} waits for the store: {error}", order_id=order_id, error=e)
         except Exception:
             self._log.failure("issuance of order {order_id} failed unexpectedly", order_id=order_id)
             await self._fail(
@@ -380,19 +393,25 @@ class IssuanceService(Service):
             issued=self._clock.seconds(),
             alternates=tuple(chain.decode("ascii") for chain in issued.alternates),
         )
-        await self._repo.put_certificate(record)
+        # The CA issued: the store being away for a moment must not lose it.
+        await self._stored(lambda: self._repo.put_certificate(record))
         now = self._clock.seconds()
         self.durations.observe(order.policy, now - self._submitted.get(order.id, now))
-        await self._repo.update_order(
-            order.id,
-            lambda o: (
-                evolve(o, status=OrderStatus.VALID, certificate_id=record.id, ca_name=issued.ca_name, completed=now)
-                if o.status is OrderStatus.PROCESSING
-                else None
-            ),
+        stored = await self._stored(
+            lambda: self._repo.update_order(
+                order.id,
+                lambda o: (
+                    evolve(o, status=OrderStatus.VALID, certificate_id=record.id, ca_name=issued.ca_name, completed=now)
+                    if o.status is OrderStatus.PROCESSING
+                    else None
+                ),
+            )
         )
-        await self._repo.dequeue(order.id)
+        await self._stored(lambda: self._repo.dequeue(order.id))
         await self._release(order.token_id, order.id)
+        if stored is None or stored.certificate_id != record.id:
+            # Another job (one that resumed this order) completed it first.
+            return
         self._log.info(
             "order {order_id} issued by {ca} ({mode}, serial {serial})",
             order_id=order.id,
@@ -413,6 +432,9 @@ class IssuanceService(Service):
             seconds=now - (order.processing_since or now),
             replaces=order.replaces,
         )
+
+    async def _stored(self, operation: Callable[[], Awaitable[T]]) -> T:
+        return await while_unavailable(self._clock, operation, patience=STORE_PATIENCE)
 
     async def _slot(self, order: Order) -> None:
         """

@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from ..core import report_failure
 from ..storage import Store, keys
 
 _log = Logger()
@@ -69,7 +70,7 @@ class _Lease:
             kept = await self._store.compare_and_set(self.key, self.token, self.token, ttl=self._length)
         except Exception:
             # The lease may well still be there: try again at the next turn.
-            self._log.failure("cannot renew the lease {lease}", lease=self.key)
+            report_failure(self._log, "cannot renew the lease {lease}", lease=self.key)
             kept = True
         if not self._held:
             return
@@ -99,7 +100,7 @@ async def drop_lease(store: Store, key: str, token: bytes) -> None:
     try:
         await store.compare_and_set(key, token, None)
     except Exception:
-        _log.failure("cannot release the lease {lease}; it will expire", lease=key)
+        report_failure(_log, "cannot release the lease {lease}; it will expire", lease=key)
 
 
 def lease_token(node: str) -> bytes:

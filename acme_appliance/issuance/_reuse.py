@@ -10,8 +10,10 @@ from enum import Enum
 
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from ..ca import IssuedCertificate, ValidationRequired
+from ..core import Unavailable
 from ..storage import Store, dump_record, get_record, keys, put_record
 from ._locks import OrderLocks
 
@@ -48,6 +50,8 @@ class UpstreamReuse:
     L{UpstreamOrder} kept C{window} seconds in the store), and the way to
     issue for it with at most one validation at a time per key.
     """
+
+    _log = Logger()
 
     def __init__(self, store: Store, clock: IReactorTime, locks: OrderLocks, window: float) -> None:
         self._store = store
@@ -94,7 +98,12 @@ class UpstreamReuse:
             async with self.locks.hold(key):
                 if await self.fresh(key) is None:
                     issued = await validate()
-                    await self.remember(key, issued.ca_name, order_id)
+                    try:
+                        await self.remember(key, issued.ca_name, order_id)
+                    except Unavailable as e:
+                        # Only re-use is lost (the waiters validate again),
+                        # never the certificate the CA issued.
+                        self._log.warn("cannot remember the validation of {key}: {error}", key=key, error=e)
                     return issued, IssueMode.NEW
             # Another job validated while this one waited: re-issue against
             # that outside the lock, together with the other waiters.  Each

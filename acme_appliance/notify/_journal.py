@@ -11,17 +11,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from ..core import Backoff, Unavailable
+from ..core import UNAVAILABLE_RETRY, Backoff, report_failure, while_unavailable
 from ..storage import Store, keys
 from ._events import EVENT_TYPES, Event, EventName
 
 RETENTION = 30 * 86400.0
-
-#: Waits before writing an event again while the store is away.
-RETRY = Backoff((0.5, 1.0, 2.0, 5.0, 10.0))
 
 #: How long an event is kept for a store that is away, at most.
 MAX_AGE = 3600.0
@@ -101,7 +97,7 @@ class EventJournal:
         *,
         retention: float = RETENTION,
         clock: IReactorTime | None = None,
-        retry: Backoff = RETRY,
+        retry: Backoff = UNAVAILABLE_RETRY,
         max_pending: int = MAX_PENDING,
     ) -> None:
         self._store = store
@@ -115,30 +111,26 @@ class EventJournal:
 
     def __call__(self, event: Event) -> None:
         d = Deferred.fromCoroutine(self._keep(event, self._key(event)))
-        d.addErrback(lambda f: self._log.failure("cannot journal event {event}", f, event=event.name.value))
+        d.addErrback(lambda f: report_failure(self._log, "cannot journal event {event}", f, event=event.name.value))
 
     async def _keep(self, event: Event, key: str) -> None:
         """
         Write C{event}; while the store is away (and a clock was given),
-        again after each of C{retry}'s delays, for up to L{MAX_AGE} seconds
-        and L{MAX_PENDING} events at once.
+        again and again for up to L{MAX_AGE} seconds after the event, with
+        at most L{MAX_PENDING} events waiting at once.
         """
-        attempt = 0
-        while True:
-            try:
-                await self._write(event, key)
-                return
-            except Unavailable:
-                if self._clock is None or self.pending >= self._max_pending:
-                    raise
-                if self._clock.seconds() - event.time > MAX_AGE:
-                    raise
-            self.pending += 1
-            try:
-                await deferLater(self._clock, self._retry.delay(attempt))
-            finally:
-                self.pending -= 1
-            attempt += 1
+        if self._clock is None:
+            await self._write(event, key)
+            return
+        if self.pending >= self._max_pending:
+            patience = 0.0
+        else:
+            patience = max(0.0, event.time + MAX_AGE - self._clock.seconds())
+        self.pending += 1
+        try:
+            await while_unavailable(self._clock, lambda: self._write(event, key), patience=patience, retry=self._retry)
+        finally:
+            self.pending -= 1
 
     def _key(self, event: Event) -> str:
         key = f"{_key_time(event.time)}-{next(self._sequence) % 1_000_000:06d}"

@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from ..core import rfc3339
+from ..core import report_failure, rfc3339
 from ..notify import EventBus, RenewEarly
 from ._certid import BadCertId, cert_id_of_pem
 from ._records import AcmeRepository, CertificateRecord
@@ -83,7 +83,7 @@ class UpstreamRenewalMirror(Service):
         try:
             await self.poll()
         except Exception:
-            self._log.failure("asking the upstream CAs for renewal information failed")
+            report_failure(self._log, "asking the upstream CAs for renewal information failed")
 
     async def poll(self) -> int:
         """

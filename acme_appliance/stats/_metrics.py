@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from ..core import report_failure
 from ..issuance import BudgetUse
 from ..notify import (
     CaBudgetExhausted,
@@ -211,7 +212,7 @@ class Metrics:
         if self._store is not None:
             key = keys.COUNTER_PREFIX + counter + "/" + json.dumps(labels, sort_keys=True, separators=(",", ":"))
             d = Deferred.fromCoroutine(self._store.increment(key))
-            d.addErrback(lambda f: self._log.failure("cannot persist counter {counter}", f, counter=counter))
+            d.addErrback(lambda f: report_failure(self._log, "cannot persist counter {counter}", f, counter=counter))
 
     async def restore(self) -> None:
         """

@@ -32,7 +32,7 @@ from twisted.names.common import ResolverBase
 from twisted.protocols.basic import Int16StringReceiver
 from twisted.protocols.policies import TimeoutMixin
 
-from ..core import InvalidName
+from ..core import InvalidName, report_failure
 from ._dnswire import FastAnswers, SoaFields
 from ._names import normalise_domain
 from ._values import TxtView, ValidationValues
@@ -444,7 +444,7 @@ class DcvDNSServerFactory(ServerFactory):
         try:
             answer = await self.authority.answer(query)
         except Exception:
-            self._log.failure("lookup of {name!r} failed", name=query.name.name)
+            report_failure(self._log, "lookup of {name!r} failed", name=query.name.name)
             return reply.encode(Rcode.SERVFAIL)
         return reply.encode(answer.rcode, answer)
 

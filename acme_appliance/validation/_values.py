@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from ..core import report_failure
 from ..storage import Store, keys
 from ._names import InvalidValue, check_http_path, normalise_domain, normalise_host
 
@@ -321,7 +322,7 @@ class TxtView(Service):
         try:
             await self.refresh()
         except Exception:
-            self._log.failure("could not refresh the dcv TXT view")
+            report_failure(self._log, "could not refresh the dcv TXT view")
 
     def startService(self) -> None:
         super().startService()

@@ -11,11 +11,13 @@ from typing import Any
 from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.ca import CAError
+from acme_appliance.ca import CAError, IssuedCertificate, IssueRequest
 from acme_appliance.notify import EventName
 from acme_appliance.notify.testing import MemoryNotifier
+from acme_appliance.storage import StorageError
 from acme_appliance.testing import ScriptedCA, StubAcmeClient, World, make_csr, self_signed_pem
 
 DOWN = CAError("primary is down", transient=True)
@@ -82,3 +84,68 @@ class JobTests(SynchronousTestCase):
         self.assertIn("deadline", str(getattr(failed[0], "error", "")))
         calls = self.primary.calls + self.backup.calls
         self.assertLess(max(calls), finalized_at + DEADLINE)
+
+
+class StoreAwayTests(JobTests):
+    """
+    The store goes away (Redis restarting) while a job runs: the job waits
+    instead of failing the order, and a certificate the CA issued is not
+    lost.
+    """
+
+    def test_certificate_recorded_once_the_store_is_back(self) -> None:
+        world, client = self.world(["issue"], [])
+        away = [False]
+        real_set, real_issue = world.store.set, self.primary.issue
+
+        async def flaky_set(*args: Any, **kwargs: Any) -> None:
+            if away[0]:
+                raise StorageError("redis 127.0.0.1:6379/0 unavailable: Connection was closed cleanly.")
+            await real_set(*args, **kwargs)
+
+        async def issue_then_away(request: IssueRequest) -> IssuedCertificate:
+            issued = await real_issue(request)
+            away[0] = True
+            return issued
+
+        self.patch(world.store, "set", flaky_set)
+        self.patch(self.primary, "issue", issue_then_away)
+        with capturedLogs() as logs:
+            url = self.finalize(client)
+            world.clock.advance(3.0)
+            away[0] = False
+            order = self.order_at(world, client, url, 10)
+        self.assertEqual(order["status"], "valid", order)
+        self.assertEqual(len(self.primary.calls), 1)
+        issued = [e for e in self.notes.events if e.name is EventName.CERTIFICATE_ISSUED]
+        self.assertEqual(len(issued), 1)
+        self.assertFalse(any(e.get("log_failure") for e in logs))
+
+    def test_order_waits_while_the_store_is_away(self) -> None:
+        """
+        The job meets the store away before the CA issued: one warning, the
+        order stays C{processing}, and the sweep resumes it.
+        """
+        world, client = self.world(["issue"], [])
+        real_issue = self.primary.issue
+        attempts = []
+
+        async def store_away_once(request: IssueRequest) -> IssuedCertificate:
+            attempts.append(request)
+            if len(attempts) == 1:
+                raise StorageError("redis 127.0.0.1:6379/0 unavailable: Connection refused")
+            return await real_issue(request)
+
+        self.patch(self.primary, "issue", store_away_once)
+        # The sweep that resumes queued jobs runs while the service runs.
+        world.issuance.startService()
+        self.addCleanup(world.issuance.stopService)
+        with capturedLogs() as logs:
+            url = self.finalize(client)
+            self.assertEqual(client.post(url, None).json()["status"], "processing")
+            order = self.order_at(world, client, url, 30)
+        waits = [e for e in logs if "waits for the store" in e.get("log_format", "")]
+        self.assertEqual(len(waits), 1)
+        self.assertFalse(any(e.get("log_failure") for e in logs))
+        self.assertEqual(order["status"], "valid", order)
+        self.assertEqual(len(attempts), 2)
