@@ -4,7 +4,7 @@ PYTHON ?= python3
 CONFIG ?= etc/acme-appliance.toml
 TRIAL_JOBS ?= 2
 
-.PHONY: run test unit integration install venv typecheck lint format bench mutants clean
+.PHONY: run test unit integration install venv typecheck lint format bench profile mutants clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ format: install
 bench: install
 	$(VENV)/bin/python -m bench
 
+# Where the appliance's time goes under load: bench.issuance with twistd under
+# cProfile (statistics in profile.stats), then the top functions by own time.
+profile: install
+	$(VENV)/bin/python -m bench.issuance --seconds 10 --profile profile.stats
+	$(VENV)/bin/python -c "import pstats; pstats.Stats('profile.stats').sort_stats('tottime').print_stats(25)"
+
 # Curated mutations of the critical checks, each of which the unit tests must
 # catch (scripts/mutants.toml); by hand and before a release, not in `test`.
 # `make mutants MUTANTS="lock-noop hmac-secret"` runs only those.
@@ -53,4 +59,4 @@ mutants: install
 	$(VENV)/bin/python scripts/mutants.py $(MUTANTS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info _trial_temp* etc/var
+	rm -rf $(VENV) build *.egg-info _trial_temp* etc/var profile.stats

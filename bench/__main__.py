@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import sys
 
-from . import dns, fleet, latency
+from . import dns, fleet, issuance, latency
 
-BENCHMARKS = {"dns": dns.main, "fleet": fleet.main, "latency": latency.main}
+BENCHMARKS = {"dns": dns.main, "fleet": fleet.main, "issuance": issuance.main, "latency": latency.main}
 
 
 def main(argv: list[str]) -> int:

@@ -6,15 +6,27 @@ kept as records in a L{Store}.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any
 
 from attrs import evolve, frozen
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 
 from ..storage import Store, dump_record, get_record, keys, load_record, put_record
 from ._certid import BadCertId, cert_id_of_pem, names_digest, parse_cert_id
+
+
+async def _together(*writes: Coroutine[Any, Any, Any]) -> None:
+    """
+    Start C{writes} at once, in this order (a store may commit them in one
+    transaction), and wait for all; the first failure is raised.
+    """
+    try:
+        await gatherResults([Deferred.fromCoroutine(w) for w in writes], consumeErrors=True)
+    except FirstError as e:
+        e.subFailure.raiseException()
 
 
 class AccountStatus(Enum):
@@ -281,16 +293,20 @@ class AcmeRepository:
 
     async def add_order(self, order: Order, authorizations: list[Authorization]) -> None:
         ttl = self._order_ttl(order)
-        for authz in authorizations:
-            await put_record(self.store, keys.authorization(authz.id), authz, ttl=ttl)
+        # The authorizations before the order, the order before its indexes:
+        # whatever a crash leaves, nothing points to a record not stored.
+        await _together(*(put_record(self.store, keys.authorization(a.id), a, ttl=ttl) for a in authorizations))
         await put_record(self.store, keys.order(order.id), order, ttl=ttl)
-        await self.store.set(keys.account_orders(order.account_id) + order.id, b"", ttl=ttl)
-        await self._index(order, ttl)
+        await _together(
+            self.store.set(keys.account_orders(order.account_id) + order.id, b"", ttl=ttl), self._index(order, ttl)
+        )
 
     async def _index(self, order: Order, ttl: float | None) -> None:
         day = int(order.created // 86400)
-        await self.store.set(keys.order_by_time(day, order_cursor(order)), b"", ttl=ttl)
-        await self.store.set(keys.order_day(day), b"", ttl=ttl)
+        await _together(
+            self.store.set(keys.order_by_time(day, order_cursor(order)), b"", ttl=ttl),
+            self.store.set(keys.order_day(day), b"", ttl=ttl),
+        )
 
     async def index_stored_orders(self) -> int:
         """
@@ -359,23 +375,27 @@ class AcmeRepository:
             sequence = await self.store.increment(keys.certificate_sequence(names_digest(record.names)))
             record = evolve(record, slot=sequence - 1)
         await put_record(self.store, keys.certificate(record.id), record)
-        await self.store.set(keys.certificate_by_serial(record.serial), record.id.encode())
-        await self._index_certificate(record)
+        await _together(
+            self.store.set(keys.certificate_by_serial(record.serial), record.id.encode()),
+            self._index_certificate(record),
+        )
         return record
 
     async def _index_certificate(self, record: CertificateRecord) -> None:
         """
         The renewal indexes of C{record}: by certID, by each name, by token.
         """
+        writes = [self.store.set(keys.certificates_of_token(record.token_id) + record.id, b"")]
         try:
-            await self.store.set(keys.certificate_by_cert_id(cert_id_of_pem(record.chain_pem)), record.id.encode())
+            writes.append(
+                self.store.set(keys.certificate_by_cert_id(cert_id_of_pem(record.chain_pem)), record.id.encode())
+            )
         except (BadCertId, ValueError):
             pass  # no AKI: looked up by serial only
         cursor = f"{int(record.issued * 1000):016d}-{record.id}"
         digest = names_digest(record.names).encode()
-        for name in record.names:
-            await self.store.set(keys.certificates_of_name(name) + cursor, digest)
-        await self.store.set(keys.certificates_of_token(record.token_id) + record.id, b"")
+        writes.extend(self.store.set(keys.certificates_of_name(name) + cursor, digest) for name in record.names)
+        await _together(*writes)
 
     async def update_certificate(
         self,

@@ -1,6 +1,9 @@
 """
-The durable embedded L{Store}: one SQLite file, used from a private
-single-thread pool so that the reactor never waits on disk.
+The durable embedded L{Store}: one SQLite file.  Writes run on a private
+single-thread pool, several queued writes committed in one transaction, so
+that the reactor never waits on a commit; reads (point lookups and prefix
+scans that take microseconds) run on the reactor thread with a read-only
+connection, which WAL mode lets read while the writer thread writes.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from ._interface import Entry, StorageError
@@ -72,14 +77,57 @@ def _purge(conn: sqlite3.Connection, now: float) -> int:
     return conn.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)).rowcount
 
 
+#: One queued write: what it is (for errors), its work, its waiter.
+_Write = tuple[str, Callable[[sqlite3.Connection], Any], Deferred[Any]]
+#: A write's outcome in a batch: succeeded, and its result or exception.
+_Outcome = tuple[bool, Any]
+
+
+def commit_batch(
+    conn: sqlite3.Connection, path: str, writes: list[tuple[str, Callable[[sqlite3.Connection], Any]]]
+) -> list[_Outcome]:
+    """
+    Run C{writes} in one C{BEGIN IMMEDIATE} transaction, each in its own
+    savepoint so that one failing is rolled back alone, and commit.
+
+    @return: Each write's outcome, in order; an outcome counts only once
+        this returns (the commit succeeded).
+    @raise sqlite3.Error: The transaction could not begin or commit;
+        none of the writes happened.
+    """
+    outcomes: list[_Outcome] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for what, work in writes:
+            conn.execute("SAVEPOINT w")
+            try:
+                outcomes.append((True, work(conn)))
+            except Exception as e:
+                conn.execute("ROLLBACK TO w")
+                if isinstance(e, sqlite3.Error):
+                    e = StorageError(f"SQLite store {path}: {what} failed: {e}")
+                outcomes.append((False, e))
+            conn.execute("RELEASE w")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return outcomes
+
+
 class SQLiteStore:
     """
     A L{Store} in an SQLite database file.
 
-    Every operation runs on one dedicated thread with its own connection; the
-    atomic operations are single C{BEGIN IMMEDIATE} transactions, so they are
+    Every write runs on one dedicated thread with its own connection; the
+    atomic operations are C{BEGIN IMMEDIATE} transactions, so they are
     atomic against other processes using the same file too (WAL mode, with a
-    busy timeout of L{BUSY_TIMEOUT} seconds).  Expired rows are invisible,
+    busy timeout of L{BUSY_TIMEOUT} seconds).  Writes queued while the
+    thread is busy are committed together in the next transaction (each in
+    its own savepoint); a write is acknowledged only after its commit.
+    Reads run on the calling (reactor) thread with a second, read-only
+    connection: they see every acknowledged write.  Expired rows are invisible,
     and deleted by a write every L{PURGE_INTERVAL} seconds or by
     L{purge_expired}.
 
@@ -102,6 +150,10 @@ class SQLiteStore:
         self._reactor = reactor
         self._clock = clock
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._queued: list[_Write] = []
+        self._writing = False
+        self._idle: list[Deferred[None]] = []
         self._closed = False
         self._last_purge = clock.seconds()
         # Started on first use, not here: twistd may fork (daemonise) after
@@ -221,6 +273,11 @@ class SQLiteStore:
             raise
         return result
 
+    def _connect_reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only = 1")
+        return conn
+
     def _close_connection(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -232,12 +289,65 @@ class SQLiteStore:
 
     # -- the reactor thread ---------------------------------------------
 
-    async def _run(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
+    def _check_open(self) -> None:
         if self._closed or self._pool.joined:
             raise StorageError(f"SQLite store {self.path} is closed")
+
+    async def _run(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
         if not self._pool.started:
             self._pool.start()
         return await deferToThreadPool(self._reactor, self._pool, self._in_thread, what, work)
+
+    async def _read(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """
+        Run the read-only C{work} on this thread with the reader connection,
+        once the writer thread has opened the database (before that, on the
+        writer thread, which creates the file and its schema).
+        """
+        self._check_open()
+        if self._conn is None:
+            return await self._run(what, work)
+        try:
+            if self._reader is None:
+                self._reader = self._connect_reader()
+            return work(self._reader)
+        except sqlite3.Error as e:
+            raise StorageError(f"SQLite store {self.path}: {what} failed: {e}") from None
+
+    def _flush(self) -> None:
+        """
+        Commit every queued write in one transaction on the writer thread,
+        unless a commit is under way (its completion flushes again).
+        """
+        batch, self._queued = self._queued, []
+        self._writing = bool(batch)
+        if not batch:
+            idle, self._idle = self._idle, []
+            for waiter in idle:
+                waiter.callback(None)
+            return
+        if self._pool.joined:
+            self._committed(Failure(StorageError(f"SQLite store {self.path} is closed")), batch)
+            return
+        if not self._pool.started:
+            self._pool.start()
+        writes = [(what, work) for what, work, _ in batch]
+        what = writes[0][0] if len(writes) == 1 else f"commit of {len(writes)} writes"
+        done = deferToThreadPool(
+            self._reactor, self._pool, self._in_thread, what, lambda conn: commit_batch(conn, self.path, writes)
+        )
+        done.addBoth(self._committed, batch)
+
+    def _committed(self, outcomes: list[_Outcome] | Failure, batch: list[_Write]) -> None:
+        for index, (_, _, waiter) in enumerate(batch):
+            if isinstance(outcomes, Failure):
+                waiter.errback(outcomes)
+            elif outcomes[index][0]:
+                waiter.callback(outcomes[index][1])
+            else:
+                waiter.errback(outcomes[index][1])
+        self._flush()
 
     async def _write(self, what: str, work: Callable[[sqlite3.Connection, float], T]) -> T:
         now = self._clock.seconds()
@@ -250,7 +360,12 @@ class SQLiteStore:
                 _purge(conn, now)
             return work(conn, now)
 
-        return await self._run(what, lambda conn: self._transaction(conn, transaction))
+        self._check_open()
+        done: Deferred[T] = Deferred()
+        self._queued.append((what, transaction, done))
+        if not self._writing:
+            self._flush()
+        return await done
 
     async def purge_expired(self) -> int:
         """
@@ -265,7 +380,7 @@ class SQLiteStore:
     async def get(self, key: str) -> bytes | None:
         check_entry(key, None)
         now = self._clock.seconds()
-        found = await self._run(f"get {key!r}", lambda conn: _live_value(conn, key, now))
+        found = await self._read(f"get {key!r}", lambda conn: _live_value(conn, key, now))
         return None if found is None else found[0]
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
@@ -336,7 +451,7 @@ class SQLiteStore:
         def scan(conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
             return [(k, bytes(v)) for k, v in conn.execute(query, args)]
 
-        return await self._run(f"scan {prefix!r}", scan)
+        return await self._read(f"scan {prefix!r}", scan)
 
     async def close(self) -> None:
         """
@@ -346,6 +461,13 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
+        if self._writing:
+            idle: Deferred[None] = Deferred()
+            self._idle.append(idle)
+            await idle
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         try:
             if self._pool.started:
                 await deferToThreadPool(self._reactor, self._pool, self._close_connection)

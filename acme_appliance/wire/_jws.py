@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -226,9 +227,36 @@ def _key_b64(jobj: Mapping[str, Any], name: str, kty: str, size: int | None = No
     return value
 
 
-def _parse_jwk(jobj: Any) -> josepy.JWK:
-    if not isinstance(jobj, dict):
-        raise malformed("jwk must be a JSON object")
+class JwkCache:
+    """
+    The last C{size} public JWKs parsed, by their JSON text: an account's
+    key (embedded or stored) is checked and loaded once, not per request.
+    Only keys that passed every check are kept.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._keys: OrderedDict[str, josepy.JWK] = OrderedDict()
+
+    def parse(self, jobj: Any) -> josepy.JWK:
+        """L{_load_jwk} of C{jobj}, from the cache when seen lately."""
+        if not isinstance(jobj, dict):
+            raise malformed("jwk must be a JSON object")
+        try:
+            text = json.dumps(jobj, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            return _load_jwk(jobj)
+        jwk = self._keys.get(text)
+        if jwk is not None:
+            self._keys.move_to_end(text)
+            return jwk
+        jwk = self._keys[text] = _load_jwk(jobj)
+        if len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+        return jwk
+
+
+def _load_jwk(jobj: dict[str, Any]) -> josepy.JWK:
     kty = jobj.get("kty")
     if not isinstance(kty, str):
         raise malformed("jwk must have a string 'kty'")
@@ -266,6 +294,11 @@ def _parse_jwk(jobj: Any) -> josepy.JWK:
         raise _bad_key(f"jwk is not a valid {kty} public key: {e}")
     assert isinstance(jwk, josepy.JWK)
     return jwk
+
+
+#: The JWKs parsed lately, shared by every request.
+_jwk_cache = JwkCache()
+_parse_jwk = _jwk_cache.parse
 
 
 def _check_alg_for_key(alg: str, jwk: josepy.JWK) -> None:

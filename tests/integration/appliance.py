@@ -81,6 +81,8 @@ class Appliance:
         self.tls_cert = os.path.join(self.dir, "tls.pem")
         self.process: subprocess.Popen[bytes] | None = None
         self._started = False
+        #: More twistd options, before the plugin name (e.g. C{--profile}).
+        self.twistd_options: list[str] = []
 
     def _configure(self) -> None:
         """
@@ -139,7 +141,15 @@ state_dir = "state"
         """
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "acme-appliance", "--config", self.config],
+            [
+                os.path.join(BIN, "twistd"),
+                "-n",
+                "--pidfile=",
+                *self.twistd_options,
+                "acme-appliance",
+                "--config",
+                self.config,
+            ],
             cwd=self.dir,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -400,10 +400,11 @@ class SQLiteStoreTests(StoreContract, TestCase):
         self.assertEqual(columns, {"key": ("TEXT", 0, 1), "value": ("BLOB", 1, 0), "expires_at": ("REAL", 0, 0)})
         self.assertEqual(self._rows(), [("k", b"v", 7.0)])
 
-    async def test_runs_off_the_reactor_thread(self) -> None:
+    async def test_writes_run_off_the_reactor_thread(self) -> None:
         # The result comes back through callFromThread, so it cannot be
-        # there before the reactor turns: the call did not block.
-        pending = Deferred.fromCoroutine(self.store.get("k"))
+        # there before the reactor turns: the call did not block.  (Reads
+        # run on the reactor thread: tests/unit/test_sqlite_fast.py.)
+        pending = Deferred.fromCoroutine(self.store.set("k", b"v"))
         self.assertNoResult(pending)
         self.assertIsNone(await pending)
 

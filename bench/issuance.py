@@ -1,0 +1,191 @@
+"""
+Issuance throughput: certificate flows per second through the appliance
+with its built-in CA and a policy without validation, versus Pebble with
+always-valid validation, the same client processes for both.
+
+    python -m bench.issuance [--seconds S] [--processes N] [--poll SECONDS]
+
+Each of N processes (certbot's C{acme} library) registers one account, then
+repeats the flow for S seconds: new order (a name not ordered before) →
+authorizations → answer the challenge where one is pending (Pebble) →
+finalize → poll the order every C{--poll} seconds → download the
+certificate.  Prints flows/s of each side, the ratio appliance/Pebble, and
+the appliance's resident memory (VmRSS) after its run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import josepy
+from acme import challenges, client, messages
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.integration.appliance import Appliance
+from tests.integration.test_acme_library import new_csr
+from tests.integration.tools import closed_port, free_port
+from tests.integration.world import Pebble
+
+from .fleet import Harness
+
+TARGET = 1.0
+RSS_TARGET_MIB = 150
+DOMAIN = "example.com"
+
+
+def _flow(acme: client.ClientV2, key: josepy.JWKEC, poll: float) -> None:
+    """One certificate for a new name, start to download."""
+    pem, _ = new_csr([f"{uuid.uuid4().hex[:16]}.{DOMAIN}"])
+    order = acme.new_order(pem)
+    for authz in order.authorizations:
+        if authz.body.status == messages.STATUS_PENDING:
+            for challenge in authz.body.challenges:
+                if isinstance(challenge.chall, challenges.HTTP01):
+                    acme.answer_challenge(challenge, challenge.response(key))
+                    break
+    for authz in order.authorizations:
+        while acme._authzr_from_response(acme._post_as_get(authz.uri), uri=authz.uri).body.status != (
+            messages.STATUS_VALID
+        ):
+            time.sleep(poll)
+    response = acme._post(order.body.finalize, messages.CertificateRequest(csr=x509.load_pem_x509_csr(pem)))
+    while True:
+        body = messages.Order.from_json(response.json())
+        if body.status == messages.STATUS_VALID and body.certificate is not None:
+            acme._post_as_get(body.certificate)
+            return
+        if body.status == messages.STATUS_INVALID:
+            raise RuntimeError(f"order {order.uri} is invalid: {body.error}")
+        time.sleep(poll)
+        response = acme._post_as_get(order.uri)
+
+
+def _worker(directory_url: str, verify: str, seconds: float, poll: float, start: Any, results: Any) -> None:
+    """One client process: an account, then flows until the time is up."""
+    try:
+        key = josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+        net = client.ClientNetwork(key, alg=josepy.ES256, verify_ssl=verify, user_agent="bench")  # type: ignore[arg-type]
+        acme = client.ClientV2(client.ClientV2.get_directory(directory_url, net), net)
+        acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
+        start.wait()
+        end = time.monotonic() + seconds
+        flows = 0
+        while time.monotonic() < end:
+            _flow(acme, key, poll)
+            flows += 1
+        results.put((flows, None))
+    except Exception as e:
+        results.put((0, f"{e.__class__.__name__}: {e}"))
+
+
+def run_clients(directory_url: str, verify: str, processes: int, seconds: float, poll: float) -> float:
+    """Flows per second of C{processes} client processes over C{seconds}."""
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    results = context.Queue()
+    workers = [
+        context.Process(target=_worker, args=(directory_url, verify, seconds, poll, start, results))
+        for _ in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    time.sleep(1.0)  # let the processes register their accounts before the clock starts
+    started = time.monotonic()
+    start.set()
+    outcomes = [results.get(timeout=seconds + 120) for _ in workers]
+    elapsed = time.monotonic() - started
+    for w in workers:
+        w.join()
+    errors = [e for _, e in outcomes if e is not None]
+    if errors:
+        raise RuntimeError(f"{len(errors)} client process(es) failed: {errors[0]}")
+    return sum(n for n, _ in outcomes) / elapsed
+
+
+def vm_rss_mib(pid: int) -> float:
+    """The resident set of process C{pid} in MiB (VmRSS of /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def pebble(harness: Harness) -> Pebble:
+    """A Pebble that finds every challenge valid without looking."""
+    os.environ["PEBBLE_VA_ALWAYS_VALID"] = "1"  # the Pebble process inherits it (NOSLEEP, NONCEREJECT are set)
+    directory = os.path.abspath(harness.mktemp())
+    os.makedirs(directory)
+    ca = Pebble(harness, directory, dns_server=f"127.0.0.1:{closed_port(harness)}", http_port=free_port())  # type: ignore[arg-type]
+    ca.start()
+    return ca
+
+
+def appliance(harness: Harness, extra: str, profile: str | None) -> Appliance:
+    """
+    The real twistd with the built-in CA, SQLite storage and no validation;
+    under cProfile, its statistics saved to C{profile} at exit, if given.
+    """
+    app = Appliance(harness, extra=extra)  # type: ignore[arg-type]
+    if profile is not None:
+        app.twistd_options = [f"--profile={os.path.abspath(profile)}", "--profiler=cprofile", "--savestats"]
+    app.start()
+    return app
+
+
+def _side(label: str, make: Callable[[], tuple[str, str, Any]], args: argparse.Namespace) -> tuple[float, Any]:
+    url, verify, handle = make()
+    run_clients(url, verify, args.processes, min(2.0, args.seconds), args.poll)  # warm-up, not counted
+    rate = run_clients(url, verify, args.processes, args.seconds, args.poll)
+    print(f"{label}: {rate:.1f} flows/s", flush=True)
+    return rate, handle
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.issuance", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per side (15)")
+    parser.add_argument("--processes", type=int, default=4, help="client processes (4)")
+    parser.add_argument("--poll", type=float, default=0.02, help="client poll interval in seconds (0.02)")
+    parser.add_argument("--profile", metavar="FILE", help="run the appliance under cProfile, statistics to FILE")
+    parser.add_argument("--extra", default="", help="more appliance configuration (TOML)")
+    args = parser.parse_args(argv)
+    harness = Harness()
+    try:
+        app_rate, app = _side(
+            "appliance (built-in CA, validation none)",
+            lambda: (lambda a: (a.directory("shop"), a.tls_cert, a))(appliance(harness, args.extra, args.profile)),
+            args,
+        )
+        assert app.process is not None
+        rss = vm_rss_mib(app.process.pid)
+        app.stop()
+        pebble_rate, _ = _side(
+            "Pebble (always-valid)", lambda: (lambda p: (p.directory_url, p.tls_ca, p))(pebble(harness)), args
+        )
+    finally:
+        harness.close()
+    ratio = app_rate / pebble_rate
+    print()
+    print("| measure | appliance | Pebble | ratio | target |")
+    print("|---|---:|---:|---:|---|")
+    print(
+        f"| issuance flows/s ({args.processes} processes, {args.seconds:g} s) | {app_rate:.1f} | {pebble_rate:.1f} "
+        f"| {ratio:.2f}x | ≥ {TARGET}x ({'meets' if ratio >= TARGET else 'misses'}) |"
+    )
+    print(
+        f"| appliance VmRSS after the run | {rss:.0f} MiB | | | < {RSS_TARGET_MIB} MiB "
+        f"({'meets' if rss < RSS_TARGET_MIB else 'misses'}) |"
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

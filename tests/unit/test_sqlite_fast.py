@@ -1,0 +1,167 @@
+"""
+The SQLite store's fast paths: reads on the reactor thread through a
+read-only connection, and queued writes committed together in one
+transaction (each in its own savepoint, acknowledged after the commit).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from acme_appliance.storage import StorageError
+from acme_appliance.storage import sqlite as sqlite_module
+from acme_appliance.storage.sqlite import SQLiteStore, commit_batch
+
+from .test_storage import gather
+
+reactor = IReactorFromThreads(_reactor)
+
+
+class _StoreCase(TestCase):
+    """A case with C{self.store}, an open L{SQLiteStore} in a new file."""
+
+    def setUp(self) -> Deferred[None]:  # type: ignore[override]
+        self.clock = Clock()
+        self.path = os.path.join(self.mktemp(), "state.db")
+        return Deferred.fromCoroutine(self._opened())
+
+    async def _opened(self) -> None:
+        self.store = await self.open_store()
+
+    async def open_store(self) -> SQLiteStore:
+        """Another store on the same file, closed at clean-up."""
+        opened = await SQLiteStore.open(self.path, reactor=reactor, clock=self.clock)
+        self.addCleanup(lambda: Deferred.fromCoroutine(opened.close()))
+        return opened
+
+
+class ReaderOnReactorTests(_StoreCase):
+    async def test_reads_complete_at_once(self) -> None:
+        await self.store.set("k", b"v")
+        await self.store.set("p/a", b"1")
+        got = Deferred.fromCoroutine(self.store.get("k"))
+        scanned = Deferred.fromCoroutine(self.store.scan("p/"))
+        self.assertEqual(self.successResultOf(got), b"v")
+        self.assertEqual(self.successResultOf(scanned), [("p/a", b"1")])
+
+    async def test_reads_see_other_connections_commits(self) -> None:
+        other = await self.open_store()
+        self.assertIsNone(await self.store.get("k"))
+        await other.set("k", b"from the other")
+        self.assertEqual(await self.store.get("k"), b"from the other")
+
+    async def test_reader_cannot_write(self) -> None:
+        await self.store.get("k")
+        assert self.store._reader is not None
+        with self.assertRaises(sqlite3.OperationalError):
+            self.store._reader.execute("DELETE FROM kv")
+
+    async def test_closed_reader(self) -> None:
+        await self.store.get("k")
+        await self.store.close()
+        self.assertIsNone(self.store._reader)
+        with self.assertRaises(StorageError):
+            await self.store.scan("")
+
+
+class WriteBatchTests(_StoreCase):
+    async def _opened(self) -> None:
+        await super()._opened()
+        self.batches: list[int] = []
+        real = sqlite_module.commit_batch
+
+        def counting(conn: sqlite3.Connection, path: str, writes: list[Any]) -> Any:
+            self.batches.append(len(writes))
+            return real(conn, path, writes)
+
+        self.patch(sqlite_module, "commit_batch", counting)
+
+    async def test_queued_writes_share_a_commit(self) -> None:
+        results = await gather(
+            *(self.store.set(f"k/{i}", b"v") for i in range(10)),
+            self.store.add("k/0", b"late"),
+            self.store.increment("n"),
+            self.store.increment("n"),
+        )
+        self.assertEqual(results[10:], [False, 1, 2])
+        self.assertEqual(self.batches, [1, 12])
+        self.assertEqual(len(await self.store.scan("k/")), 10)
+
+    async def test_one_failure_fails_alone(self) -> None:
+        await self.store.set("text", b"not a number")
+        self.batches.clear()
+        first = Deferred.fromCoroutine(self.store.set("a", b"1"))
+        bad = Deferred.fromCoroutine(self.store.increment("text"))
+        good = Deferred.fromCoroutine(self.store.set("b", b"2"))
+        await first
+        await good
+        self.failureResultOf(bad, StorageError)
+        self.assertEqual(self.batches, [3])
+        self.assertEqual(await self.store.get("b"), b"2")
+
+    async def test_close_waits_for_queued_writes(self) -> None:
+        pending = [Deferred.fromCoroutine(self.store.set(f"k/{i}", b"v")) for i in range(5)]
+        await self.store.close()
+        for d in pending:
+            self.assertIsNone(self.successResultOf(d))
+        again = await self.open_store()
+        self.assertEqual(len(await again.scan("k/")), 5)
+
+    async def test_writes_after_the_pool_stopped_fail(self) -> None:
+        self.store._stop_pool()
+        self.store._closed = False
+        self.store._queued.append(("set 'k'", lambda conn: None, done := Deferred[Any]()))
+        self.store._flush()
+        self.failureResultOf(done, StorageError)
+
+
+def _put(key: str, fail: bool = False) -> Callable[[sqlite3.Connection], str]:
+    def work(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO kv (key, value) VALUES (?, ?)", (key, b"v"))
+        if fail:
+            raise ValueError(f"{key} refused")
+        return key
+
+    return work
+
+
+class CommitBatchTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.conn = sqlite3.connect(":memory:", isolation_level=None)
+        self.conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at REAL NULL)")
+        self.addCleanup(self.conn.close)
+
+    def keys(self) -> list[str]:
+        return [k for (k,) in self.conn.execute("SELECT key FROM kv ORDER BY key")]
+
+    def test_failed_write_rolled_back_alone(self) -> None:
+        outcomes = commit_batch(self.conn, "db", [("a", _put("a")), ("b", _put("b", fail=True)), ("c", _put("c"))])
+        self.assertEqual([(ok, str(v)) for ok, v in outcomes], [(True, "a"), (False, "b refused"), (True, "c")])
+        self.assertEqual(self.keys(), ["a", "c"])
+        self.assertFalse(self.conn.in_transaction)
+
+    def test_sqlite_error_named(self) -> None:
+        outcomes = commit_batch(self.conn, "db", [("set 'a'", _put("a")), ("set 'a' again", _put("a"))])
+        self.assertEqual(outcomes[0], (True, "a"))
+        self.assertFalse(outcomes[1][0])
+        self.assertIsInstance(outcomes[1][1], StorageError)
+        self.assertIn("SQLite store db: set 'a' again failed: UNIQUE constraint failed", str(outcomes[1][1]))
+        self.assertEqual(self.keys(), ["a"])
+
+    def test_failed_commit_keeps_nothing(self) -> None:
+        def breaks(conn: sqlite3.Connection) -> None:
+            conn.execute("RELEASE w")  # ends the savepoint early: the batch's RELEASE fails
+
+        with self.assertRaises(sqlite3.OperationalError):
+            commit_batch(self.conn, "db", [("a", _put("a")), ("x", breaks)])
+        self.assertFalse(self.conn.in_transaction)
+        self.assertEqual(self.keys(), [])
