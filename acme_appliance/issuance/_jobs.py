@@ -407,11 +407,15 @@ class IssuanceService(Service):
                 ),
             )
         )
+        if stored is not None and stored.certificate_id == record.id:
+            # This job made the order valid (not one that resumed it): it tells.
+            self._announce(order, record, issued, mode, now)
         await self._stored(lambda: self._repo.dequeue(order.id))
-        await self._release(order.token_id, order.id)
-        if stored is None or stored.certificate_id != record.id:
-            # Another job (one that resumed this order) completed it first.
-            return
+        await self._stored(lambda: self._release(order.token_id, order.id))
+
+    def _announce(
+        self, order: Order, record: CertificateRecord, issued: IssuedCertificate, mode: IssueMode, now: float
+    ) -> None:
         self._log.info(
             "order {order_id} issued by {ca} ({mode}, serial {serial})",
             order_id=order.id,

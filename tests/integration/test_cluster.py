@@ -9,6 +9,7 @@ register one upstream account.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -215,12 +216,18 @@ class ClusterTests(SynchronousTestCase):
         self.assertEqual(response.status_code, 200, response.text)
         return cast(list[dict[str, Any]], response.json()["history"])
 
+    def announced(self, order_id: str) -> bool:
+        return any(e["event"] == "certificate.issued" for e in self.history(order_id))
+
     def issued_once(self, orders: list[str]) -> set[str | None]:
         """
         Each order valid, announced issued exactly once; the nodes that did.
         """
         nodes = set()
         for order_id in orders:
+            # The journal is written in the background (again once the store
+            # is back, after an outage).
+            wait_for(functools.partial(self.announced, order_id), 30, f"order {order_id}'s certificate.issued")
             issued = [e for e in self.history(order_id) if e["event"] == "certificate.issued"]
             self.assertEqual(len(issued), 1, (order_id, issued))
             nodes.add(issued[0].get("node"))

@@ -149,3 +149,26 @@ class StoreAwayTests(JobTests):
         self.assertFalse(any(e.get("log_failure") for e in logs))
         self.assertEqual(order["status"], "valid", order)
         self.assertEqual(len(attempts), 2)
+
+    def test_announced_when_the_store_goes_after_the_order_is_valid(self) -> None:
+        """
+        The order was made valid, then the store went away while the job
+        tidied up: the issuance is announced all the same, once.
+        """
+        world, client = self.world(["issue"], [])
+        real_release = world.issuance._release
+        calls = []
+
+        async def release_away_once(token_id: str, order_id: str) -> None:
+            calls.append(order_id)
+            if len(calls) == 1:
+                raise StorageError("redis 127.0.0.1:6379/0 unavailable: Connection refused")
+            await real_release(token_id, order_id)
+
+        self.patch(world.issuance, "_release", release_away_once)
+        url = self.finalize(client)
+        order = self.order_at(world, client, url, 5)
+        self.assertEqual(order["status"], "valid", order)
+        issued = [e for e in self.notes.events if e.name is EventName.CERTIFICATE_ISSUED]
+        self.assertEqual(len(issued), 1)
+        self.assertEqual(len(calls), 2)
