@@ -147,7 +147,7 @@ class PrometheusTests(ToolTestCase):
         C{promtool check rules} accepts the alert rules and finds all of them.
         """
         output = self.run_tool([self.promtool, "check", "rules", "acme-appliance-alerts.yml"], cwd=PROMETHEUS)
-        self.assertEqual(self.rule_count(), 4)
+        self.assertEqual(self.rule_count(), 5)
         self.assertIn(f"SUCCESS: {self.rule_count()} rules found", output)
 
     def test_alert_metrics_exist(self) -> None:
@@ -159,7 +159,7 @@ class PrometheusTests(ToolTestCase):
             exported |= {family.name, f"{family.name}_total"} if family.type == "counter" else {family.name}
         rules = read(os.path.join(PROMETHEUS, "acme-appliance-alerts.yml"))
         used = set(re.findall(r"\bacme_appliance_\w+", rules))
-        self.assertEqual(len(used), 4)
+        self.assertEqual(len(used), 5)
         self.assertEqual(used - exported, set())
 
     def test_scrape_config(self) -> None:
