@@ -165,6 +165,8 @@ class _Worker:
     def __init__(self, number: int) -> None:
         self.number = number
         self.process: IProcessTransport | None = None
+        #: The running process's id (the transport forgets it once it ended).
+        self.pid: int | None = None
         self.started = 0.0
         self.quick_deaths = 0
         self.restart: IDelayedCall | None = None
@@ -253,7 +255,7 @@ class WorkerSupervisor(Service):
         """
         The process id of each running worker, by number.
         """
-        return {w.number: w.process.pid for w in self.workers if w.process is not None and w.process.pid is not None}
+        return {w.number: w.pid for w in self.workers if w.process is not None and w.pid is not None}
 
     def startService(self) -> None:
         super().startService()
@@ -267,14 +269,14 @@ class WorkerSupervisor(Service):
         worker.process = self._processes.spawnProcess(
             _WorkerProtocol(self, worker), self._executable, args, env=dict(os.environ), childFDs=child_fds
         )
-        self._log.info("started worker {worker} (pid {pid})", worker=worker.number, pid=worker.process.pid)
+        worker.pid = worker.process.pid
+        self._log.info("started worker {worker} (pid {pid})", worker=worker.number, pid=worker.pid)
 
     def ended(self, worker: _Worker, reason: Failure) -> None:
         """
         Worker C{worker}'s process ended: start it again unless stopping.
         """
-        pid = worker.process.pid if worker.process is not None else None
-        worker.process = None
+        pid, worker.process, worker.pid = worker.pid, None, None
         waiters, worker.ended = worker.ended, []
         for waiter in waiters:
             waiter.callback(None)

@@ -241,6 +241,8 @@ class _ProcessReactor(MemoryReactorClock):
         return process  # type: ignore[return-value]
 
     def end(self, index: int, reason: Exception | None = None) -> None:
+        # As Twisted's process transports, once reaped.
+        self.spawned[index][4].pid = None  # type: ignore[assignment]
         self.spawned[index][0].processEnded(Failure(reason if reason is not None else ProcessDone(0)))
 
 
