@@ -44,7 +44,8 @@ R = TypeVar("R")
 
 class AdoptionError(Exception):
     """
-    A worker was not given the socket of one of its listeners.
+    A worker was not given the socket of one of its listeners, or cannot
+    use it.
     """
 
 
@@ -84,7 +85,10 @@ class ListeningSockets:
             if name not in self.adopted:
                 raise AdoptionError(f"no inherited socket for the {name} listener")
             fd = self.adopted[name]
-            port = adopt(fd)
+            try:
+                port = adopt(fd)
+            except OSError as e:
+                raise AdoptionError(f"cannot adopt the socket of the {name} listener (fd {fd}): {e.strerror}") from None
             # The port listens on its own duplicate.
             os.close(fd)
         self.ports[name] = port

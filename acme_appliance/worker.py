@@ -67,20 +67,22 @@ def line_observer(stream: IO[str]) -> ILogObserver:
 
 
 @implementer(IReadDescriptor)
-class _ParentWatch:
+class ParentWatch:
     """
-    Reads the worker's stdin: its end means the main worker is gone.
+    Reads the worker's stdin (C{fd}), a pipe from the main worker: its end
+    means the main worker is gone, and calls C{on_gone}.
     """
 
-    def __init__(self, on_gone: Callable[[], object]) -> None:
+    def __init__(self, on_gone: Callable[[], object], fd: int = 0) -> None:
         self._on_gone = on_gone
+        self._fd = fd
 
     def fileno(self) -> int:
-        return 0
+        return self._fd
 
     def doRead(self) -> Failure | None:
         try:
-            data = os.read(0, 4096)
+            data = os.read(self._fd, 4096)
         except BlockingIOError:
             return None
         return None if data else Failure(CONNECTION_DONE)
@@ -110,7 +112,10 @@ def build(argv: list[str], reactor: IApplianceReactor) -> ApplianceService:
     return service
 
 
-def _stop(reactor: IApplianceReactor) -> None:
+def stop(reactor: IApplianceReactor) -> None:
+    """
+    Stop C{reactor} unless it is stopping already.
+    """
     try:
         reactor.stop()
     except ReactorNotRunning:
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     os.set_blocking(0, False)
-    cast(IReactorFDSet, reactor).addReader(_ParentWatch(lambda: _stop(reactor)))
+    cast(IReactorFDSet, reactor).addReader(ParentWatch(lambda: stop(reactor)))
     reactor.run()
 
 

@@ -10,7 +10,7 @@ import os
 import socket
 from typing import Any
 
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ConnectionDone, ProcessDone, ProcessTerminated, ReactorNotRunning
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions
@@ -33,7 +33,7 @@ from acme_appliance.config import load_config
 from acme_appliance.core import Backoff
 from acme_appliance.storage import MemoryStore
 from acme_appliance.tap import ApplianceService
-from acme_appliance.worker import line_observer, parse_args
+from acme_appliance.worker import ParentWatch, line_observer, parse_args, stop
 
 from .test_config import ConfigTestCase, setting
 
@@ -199,6 +199,19 @@ class ListeningSocketsTests(SynchronousTestCase):
         reactor: Any = MemoryReactorClock()
         e = self.assertRaises(AdoptionError, sockets.reactor_for("dns", reactor).listenUDP, 53, "protocol", "", 512)
         self.assertEqual(str(e), "no inherited socket for the dns/udp listener")
+
+    def test_worker_bad_socket(self) -> None:
+        """
+        A descriptor that is not an open socket is named in the error.
+        """
+        read, write = os.pipe()
+        self.addCleanup(os.close, read)
+        self.addCleanup(os.close, write)
+        reactor: Any = MemoryReactorClock()
+        for fd in (read, 1000):
+            sockets = ListeningSockets({"acme": fd})
+            e = self.assertRaises(AdoptionError, sockets.reactor_for("acme", reactor).listenTCP, 443, None)
+            self.assertTrue(str(e).startswith(f"cannot adopt the socket of the acme listener (fd {fd}): "), str(e))
 
     def test_other_reactor_methods(self) -> None:
         """
@@ -404,6 +417,44 @@ class LineObserverTests(SynchronousTestCase):
         observe = line_observer(out)
         observe({"log_format": "hello {who}", "who": "there", "log_namespace": "ns", "log_time": 0.0})
         self.assertEqual(out.getvalue(), "[ns#-] hello there\n")
+
+
+class ParentWatchTests(SynchronousTestCase):
+    def test_end_of_stdin(self) -> None:
+        """
+        Data on the pipe from the main worker is ignored; its end stops the
+        worker's reactor.
+        """
+        read, write = os.pipe()
+        self.addCleanup(os.close, read)
+        os.set_blocking(read, False)
+        gone: list[bool] = []
+        watch = ParentWatch(lambda: gone.append(True), read)
+        self.assertEqual(watch.fileno(), read)
+        self.assertIsNone(watch.doRead())
+        os.write(write, b"x")
+        self.assertIsNone(watch.doRead())
+        os.close(write)
+        reason = watch.doRead()
+        assert reason is not None
+        self.assertIsInstance(reason.value, ConnectionDone)
+        watch.connectionLost(reason)
+        self.assertEqual(gone, [True])
+
+    def test_stop_once(self) -> None:
+        """
+        Stopping a reactor that stops already is no error.
+        """
+        reactor: Any = MemoryReactorClock()
+        reactor.running = True
+        stop(reactor)
+        self.assertTrue(reactor.hasStopped)
+
+        def stopping() -> None:
+            raise ReactorNotRunning("Can't stop reactor that isn't running.")
+
+        reactor.stop = stopping
+        stop(reactor)
 
 
 CONFIG = """
