@@ -36,6 +36,7 @@ from acme_appliance.tap import ApplianceService
 from acme_appliance.worker import ParentWatch, line_observer, parse_args, stop
 
 from .test_config import ConfigTestCase, setting
+from .test_tap_wiring import CONFIG as TAP_CONFIG
 
 
 class WorkersConfigTests(ConfigTestCase):
@@ -457,30 +458,10 @@ class ParentWatchTests(SynchronousTestCase):
         stop(reactor)
 
 
-CONFIG = """
-[acme]
-listen = "tcp:0:interface=127.0.0.1"
-base_url = "https://acme.test:8443"
-workers = {workers}
-
-[admin]
-listen = "tcp:0:interface=127.0.0.1"
-api_key_file = "admin.key"
-
-[storage]
-url = "sqlite:state.db"
-state_dir = "var"
-
-[[ca]]
-name = "builtin"
-kind = "local"
-
-[[policy]]
-name = "shop"
-primary_ca = "builtin"
-validation = "none"
-allowed_domains = ["example.com"]
-"""
+#: The wiring tests' configuration, on SQLite, with an admin listener.
+CONFIG = TAP_CONFIG.replace('url = "memory:"', 'url = "sqlite:state.db"').replace(
+    "[storage]", '[admin]\nlisten = "tcp:0:interface=127.0.0.1"\napi_key_file = "admin.key"\n\n[storage]'
+)
 
 
 class WiringTests(SynchronousTestCase):
@@ -489,7 +470,7 @@ class WiringTests(SynchronousTestCase):
         os.makedirs(directory)
         path = os.path.join(directory, "appliance.toml")
         with open(path, "w") as f:
-            f.write(CONFIG.format(workers=workers))
+            f.write(CONFIG.replace("[acme]\n", f"[acme]\nworkers = {workers}\n"))
         self.reactor = MemoryReactorClock()
         return ApplianceService(
             load_config(path),
