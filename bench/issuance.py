@@ -9,8 +9,9 @@ Each of N processes (certbot's C{acme} library) registers one account, then
 repeats the flow for S seconds: new order (a name not ordered before) →
 authorizations → answer the challenge where one is pending (Pebble) →
 finalize → poll the order every C{--poll} seconds → download the
-certificate.  Prints flows/s of each side, the ratio appliance/Pebble, and
-the appliance's resident memory (VmRSS, all its processes) after its run.
+certificate.  Prints flows/s of each side, the ratio appliance/Pebble, the
+CPU time each server used per flow, and the appliance's resident memory
+(VmRSS, all its processes) after its run.
 C{--workers 1,2} runs the appliance once per C{[acme] workers} count given.
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 
 import josepy
 from acme import challenges, client, messages
+from attrs import frozen
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -143,12 +145,12 @@ def appliance(harness: Harness, extra: str, profile: str | None, workers: int = 
     return app
 
 
-def appliance_rss_mib(app: WorkersAppliance) -> float:
+def appliance_pids(app: WorkersAppliance) -> list[int]:
     """
-    The resident memory of the appliance's processes, main and workers.
+    The appliance's processes, main and workers.
     """
     assert app.process is not None
-    return sum(vm_rss_mib(pid) for pid in [app.process.pid, *app.worker_pids().values()])
+    return [app.process.pid, *app.worker_pids().values()]
 
 
 def _counts(text: str) -> list[int]:
@@ -161,27 +163,56 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
-def _side(label: str, make: Callable[[], tuple[str, str, Any]], args: argparse.Namespace) -> tuple[float, Any]:
+def cpu_seconds(pids: list[int]) -> float:
+    """
+    The CPU time (user and system) processes C{pids} used so far.
+    """
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@frozen
+class Side:
+    """
+    One side's figures: flows/s, and the CPU its server used per flow.
+    """
+
+    rate: float
+    cpu_ms: float
+
+
+def _side(
+    label: str, make: Callable[[], tuple[str, str, Any]], pids: Callable[[Any], list[int]], args: argparse.Namespace
+) -> tuple[Side, Any]:
     url, verify, handle = make()
     run_clients(url, verify, args.processes, min(2.0, args.seconds), args.poll)  # warm-up, not counted
+    before, started = cpu_seconds(pids(handle)), time.monotonic()
     rate = run_clients(url, verify, args.processes, args.seconds, args.poll)
-    print(f"{label}: {rate:.1f} flows/s", flush=True)
-    return rate, handle
+    flows = rate * (time.monotonic() - started)
+    side = Side(rate, 1000 * (cpu_seconds(pids(handle)) - before) / max(flows, 1.0))
+    print(f"{label}: {rate:.1f} flows/s, server CPU {side.cpu_ms:.1f} ms a flow", flush=True)
+    return side, handle
 
 
-def _appliance_side(harness: Harness, args: argparse.Namespace, workers: int) -> tuple[float, float]:
+def _appliance_side(harness: Harness, args: argparse.Namespace, workers: int) -> tuple[Side, float]:
     """
-    Flows/s and VmRSS (MiB) of the appliance with C{workers} processes.
+    The figures and VmRSS (MiB, all processes) of the appliance with
+    C{workers} processes.
     """
     label = f"appliance (built-in CA, validation none, workers = {workers})"
-    rate, app = _side(
+    side, app = _side(
         label,
         lambda: (lambda a: (a.directory("shop"), a.tls_cert, a))(appliance(harness, args.extra, args.profile, workers)),
+        appliance_pids,
         args,
     )
-    rss = appliance_rss_mib(app)
+    rss = sum(vm_rss_mib(pid) for pid in appliance_pids(app))
     app.stop()
-    return rate, rss
+    return side, rss
 
 
 def main(argv: list[str]) -> None:
@@ -198,20 +229,27 @@ def main(argv: list[str]) -> None:
     harness = Harness()
     try:
         sides = {workers: _appliance_side(harness, args, workers) for workers in args.workers}
-        pebble_rate, _ = _side(
-            "Pebble (always-valid)", lambda: (lambda p: (p.directory_url, p.tls_ca, p))(pebble(harness)), args
+        ca, _ = _side(
+            "Pebble (always-valid)",
+            lambda: (lambda p: (p.directory_url, p.tls_ca, p))(pebble(harness)),
+            lambda p: [p.process.popen.pid],
+            args,
         )
     finally:
         harness.close()
     print()
     print("| measure | appliance | Pebble | ratio | target |")
     print("|---|---:|---:|---:|---|")
-    for workers, (app_rate, rss) in sides.items():
-        ratio = app_rate / pebble_rate
+    for workers, (side, rss) in sides.items():
+        ratio = side.rate / ca.rate
         print(
             f"| issuance flows/s, workers = {workers} ({args.processes} processes, {args.seconds:g} s) "
-            f"| {app_rate:.1f} | {pebble_rate:.1f} "
+            f"| {side.rate:.1f} | {ca.rate:.1f} "
             f"| {ratio:.2f}x | ≥ {TARGET}x ({'meets' if ratio >= TARGET else 'misses'}) |"
+        )
+        print(
+            f"| server CPU a flow, workers = {workers} | {side.cpu_ms:.1f} ms | {ca.cpu_ms:.1f} ms "
+            f"| {side.cpu_ms / max(ca.cpu_ms, 0.001):.1f}x | |"
         )
         print(
             f"| appliance VmRSS after the run, workers = {workers} (all processes) | {rss:.0f} MiB | | "
