@@ -15,6 +15,7 @@ from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import (
     IReactorCore,
     IReactorFromThreads,
+    IReactorProcess,
     IReactorSSL,
     IReactorTime,
     IReactorUNIX,
@@ -38,12 +39,19 @@ from .validation import IDNSReactor, Preflight, ValidationResponder, ValidationV
 
 
 class IApplianceReactor(
-    IUpstreamReactor, IDNSReactor, IReactorCore, IReactorSSL, IReactorUNIX, IReactorUNIXDatagram, IReactorFromThreads
+    IUpstreamReactor,
+    IDNSReactor,
+    IReactorCore,
+    IReactorSSL,
+    IReactorUNIX,
+    IReactorUNIXDatagram,
+    IReactorFromThreads,
+    IReactorProcess,
 ):
     """
     What the appliance needs of its reactor: listeners of every kind, UDP
-    and unix datagrams (DNS, syslog), threads (SQLite), name resolution
-    and time.  The global reactor provides it; only C{tap} and the CLI
+    and unix datagrams (DNS, syslog), threads (SQLite), name resolution,
+    processes (worker processes) and time.  The global reactor provides it; only C{tap} and the CLI
     name that.
     """
 

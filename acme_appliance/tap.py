@@ -32,6 +32,7 @@ from ._appliance import (
 )
 from ._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_max_connections
 from ._logs import install_log_observer, log_file_of
+from ._workers import ListeningSockets, WorkerSupervisor
 from .acme import AcmeServer, NonceSource, endpoint_of, redact_token, redact_uri
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
@@ -130,13 +131,28 @@ def listener_limits(config: Config) -> ListenerLimits:
 class ApplianceService(MultiService):
     """
     Every listener and worker of one appliance, sharing one store.
+
+    @ivar worker: C{0} in the twistd process (the main worker); the number
+        of a worker process (C{[acme] workers}) otherwise, which adopts the
+        main worker's C{sockets} instead of binding, and leaves the admin
+        listener and the renewal-information polling to the main worker.
     """
 
     _log = Logger()
 
-    def __init__(self, config: Config, store: Store, reactor: IApplianceReactor) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        reactor: IApplianceReactor,
+        *,
+        worker: int = 0,
+        sockets: ListeningSockets | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
+        self.worker = worker
+        self.sockets = sockets if sockets is not None else ListeningSockets()
         #: The file twistd logs to, bounded by L{install_log_observer}.
         self.log_file: str | None = None
         self.limits = listener_limits(config)
@@ -177,11 +193,26 @@ class ApplianceService(MultiService):
         # Renewal windows keep the pace of the CA budgets.
         pacer = BudgetPacer(self.issuance.budgets.limits, config.policies)
         self.renewals = RenewalWindows(repository, clock, pacer)
-        renewal_mirror(cas, repository=repository, clock=clock, events=self.events, pacer=pacer).setServiceParent(self)
         self._acme(config, reactor, revoker=Revoker(repository, cas, clock), limiter=limiter)
+        if worker == 0:
+            renewal_mirror(cas, repository=repository, clock=clock, events=self.events, pacer=pacer).setServiceParent(
+                self
+            )
+            self._main_only(config, reactor)
+
+    def _main_only(self, config: Config, reactor: IApplianceReactor) -> None:
+        """
+        The admin listener, and the worker processes, if any (last: they
+        start once every listener is bound, and stop first).
+        """
         if config.admin is not None:
-            admin = self._admin(config, repository, clock).resource()
-            self._listen("admin", config.admin.listen, admin, reactor, self.limits)
+            admin = self._admin(config, self.repository, reactor).resource()
+            self._listen("admin", config.admin.listen, admin, reactor, self.limits, shared=False)
+        if config.acme.workers > 1:
+            self.supervisor = WorkerSupervisor(
+                reactor, reactor, count=config.acme.workers, config=config.path, fds=self.sockets.fds
+            )
+            self.supervisor.setServiceParent(self)
 
     def _acme(self, config: Config, reactor: IApplianceReactor, *, revoker: Revoker, limiter: RateLimiter) -> None:
         self.nonces = NonceSource(reactor, store=self.store)
@@ -262,7 +293,10 @@ class ApplianceService(MultiService):
             )
             factory = DcvDNSServerFactory(authority, clock=reactor, max_tcp_connections=self.limits.max_connections)
             for service in make_dns_services(
-                factory, port=validation.dns_listen_port, interface=validation.dns_listen_interface, reactor=reactor
+                factory,
+                port=validation.dns_listen_port,
+                interface=validation.dns_listen_interface,
+                reactor=self.sockets.reactor_for("dns", reactor),
             ):
                 service.setServiceParent(self)
 
@@ -274,9 +308,15 @@ class ApplianceService(MultiService):
         reactor: IApplianceReactor,
         limits: ListenerLimits,
         problem_type: str = "about:blank",
+        *,
+        shared: bool = True,
     ) -> None:
+        """
+        Listen on C{description}; a C{shared} listener is served by every
+        worker process too.
+        """
         try:
-            endpoint = serverFromString(reactor, description)
+            endpoint = serverFromString(self.sockets.reactor_for(name, reactor) if shared else reactor, description)
         except (ValueError, OSError) as e:
             raise StartupError(f"{name}.listen {description!r}: {e}") from None
         factory = site(
@@ -311,8 +351,9 @@ class ApplianceService(MultiService):
     def startService(self) -> None:
         super().startService()
         Deferred.fromCoroutine(self.metrics.restore())
-        Deferred.fromCoroutine(self._index_stored_orders())
-        Deferred.fromCoroutine(self._greet())
+        if self.worker == 0:
+            Deferred.fromCoroutine(self._index_stored_orders())
+            Deferred.fromCoroutine(self._greet())
         Deferred.fromCoroutine(self._share_nonces())
 
     async def _share_nonces(self) -> None:

@@ -3,14 +3,16 @@ Issuance throughput: certificate flows per second through the appliance
 with its built-in CA and a policy without validation, versus Pebble with
 always-valid validation, the same client processes for both.
 
-    python -m bench.issuance [--seconds S] [--processes N] [--poll SECONDS]
+    python -m bench.issuance [--seconds S] [--processes N] [--poll SECONDS] [--workers 1,2]
 
 Each of N processes (certbot's C{acme} library) registers one account, then
 repeats the flow for S seconds: new order (a name not ordered before) →
 authorizations → answer the challenge where one is pending (Pebble) →
 finalize → poll the order every C{--poll} seconds → download the
-certificate.  Prints flows/s of each side, the ratio appliance/Pebble, and
-the appliance's resident memory (VmRSS) after its run.
+certificate.  Prints flows/s of each side, the ratio appliance/Pebble, the
+CPU time each server used per flow, and the appliance's resident memory
+(VmRSS, all its processes) after its run.
+C{--workers 1,2} runs the appliance once per C{[acme] workers} count given.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from typing import Any
 
 import josepy
 from acme import challenges, client, messages
+from attrs import frozen
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.integration.appliance import Appliance
 from tests.integration.test_acme_library import new_csr
+from tests.integration.test_workers import WorkersAppliance
 from tests.integration.tools import closed_port, free_port
 from tests.integration.world import Pebble
 
@@ -128,24 +131,88 @@ def pebble(harness: Harness) -> Pebble:
     return ca
 
 
-def appliance(harness: Harness, extra: str, profile: str | None) -> Appliance:
+def appliance(harness: Harness, extra: str, profile: str | None, workers: int = 1) -> WorkersAppliance:
     """
-    The real twistd with the built-in CA, SQLite storage and no validation;
-    under cProfile, its statistics saved to C{profile} at exit, if given.
+    The real twistd with the built-in CA, SQLite storage, no validation
+    and C{workers} processes; under cProfile (the main worker), its
+    statistics saved to C{profile} at exit, if given.
     """
-    app = Appliance(harness, extra=extra)  # type: ignore[arg-type]
+    app = WorkersAppliance(harness, workers=workers, extra=extra)  # type: ignore[arg-type]
     if profile is not None:
         app.twistd_options = [f"--profile={os.path.abspath(profile)}", "--profiler=cprofile", "--savestats"]
     app.start()
+    app.wait_workers()
     return app
 
 
-def _side(label: str, make: Callable[[], tuple[str, str, Any]], args: argparse.Namespace) -> tuple[float, Any]:
+def appliance_pids(app: WorkersAppliance) -> list[int]:
+    """
+    The appliance's processes, main and workers.
+    """
+    assert app.process is not None
+    return [app.process.pid, *app.worker_pids().values()]
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(n) for n in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected worker counts like 1,2, got {text!r}") from None
+    if not counts or any(n < 1 or n > 64 for n in counts):
+        raise argparse.ArgumentTypeError(f"worker counts are 1 to 64, got {text!r}")
+    return counts
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """
+    The CPU time (user and system) processes C{pids} used so far.
+    """
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@frozen
+class Side:
+    """
+    One side's figures: flows/s, and the CPU its server used per flow.
+    """
+
+    rate: float
+    cpu_ms: float
+
+
+def _side(
+    label: str, make: Callable[[], tuple[str, str, Any]], pids: Callable[[Any], list[int]], args: argparse.Namespace
+) -> tuple[Side, Any]:
     url, verify, handle = make()
     run_clients(url, verify, args.processes, min(2.0, args.seconds), args.poll)  # warm-up, not counted
+    before, started = cpu_seconds(pids(handle)), time.monotonic()
     rate = run_clients(url, verify, args.processes, args.seconds, args.poll)
-    print(f"{label}: {rate:.1f} flows/s", flush=True)
-    return rate, handle
+    flows = rate * (time.monotonic() - started)
+    side = Side(rate, 1000 * (cpu_seconds(pids(handle)) - before) / max(flows, 1.0))
+    print(f"{label}: {rate:.1f} flows/s, server CPU {side.cpu_ms:.1f} ms a flow", flush=True)
+    return side, handle
+
+
+def _appliance_side(harness: Harness, args: argparse.Namespace, workers: int) -> tuple[Side, float]:
+    """
+    The figures and VmRSS (MiB, all processes) of the appliance with
+    C{workers} processes.
+    """
+    label = f"appliance (built-in CA, validation none, workers = {workers})"
+    side, app = _side(
+        label,
+        lambda: (lambda a: (a.directory("shop"), a.tls_cert, a))(appliance(harness, args.extra, args.profile, workers)),
+        appliance_pids,
+        args,
+    )
+    rss = sum(vm_rss_mib(pid) for pid in appliance_pids(app))
+    app.stop()
+    return side, rss
 
 
 def main(argv: list[str]) -> None:
@@ -155,34 +222,39 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--poll", type=float, default=0.02, help="client poll interval in seconds (0.02)")
     parser.add_argument("--profile", metavar="FILE", help="run the appliance under cProfile, statistics to FILE")
     parser.add_argument("--extra", default="", help="more appliance configuration (TOML)")
+    parser.add_argument(
+        "--workers", type=_counts, default=[1], help="[acme] workers counts to run, comma-separated (1)"
+    )
     args = parser.parse_args(argv)
     harness = Harness()
     try:
-        app_rate, app = _side(
-            "appliance (built-in CA, validation none)",
-            lambda: (lambda a: (a.directory("shop"), a.tls_cert, a))(appliance(harness, args.extra, args.profile)),
+        sides = {workers: _appliance_side(harness, args, workers) for workers in args.workers}
+        ca, _ = _side(
+            "Pebble (always-valid)",
+            lambda: (lambda p: (p.directory_url, p.tls_ca, p))(pebble(harness)),
+            lambda p: [p.process.popen.pid],
             args,
-        )
-        assert app.process is not None
-        rss = vm_rss_mib(app.process.pid)
-        app.stop()
-        pebble_rate, _ = _side(
-            "Pebble (always-valid)", lambda: (lambda p: (p.directory_url, p.tls_ca, p))(pebble(harness)), args
         )
     finally:
         harness.close()
-    ratio = app_rate / pebble_rate
     print()
     print("| measure | appliance | Pebble | ratio | target |")
     print("|---|---:|---:|---:|---|")
-    print(
-        f"| issuance flows/s ({args.processes} processes, {args.seconds:g} s) | {app_rate:.1f} | {pebble_rate:.1f} "
-        f"| {ratio:.2f}x | ≥ {TARGET}x ({'meets' if ratio >= TARGET else 'misses'}) |"
-    )
-    print(
-        f"| appliance VmRSS after the run | {rss:.0f} MiB | | | < {RSS_TARGET_MIB} MiB "
-        f"({'meets' if rss < RSS_TARGET_MIB else 'misses'}) |"
-    )
+    for workers, (side, rss) in sides.items():
+        ratio = side.rate / ca.rate
+        print(
+            f"| issuance flows/s, workers = {workers} ({args.processes} processes, {args.seconds:g} s) "
+            f"| {side.rate:.1f} | {ca.rate:.1f} "
+            f"| {ratio:.2f}x | ≥ {TARGET}x ({'meets' if ratio >= TARGET else 'misses'}) |"
+        )
+        print(
+            f"| server CPU a flow, workers = {workers} | {side.cpu_ms:.1f} ms | {ca.cpu_ms:.1f} ms "
+            f"| {side.cpu_ms / max(ca.cpu_ms, 0.001):.1f}x | |"
+        )
+        print(
+            f"| appliance VmRSS after the run, workers = {workers} (all processes) | {rss:.0f} MiB | | "
+            f"| < {RSS_TARGET_MIB} MiB ({'meets' if rss < RSS_TARGET_MIB else 'misses'}) |"
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import tomllib
 from typing import Any
 
 from . import _authorities, _limits, _sections
-from ._model import Config, ConfigError
+from ._model import AcmeServerConfig, Config, ConfigError, StorageConfig, ValidationConfig
 from ._sections import SECTIONS
 from ._table import Problem, Table, kind_of, unknown
 
@@ -55,6 +55,7 @@ def _config(path: str, data: dict[str, Any]) -> Config:
     validation = _sections.validation(_section(data, "validation", required=False), resolve)
     notify = _sections.notify(_section(data, "notify", required=False), resolve)
     issuance = _sections.issuance(_section(data, "issuance", required=False), resolve)
+    _check_workers(acme, storage, validation)
     limits = _limits.limits(_section(data, "limits", required=False))
     retention = _limits.retention(_section(data, "retention", required=False))
     listeners = _sections.listeners(_section(data, "listeners", required=False), resolve)
@@ -77,6 +78,28 @@ def _config(path: str, data: dict[str, Any]) -> Config:
         listeners=listeners,
         cluster=cluster,
     )
+
+
+#: The listener kinds worker processes can share.
+_SHARED_KINDS = ("tcp", "tcp6", "ssl")
+
+
+def _check_workers(acme: AcmeServerConfig, storage: StorageConfig, validation: ValidationConfig) -> None:
+    """
+    Worker processes share the store and the TCP listeners.
+    """
+    if acme.workers == 1:
+        return
+    if storage.url == "memory:":
+        raise Problem("acme.workers", "needs a store the processes share (sqlite: or redis), not memory:")
+    for key, description in (
+        ("acme.listen", acme.listen),
+        ("validation.fileproxy_listen", validation.fileproxy_listen),
+    ):
+        if description is not None and description.partition(":")[0].lower() not in _SHARED_KINDS:
+            raise Problem(
+                "acme.workers", f"worker processes share tcp:, tcp6: and ssl: listeners only, not {key} {description!r}"
+            )
 
 
 def _section(data: dict[str, Any], name: str, *, required: bool) -> Table:

@@ -56,6 +56,9 @@ class AcmeServerConfig:
     @ivar tls_key: The absolute C{privateKey} path of an C{ssl:} C{listen}.
     @ivar finalize_wait: Seconds finalize may wait for the certificate
         before it answers C{processing} (C{0}: it does not wait).
+    @ivar workers: Processes serving the listeners (C{1}: the twistd
+        process alone; more: it starts C{workers - 1} worker processes
+        sharing its listening sockets).
     """
 
     listen: str
@@ -64,6 +67,7 @@ class AcmeServerConfig:
     terms_of_service: str | None = None
     max_body_bytes: int = 65536
     finalize_wait: float = 1.0
+    workers: int = 1
     tls_cert: str | None = None
     tls_key: str | None = None
 

@@ -33,9 +33,12 @@ Resolve = Callable[[str], str]
 #: The longest C{[acme] finalize_wait}: finalize never holds a request longer.
 MAX_FINALIZE_WAIT = 10.0
 
+#: The most C{[acme] workers}.
+MAX_WORKERS = 64
+
 #: The keys of each single table.
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "acme": ("listen", "base_url", "self_signed_tls", "terms_of_service", "max_body_bytes", "finalize_wait"),
+    "acme": ("listen", "base_url", "self_signed_tls", "terms_of_service", "max_body_bytes", "finalize_wait", "workers"),
     "admin": ("listen", "api_key_file"),
     "storage": ("url", "state_dir", "ca_bundle", "wait_replicas"),
     "validation": (
@@ -85,6 +88,7 @@ def acme(t: Table, resolve: Resolve) -> AcmeServerConfig:
         terms_of_service=tos,
         max_body_bytes=t.integer("max_body_bytes", 65536, 1024, 64 * 1024 * 1024),
         finalize_wait=finalize_wait,
+        workers=t.integer("workers", 1, 1, MAX_WORKERS),
         tls_cert=endpoint.cert,
         tls_key=endpoint.key,
     )
