@@ -197,6 +197,7 @@ class IssuanceService(Service):
         super().stopService()
         if self._budget_refresh.running:
             self._budget_refresh.stop()
+        self.budgets.stop()
         if self._sweep.running:
             self._sweep.stop()
         running = list(self._running.values())
