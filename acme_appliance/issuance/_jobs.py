@@ -382,7 +382,7 @@ class IssuanceService(Service):
 
     async def _complete(self, order: Order, issued: IssuedCertificate, mode: IssueMode) -> None:
         leaf = x509.load_pem_x509_certificate(issued.chain_pem)
-        record = CertificateRecord(
+        unnumbered = CertificateRecord(
             id=new_id(),
             order_id=order.id,
             token_id=order.token_id,
@@ -395,6 +395,8 @@ class IssuanceService(Service):
             alternates=tuple(chain.decode("ascii") for chain in issued.alternates),
         )
         # The CA issued: the store being away for a moment must not lose it.
+        # Numbered once, so that trying again keeps its renewal slot.
+        record = await self._stored(lambda: self._repo.numbered(unnumbered))
         await self._stored(lambda: self._repo.put_certificate(record))
         now = self._clock.seconds()
         self.durations.observe(order.policy, now - self._submitted.get(order.id, now))

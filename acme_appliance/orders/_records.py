@@ -381,15 +381,23 @@ class AcmeRepository:
         Store a certificate with its indexes; a new one gets its L{slot}.
         Returns it as stored.
         """
-        if record.slot is None:
-            sequence = await self.store.increment(keys.certificate_sequence(names_digest(record.names)))
-            record = evolve(record, slot=sequence - 1)
+        record = await self.numbered(record)
         await put_record(self.store, keys.certificate(record.id), record)
         await _together(
             self.store.set(keys.certificate_by_serial(record.serial), record.id.encode()),
             self._index_certificate(record),
         )
         return record
+
+    async def numbered(self, record: CertificateRecord) -> CertificateRecord:
+        """
+        C{record} with its L{CertificateRecord.slot}: the next one of its
+        set of names when it has none yet.
+        """
+        if record.slot is not None:
+            return record
+        sequence = await self.store.increment(keys.certificate_sequence(names_digest(record.names)))
+        return evolve(record, slot=sequence - 1)
 
     async def _index_certificate(self, record: CertificateRecord) -> None:
         """
