@@ -16,6 +16,7 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensur
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
 from ..core import AcmeProblem, ProblemType, Unavailable, report_failure, while_unavailable
@@ -225,6 +226,10 @@ class IssuanceService(Service):
 
         def done(result: object) -> None:
             self._ended(order_id)
+            if isinstance(result, Failure) and not result.check(CancelledError):
+                # Recording the outcome failed too (the store away): the
+                # order stays queued for the sweep.
+                report_failure(self._log, "issuance job of order {order_id} ended early", result, order_id=order_id)
 
         job.addBoth(done)
 

@@ -148,6 +148,24 @@ class StoreAwayTests(JobTests):
         assert record is not None
         self.assertEqual(record.slot, 0)
 
+    def test_failure_not_recorded_is_logged(self) -> None:
+        """
+        The CA refused, and the store was away when the job recorded it:
+        one warning line says so, rather than nothing at all.
+        """
+        refused = CAError("no such name", transient=False)
+        world, client = self.world([refused], [])
+
+        async def away(*args: Any, **kwargs: Any) -> None:
+            raise StorageError("redis 127.0.0.1:6379/0 unavailable: Connection refused")
+
+        self.patch(world.repo, "dequeue", away)
+        with capturedLogs() as logs:
+            url = self.finalize(client)
+        warned = [e for e in logs if e.get("order_id") == url.rsplit("/", 1)[1] and "Connection refused" in str(e)]
+        self.assertEqual(len(warned), 1, logs)
+        self.assertFalse(any(e.get("log_failure") for e in logs))
+
     def test_order_waits_while_the_store_is_away(self) -> None:
         """
         The job meets the store away before the CA issued: one warning, the
