@@ -291,6 +291,14 @@ class BudgetLedger:
         if self._pending is None and self.limits:
             self._pending = self._clock.callLater(REFRESH_DELAY, self._refresh_later)
 
+    def stop(self) -> None:
+        """
+        Cancel the refresh a change scheduled (the service stops).
+        """
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+
     def _refresh_later(self) -> None:
         self._pending = None
         Deferred.fromCoroutine(self.refresh())

@@ -16,6 +16,7 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensur
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
 from ..core import AcmeProblem, ProblemType, Unavailable, report_failure, while_unavailable
@@ -197,6 +198,7 @@ class IssuanceService(Service):
         super().stopService()
         if self._budget_refresh.running:
             self._budget_refresh.stop()
+        self.budgets.stop()
         if self._sweep.running:
             self._sweep.stop()
         running = list(self._running.values())
@@ -224,6 +226,10 @@ class IssuanceService(Service):
 
         def done(result: object) -> None:
             self._ended(order_id)
+            if isinstance(result, Failure) and not result.check(CancelledError):
+                # Recording the outcome failed too (the store away): the
+                # order stays queued for the sweep.
+                report_failure(self._log, "issuance job of order {order_id} ended early", result, order_id=order_id)
 
         job.addBoth(done)
 
@@ -381,7 +387,7 @@ class IssuanceService(Service):
 
     async def _complete(self, order: Order, issued: IssuedCertificate, mode: IssueMode) -> None:
         leaf = x509.load_pem_x509_certificate(issued.chain_pem)
-        record = CertificateRecord(
+        unnumbered = CertificateRecord(
             id=new_id(),
             order_id=order.id,
             token_id=order.token_id,
@@ -394,6 +400,8 @@ class IssuanceService(Service):
             alternates=tuple(chain.decode("ascii") for chain in issued.alternates),
         )
         # The CA issued: the store being away for a moment must not lose it.
+        # Numbered once, so that trying again keeps its renewal slot.
+        record = await self._stored(lambda: self._repo.numbered(unnumbered))
         await self._stored(lambda: self._repo.put_certificate(record))
         now = self._clock.seconds()
         self.durations.observe(order.policy, now - self._submitted.get(order.id, now))

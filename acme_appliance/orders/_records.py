@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Coroutine
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from attrs import evolve, frozen
 from twisted.internet.defer import Deferred, FirstError, gatherResults
@@ -16,6 +16,8 @@ from twisted.internet.interfaces import IReactorTime
 
 from ..storage import Store, dump_record, get_record, keys, load_record, put_record
 from ._certid import BadCertId, cert_id_of_pem, names_digest, parse_cert_id
+
+R = TypeVar("R")
 
 
 async def _together(*writes: Coroutine[Any, Any, Any]) -> None:
@@ -337,18 +339,26 @@ class AcmeRepository:
         C{change} returns C{None} to leave the order alone.  Returns the order
         as stored afterwards, or C{None} if it does not exist.
         """
-        key = keys.order(order_id)
+        return await self._update(keys.order(order_id), Order, change, self._order_ttl, attempts)
+
+    async def _update(
+        self, key: str, kind: type[R], change: Callable[[R], R | None], ttl: Callable[[R], float | None], attempts: int
+    ) -> R | None:
+        """
+        Replace the record at C{key} by C{change(record)} with a
+        compare-and-set, reading again when another writer came first.
+        """
         for _ in range(attempts):
             raw = await self.store.get(key)
             if raw is None:
                 return None
-            current = load_record(Order, raw)
+            current = load_record(kind, raw)
             updated = change(current)
             if updated is None:
                 return current
-            if await self.store.compare_and_set(key, raw, dump_record(updated), ttl=self._order_ttl(updated)):
+            if await self.store.compare_and_set(key, raw, dump_record(updated), ttl=ttl(updated)):
                 return updated
-        raise ConcurrentUpdate(order_id)
+        raise ConcurrentUpdate(key.rpartition("/")[2])
 
     async def account_order_ids(self, account_id: str) -> list[str]:
         prefix = keys.account_orders(account_id)
@@ -371,15 +381,23 @@ class AcmeRepository:
         Store a certificate with its indexes; a new one gets its L{slot}.
         Returns it as stored.
         """
-        if record.slot is None:
-            sequence = await self.store.increment(keys.certificate_sequence(names_digest(record.names)))
-            record = evolve(record, slot=sequence - 1)
+        record = await self.numbered(record)
         await put_record(self.store, keys.certificate(record.id), record)
         await _together(
             self.store.set(keys.certificate_by_serial(record.serial), record.id.encode()),
             self._index_certificate(record),
         )
         return record
+
+    async def numbered(self, record: CertificateRecord) -> CertificateRecord:
+        """
+        C{record} with its L{CertificateRecord.slot}: the next one of its
+        set of names when it has none yet.
+        """
+        if record.slot is not None:
+            return record
+        sequence = await self.store.increment(keys.certificate_sequence(names_digest(record.names)))
+        return evolve(record, slot=sequence - 1)
 
     async def _index_certificate(self, record: CertificateRecord) -> None:
         """
@@ -408,17 +426,7 @@ class AcmeRepository:
         Atomically replace a certificate by C{change(record)} (C{None}: leave
         it); returns it as stored afterwards, C{None} if it does not exist.
         """
-        key = keys.certificate(certificate_id)
-        for _ in range(attempts):
-            raw = await self.store.get(key)
-            if raw is None:
-                return None
-            updated = change(load_record(CertificateRecord, raw))
-            if updated is None:
-                return load_record(CertificateRecord, raw)
-            if await self.store.compare_and_set(key, raw, dump_record(updated)):
-                return updated
-        raise ConcurrentUpdate(certificate_id)
+        return await self._update(keys.certificate(certificate_id), CertificateRecord, change, lambda c: None, attempts)
 
     async def certificate_by_cert_id(self, cert_id: str) -> CertificateRecord | None:
         """

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -225,7 +226,8 @@ class TxtView(Service):
         # key -> (domain, value, expiry or None when only the store knows it)
         self._entries: dict[str, tuple[bytes, bytes, float | None]] = {}
         self._by_domain: dict[bytes, tuple[bytes, ...]] = {}
-        self._below: frozenset[bytes] = frozenset()
+        # ancestor -> how many names with values lie below it
+        self._below: Counter[bytes] = Counter()
         self._check_at = math.inf
         self._fresh_until = math.inf
         self._changes: list[tuple[str, bytes | None, float | None]] | None = None
@@ -261,10 +263,37 @@ class TxtView(Service):
         self._change(key, None, None)
 
     def _change(self, key: str, value: bytes | None, expiry: float | None) -> None:
+        # One name changes: only its values are indexed again (a rebuild
+        # of the whole view per published value would be quadratic).
         if self._changes is not None:
             self._changes.append((key, value, expiry))
+        domain = _domain_of(key)
+        old = self._entries.get(key)
         self._apply(key, value, expiry)
-        self._rebuild()
+        new = self._entries.get(key)
+        values = list(self._by_domain.get(domain, ()))
+        if old is not None:
+            values.remove(old[1])
+        if new is not None:
+            values.append(new[1])
+            if new[2] is not None:
+                self._check_at = min(self._check_at, new[2])
+        elif value is not None:
+            values = []  # no room: the whole name went to the store
+        self._index_domain(domain, values)
+
+    def _index_domain(self, domain: bytes, values: list[bytes]) -> None:
+        had = domain in self._by_domain
+        if values:
+            self._by_domain[domain] = tuple(sorted(values))
+        else:
+            self._by_domain.pop(domain, None)
+        if bool(values) == had:
+            return
+        for ancestor in _ancestors(domain):
+            self._below[ancestor] += 1 if values else -1
+            if self._below[ancestor] <= 0:
+                del self._below[ancestor]
 
     def _apply(self, key: str, value: bytes | None, expiry: float | None) -> None:
         if value is None:
@@ -284,7 +313,7 @@ class TxtView(Service):
             if expiry is not None:
                 expiries.append(expiry)
         self._by_domain = {d: tuple(sorted(v)) for d, v in by_domain.items()}
-        self._below = frozenset(a for d in by_domain for a in _ancestors(d))
+        self._below = Counter(a for d in by_domain for a in _ancestors(d))
         self._check_at = min(expiries)
 
     def _maintain(self) -> None:

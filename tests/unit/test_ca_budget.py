@@ -22,7 +22,7 @@ from acme_appliance.ca.upstream._replies import Reply, problem_error
 from acme_appliance.config import load_config
 from acme_appliance.core import ProblemType
 from acme_appliance.issuance import BudgetExhausted, BudgetKind, BudgetLedger, BudgetUse, CALimit, NoRoom, Reservation
-from acme_appliance.issuance._budget import registered_domain
+from acme_appliance.issuance._budget import REFRESH_DELAY, registered_domain
 from acme_appliance.issuance._failover import FailoverIssuer
 from acme_appliance.issuance._health import CAHealth
 from acme_appliance.notify import CaBudgetExhausted, EventBus, EventJournal, EventName
@@ -130,6 +130,22 @@ class LedgerTests(LedgerTestCase):
         self.assertEqual(self.uses, [[BudgetUse("le", "orders", 2, 2)]])
         # Another CA's budget is its own.
         self.assertIsInstance(self.reserve(ledger, "c.example.com", ca="other"), Reservation)
+
+    def test_stop_cancels_the_pending_refresh(self) -> None:
+        """
+        A stopped ledger leaves no timer behind: the refresh a change
+        scheduled is cancelled; a later change schedules one again.
+        """
+        ledger = self.ledger(CALimit(ORDERS, 2, 3 * 3600))
+        self.assertIsInstance(self.reserve(ledger, "a.example.com"), Reservation)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        ledger.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(REFRESH_DELAY)
+        self.assertEqual(self.uses, [])
+        self.assertIsInstance(self.reserve(ledger, "b.example.com"), Reservation)
+        self.clock.advance(REFRESH_DELAY)
+        self.assertEqual(self.uses, [[BudgetUse("le", "orders", 2, 2)]])
 
     def test_window_slides(self) -> None:
         """
@@ -393,6 +409,12 @@ class JobTests(SynchronousTestCase):
         self.assertEqual(self.status(*orders[2])[0], "valid")
         self.assertEqual(len(self.primary.calls), 2)
         self.assertEqual(self.notes.of(EventName.ORDER_FAILED), [])
+
+    def test_stopping_leaves_no_budget_timer(self) -> None:
+        self.world.issuance.startService()
+        self.finalize()
+        self.world.issuance.stopService()
+        self.assertEqual(self.world.clock.getDelayedCalls(), [])
 
 
 class StatsTests(SynchronousTestCase):

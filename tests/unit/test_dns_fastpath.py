@@ -369,6 +369,40 @@ class ViewTests(FastPathCase):
         view.published("dcv/txt/a.example/1", b"three", 60)
         self.assertEqual((view.values(wire("a.example")), view.values(wire("b.example"))), ((), (b"one", b"two")))
 
+    @settings(max_examples=200)
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["a.example", "b.a.example", "c.b.a.example", "other.test"]),
+                st.sampled_from([b"one", b"two", b"three"]),
+                st.sampled_from(["1", "2", "3"]),
+                st.one_of(st.none(), st.integers(1, 120)),
+            ),
+            max_size=30,
+        ),
+        st.integers(1, 6),
+    )
+    def test_changes_index_as_a_rebuild_would(
+        self, changes: list[tuple[str, bytes, str, int | None]], max_entries: int
+    ) -> None:
+        """
+        Publishing and withdrawing index one name at a time; what the view
+        answers is what indexing it all again would answer.
+        """
+        view = TxtView(self.store, self.clock, max_entries=max_entries)
+        names = [wire(n) for n in ("example", "a.example", "b.a.example", "c.b.a.example", "other.test", "test")]
+        for domain, value, suffix, ttl in changes:
+            key = f"dcv/txt/{domain}/{suffix}"
+            if ttl is None:
+                view.withdrawn(key)
+            else:
+                view.published(key, value, ttl)
+            answers = [(view.values(n), view.exists_below(n)) for n in names]
+            check_at = view._check_at
+            view._rebuild()
+            self.assertEqual(answers, [(view.values(n), view.exists_below(n)) for n in names])
+            self.assertLessEqual(check_at, view._check_at)
+
     def test_bad_interval(self) -> None:
         for interval in [0, -1, 61, float("nan")]:
             e = self.assertRaises(ValueError, TxtView, self.store, self.clock, refresh_interval=interval)

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from acme_appliance.ca import CAError, IssuedCertificate, IssueRequest
 from acme_appliance.notify import EventName
 from acme_appliance.notify.testing import MemoryNotifier
-from acme_appliance.storage import StorageError
+from acme_appliance.storage import StorageError, keys
 from acme_appliance.testing import ScriptedCA, StubAcmeClient, World, make_csr, self_signed_pem
 
 DOWN = CAError("primary is down", transient=True)
@@ -119,6 +119,51 @@ class StoreAwayTests(JobTests):
         self.assertEqual(len(self.primary.calls), 1)
         issued = [e for e in self.notes.events if e.name is EventName.CERTIFICATE_ISSUED]
         self.assertEqual(len(issued), 1)
+        self.assertFalse(any(e.get("log_failure") for e in logs))
+
+    def test_certificate_keeps_its_slot_through_retries(self) -> None:
+        """
+        Recording the certificate is tried again while the store is away:
+        it still takes the first renewal slot of its set of names, not one
+        per try.
+        """
+        world, client = self.world(["issue"], [])
+        real_set = world.store.set
+        failures = [3]
+
+        async def certificate_away(key: str, value: bytes, **kwargs: Any) -> None:
+            if key.startswith(keys.CERTIFICATE_PREFIX) and failures[0]:
+                failures[0] -= 1
+                raise StorageError("redis 127.0.0.1:6379/0 unavailable: Connection refused")
+            await real_set(key, value, **kwargs)
+
+        self.patch(world.store, "set", certificate_away)
+        url = self.finalize(client)
+        order = self.order_at(world, client, url, 10)
+        self.assertEqual(order["status"], "valid", order)
+        self.assertEqual(failures, [0])
+        record = self.successResultOf(
+            Deferred.fromCoroutine(world.repo.certificate(order["certificate"].split("/")[-1]))
+        )
+        assert record is not None
+        self.assertEqual(record.slot, 0)
+
+    def test_failure_not_recorded_is_logged(self) -> None:
+        """
+        The CA refused, and the store was away when the job recorded it:
+        one warning line says so, rather than nothing at all.
+        """
+        refused = CAError("no such name", transient=False)
+        world, client = self.world([refused], [])
+
+        async def away(*args: Any, **kwargs: Any) -> None:
+            raise StorageError("redis 127.0.0.1:6379/0 unavailable: Connection refused")
+
+        self.patch(world.repo, "dequeue", away)
+        with capturedLogs() as logs:
+            url = self.finalize(client)
+        warned = [e for e in logs if e.get("order_id") == url.rsplit("/", 1)[1] and "Connection refused" in str(e)]
+        self.assertEqual(len(warned), 1, logs)
         self.assertFalse(any(e.get("log_failure") for e in logs))
 
     def test_order_waits_while_the_store_is_away(self) -> None:
