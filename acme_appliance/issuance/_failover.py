@@ -264,6 +264,11 @@ class FailoverIssuer:
         if self._budgets is not None and e.problem_type is ProblemType.RATE_LIMITED:
             self._no_room(run, await self._budgets.rate_limited(name, run.request.names, e.detail, e.retry_after))
             return False
+        if e.problem_type is ProblemType.INVALID_PROFILE and name != run.cas[-1]:
+            # A CA whose directory could not be read up front refused the
+            # profile: the next CA may offer it.
+            run.last = e
+            return False
         if not e.transient:
             e.ca = e.ca or name
             raise e

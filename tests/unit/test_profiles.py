@@ -255,6 +255,9 @@ class IssuanceTests(SynchronousTestCase):
         self.assertEqual([r.allow_validation for r in ca.requests], [True, False])
 
 
+INVALID = ProblemType.INVALID_PROFILE
+
+
 class FailoverTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
@@ -310,6 +313,30 @@ class FailoverTests(SynchronousTestCase):
 
         primary.supports_profile = cannot_tell  # type: ignore[method-assign]
         self.assertEqual(self.successResultOf(self.issue(primary)).ca_name, "primary")
+
+    def test_unreachable_ca_without_the_profile_fails_over(self) -> None:
+        """
+        A CA that could not tell at first, and then refuses the profile when
+        asked, sends the order to the backup rather than failing it.
+        """
+        primary = ScriptedCA(
+            "primary", [CAError("no profile 'shortlived' here", transient=False, problem_type=INVALID)], self.clock
+        )
+        backup = self.ca("backup", frozenset({"shortlived"}))
+
+        async def cannot_tell(name: str) -> bool:
+            raise CAError("connection refused", transient=True)
+
+        primary.supports_profile = cannot_tell  # type: ignore[method-assign]
+        self.assertEqual(self.successResultOf(self.issue(primary, backup)).ca_name, "backup")
+        self.assertEqual(len(primary.calls), 1)
+
+    def test_last_ca_without_the_profile_fails(self) -> None:
+        primary = ScriptedCA(
+            "primary", [CAError("no profile 'shortlived' here", transient=False, problem_type=INVALID)], self.clock
+        )
+        error = self.failureResultOf(self.issue(primary), CAError).value
+        self.assertEqual(error.problem_type, INVALID)
 
     def test_none_has_it_fails_the_order(self) -> None:
         """The order becomes invalid with the C{invalidProfile} problem."""
