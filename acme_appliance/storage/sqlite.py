@@ -29,6 +29,11 @@ T = TypeVar("T")
 # the daemon share the file) before giving up with "database is locked".
 BUSY_TIMEOUT = 10.0
 
+# How long a read on the reactor thread waits for a lock another process
+# holds on the file (WAL recovery, an exclusive lock) before it waits on the
+# writer thread instead: the reactor never stalls for long.
+READER_BUSY_TIMEOUT = 0.05
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
@@ -274,7 +279,7 @@ class SQLiteStore:
         return result
 
     def _connect_reader(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(self.path, timeout=READER_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA query_only = 1")
         return conn
 
@@ -312,8 +317,12 @@ class SQLiteStore:
             if self._reader is None:
                 self._reader = self._connect_reader()
             return work(self._reader)
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise StorageError(f"SQLite store {self.path}: {what} failed: {e}") from None
         except sqlite3.Error as e:
             raise StorageError(f"SQLite store {self.path}: {what} failed: {e}") from None
+        return await self._run(what, work)
 
     def _flush(self) -> None:
         """

@@ -65,6 +65,33 @@ class ReaderOnReactorTests(_StoreCase):
         with self.assertRaises(sqlite3.OperationalError):
             self.store._reader.execute("DELETE FROM kv")
 
+    async def test_locked_file_is_read_off_the_reactor(self) -> None:
+        """
+        Another process holds the file (the reader's short busy timeout ran
+        out): the read waits on the writer thread instead of stalling the
+        reactor, and still answers.
+        """
+        await self.store.set("k", b"v")
+
+        class Locked:
+            def execute(self, *args: object) -> object:
+                error = sqlite3.OperationalError("database is locked")
+                error.sqlite_errorcode = sqlite3.SQLITE_BUSY
+                raise error
+
+            def close(self) -> None:
+                pass
+
+        self.store._reader = Locked()  # type: ignore[assignment]
+        got = Deferred.fromCoroutine(self.store.get("k"))
+        self.assertNoResult(got)
+        self.assertEqual(await got, b"v")
+
+    async def test_reader_waits_briefly(self) -> None:
+        await self.store.get("k")
+        assert self.store._reader is not None
+        self.assertEqual(self.store._reader.execute("PRAGMA busy_timeout").fetchone()[0], 50)
+
     async def test_closed_reader(self) -> None:
         await self.store.get("k")
         await self.store.close()
