@@ -154,11 +154,14 @@ class RedisServer:
         password: str | None = None,
         tls: tuple[str, str, str] | None = None,
         replica_of: RedisServer | None = None,
+        appendfsync: str = "always",
     ) -> None:
         """
         @param tls: C{(ca, cert, key)} files (L{make_tls_ca}): listen with
             TLS only (C{rediss://}).
         @param replica_of: Start as a replica of this (started) server.
+        @param appendfsync: When the AOF is synced to disk (C{always},
+            C{everysec}: what production runs, for benchmarks).
         """
         self.case = case
         self.binary = require("redis-server")
@@ -170,6 +173,7 @@ class RedisServer:
         self.process: Process | None = None
         #: The port of the master this server starts as a replica of.
         self.replica_of: int | None = replica_of.port if replica_of is not None else None
+        self.appendfsync = appendfsync
         case.addCleanup(self.stop)
 
     def url(self, db: int = 0, password: str | None = None) -> str:
@@ -192,7 +196,7 @@ class RedisServer:
             ca, cert, key = self.tls
             args[1:3] = ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
             args += ["--tls-ca-cert-file", ca, "--tls-cert-file", cert, "--tls-key-file", key]
-        args += ["--appendfsync", "always", "--dir", self.dir, "--daemonize", "no"]
+        args += ["--appendfsync", self.appendfsync, "--dir", self.dir, "--daemonize", "no"]
         if self.password:
             args += ["--requirepass", self.password]
         if self.replica_of is not None:
@@ -274,6 +278,15 @@ def redis_cli(port: int, *args: str, password: str | None = None) -> str:
     return result.stdout.strip()
 
 
+def sentinel_fields(port: int, *args: str) -> dict[str, str]:
+    """
+    The answer of the Sentinel on C{port} to C{SENTINEL args} (one master's
+    or replica's fields) as a dictionary.
+    """
+    lines = redis_cli(port, "SENTINEL", *args).splitlines()
+    return dict(zip(lines[0::2], lines[1::2], strict=False))
+
+
 class Sentinels:
     """
     A master watched by several Sentinels that agree (a quorum) before they
@@ -296,13 +309,6 @@ class Sentinels:
         """
         return f"redis+sentinel://{','.join(f'127.0.0.1:{p}' for p in self.ports)}/{self.name}/{db}"
 
-    def ask(self, port: int, *args: str) -> dict[str, str]:
-        """
-        C{SENTINEL args} (one master's or replica's fields) as a dictionary.
-        """
-        lines = redis_cli(port, "SENTINEL", *args).splitlines()
-        return dict(zip(lines[0::2], lines[1::2], strict=False))
-
     def master_ports(self) -> set[int]:
         """
         The master's port according to each Sentinel.
@@ -318,7 +324,7 @@ class Sentinels:
         """
         expected = {"num-other-sentinels": str(len(self.ports) - 1), "num-slaves": str(replicas)}
         for port in self.ports:
-            master = self.ask(port, "master", self.name)
+            master = sentinel_fields(port, "master", self.name)
             if any(master.get(field) != value for field, value in expected.items()):
                 return False
         return True
