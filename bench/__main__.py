@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import sys
 
-from . import dns, fleet, issuance, latency
+from . import cluster, dns, fleet, issuance, latency
 
-BENCHMARKS = {"dns": dns.main, "fleet": fleet.main, "issuance": issuance.main, "latency": latency.main}
+BENCHMARKS = {
+    "cluster": cluster.main,
+    "dns": dns.main,
+    "fleet": fleet.main,
+    "issuance": issuance.main,
+    "latency": latency.main,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -205,7 +205,19 @@ class _Protocol(_Reporting, txredisapi.RedisProtocol):  # type: ignore[misc]
     pass
 
 
+def _lost_anyway(failure: Any) -> None:
+    # A connection lost during the handshake: connectionLost reports it.
+    failure.trap(txredisapi.ConnectionError)
+
+
 class _SentinelMasterProtocol(_Reporting, txredisapi.SentinelRedisProtocol):  # type: ignore[misc]
+    def connectionMade(self) -> defer.Deferred[Any]:
+        # Nobody waits for the handshake (ROLE, then AUTH and SELECT): a
+        # connection lost before Redis answers must not leave an unhandled
+        # error (a traceback in the log).
+        d: defer.Deferred[Any] = super().connectionMade()
+        return d.addErrback(_lost_anyway)
+
     # With charset=None (values are bytes) ROLE answers b"master", which
     # txredisapi compares with "master": decode the role first.
     def role(self) -> defer.Deferred[Any]:

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 import requests
-from acme import messages
+from acme import errors, messages
 from acme.client import ClientV2
 from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.trial.unittest import SynchronousTestCase
@@ -147,7 +147,8 @@ order_deadline = 120
 def retrying(step: Callable[[], T], what: str) -> T:
     """
     C{step}, again while the appliance answers that its storage is away (a
-    503 C{serverInternal}) or the load balancer has no node to ask.
+    503 C{serverInternal}, or a bare 503 to a HEAD) or the load balancer has
+    no node to ask.
     """
 
     def attempt() -> tuple[T] | None:
@@ -155,6 +156,11 @@ def retrying(step: Callable[[], T], what: str) -> T:
             return (step(),)
         except messages.Error as e:
             if e.typ != "urn:ietf:params:acme:error:serverInternal":
+                raise
+        except errors.ClientError as e:
+            # A HEAD newNonce answered 503 (no body to make a problem of).
+            response = e.args[0] if e.args else None
+            if not isinstance(response, requests.Response) or response.status_code != 503:
                 raise
         except requests.exceptions.ConnectionError:
             pass

@@ -25,14 +25,17 @@ import sys
 import tomllib
 from typing import Any
 
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.config import load_config
 from acme_appliance.config._sections import SECTIONS
 from acme_appliance.stats import Metrics
+from acme_appliance.storage import redis_store
 
-from .tools import free_port, require, start_retrying, wait_listening
-from .world import Process, make_tls_ca, nginx_main
+from .tools import free_port, require, start_retrying, wait_for, wait_listening
+from .world import Process, make_tls_ca, nginx_main, sentinel_fields
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ETC = os.path.join(ROOT, "etc")
@@ -54,6 +57,7 @@ CHECKED = {
     "cluster/redis.conf": "ClusterExampleTests",
     "cluster/nginx-lb.conf": "ClusterExampleTests",
     "cluster/dcv-zone.txt": "ClusterExampleTests",
+    "cluster/sentinel.conf": "ClusterExampleTests",
 }
 
 
@@ -186,7 +190,7 @@ class RedisConfigTests(ToolTestCase):
         """
         self.check_redis_conf(os.path.join(ETC, "redis.example.conf"))
 
-    def check_redis_conf(self, conf: str) -> None:
+    def check_redis_conf(self, conf: str) -> int:
         redis_server, redis_cli = require("redis-server"), require("redis-cli")
         directory = self.tempdir()
 
@@ -204,6 +208,7 @@ class RedisConfigTests(ToolTestCase):
         cli = [redis_cli, "-p", str(port), "--no-auth-warning", "-a", password.group(1)]
         for key, value in [("appendonly", "yes"), ("appendfsync", "everysec"), ("maxmemory-policy", "noeviction")]:
             self.assertEqual(self.run_tool([*cli, "CONFIG", "GET", key]).split(), [key, value])
+        return port
 
 
 class RsyslogTests(ToolTestCase):
@@ -389,6 +394,47 @@ class ClusterExampleTests(RedisConfigTests):
 
     def test_redis_runs_with_it(self) -> None:
         self.check_redis_conf(os.path.join(ETC, "cluster", "redis.conf"))
+
+    def test_sentinel(self) -> None:
+        """
+        A Sentinel runs with sentinel.conf, watching the Redis of redis.conf
+        (so it knows its password) with a quorum of 2; the storage URL it
+        tells the nodes to use names the three Sentinels and that master.
+        """
+        conf = read(os.path.join(ETC, "cluster", "sentinel.conf"))
+        redis_port = self.check_redis_conf(os.path.join(ETC, "cluster", "redis.conf"))
+        directory = self.tempdir()
+        local = write(
+            os.path.join(directory, "sentinel.conf"),
+            conf.replace("redis-1.example.net 6379", f"127.0.0.1 {redis_port}"),
+        )
+
+        def start() -> int:
+            port = free_port()
+            args = [require("redis-server"), local, "--sentinel", "--port", str(port), "--bind", "127.0.0.1"]
+            process = Process(self, "sentinel", [*args, "--dir", directory], directory)
+            wait_listening(port, process.popen, process.log)
+            return port
+
+        port = start_retrying(start, "redis sentinel")
+
+        # Connected (without the password: "master,disconnected") and INFO
+        # answered (it needs the password; 0 until it is): auth-pass works.
+        def informed() -> dict[str, str] | None:
+            fields = sentinel_fields(port, "master", "appliance")
+            refreshed = 0 < int(fields.get("info-refresh") or 0) < 30000
+            return fields if fields.get("flags") == "master" and refreshed else None
+
+        master = wait_for(informed, 20, "the Sentinel to read the master's INFO")
+        assert master is not None
+        self.assertEqual((master["quorum"], master["port"]), ("2", str(redis_port)))
+        self.assertEqual((master["down-after-milliseconds"], master["failover-timeout"]), ("5000", "60000"))
+        url = re.search(r'url = "(redis\+sentinel://[^"]+)"', conf)
+        assert url is not None
+        store = redis_store(url.group(1), reactor=MemoryReactorClock(), clock=Clock())
+        self.assertEqual(len(store.address.sentinels), 3)
+        self.assertEqual((store.address.master, store.address.password), ("appliance", "change-this-password"))
+        self.assertIn("wait_replicas = 1", conf)
 
     def test_load_balancer(self) -> None:
         nginx = require("nginx")

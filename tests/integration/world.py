@@ -153,10 +153,15 @@ class RedisServer:
         *,
         password: str | None = None,
         tls: tuple[str, str, str] | None = None,
+        replica_of: RedisServer | None = None,
+        appendfsync: str = "always",
     ) -> None:
         """
         @param tls: C{(ca, cert, key)} files (L{make_tls_ca}): listen with
             TLS only (C{rediss://}).
+        @param replica_of: Start as a replica of this (started) server.
+        @param appendfsync: When the AOF is synced to disk (C{always},
+            C{everysec}: what production runs, for benchmarks).
         """
         self.case = case
         self.binary = require("redis-server")
@@ -166,6 +171,9 @@ class RedisServer:
         self.password = password
         self.port = 0
         self.process: Process | None = None
+        #: The port of the master this server starts as a replica of.
+        self.replica_of: int | None = replica_of.port if replica_of is not None else None
+        self.appendfsync = appendfsync
         case.addCleanup(self.stop)
 
     def url(self, db: int = 0, password: str | None = None) -> str:
@@ -188,9 +196,11 @@ class RedisServer:
             ca, cert, key = self.tls
             args[1:3] = ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
             args += ["--tls-ca-cert-file", ca, "--tls-cert-file", cert, "--tls-key-file", key]
-        args += ["--appendfsync", "always", "--dir", self.dir, "--daemonize", "no"]
+        args += ["--appendfsync", self.appendfsync, "--dir", self.dir, "--daemonize", "no"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         self.process = Process(self.case, "redis", args, self.dir)
         wait_listening(port, self.process.popen, self.process.log)
         self.port = port
@@ -200,26 +210,124 @@ class RedisServer:
             self.process.stop()
             self.process = None
 
-    def sentinel(self, master: str) -> int:
+    def kill(self) -> None:
         """
-        Start a Sentinel watching this server as C{master}.
+        Kill the server with C{SIGKILL} (no shutdown, no last write).
+        """
+        if self.process is not None:
+            self.process.popen.kill()
+            self.process.popen.wait()
+            self.process = None
 
+    def cli(self, *args: str) -> str:
+        """
+        The answer of C{redis-cli} to a command sent to this server.
+        """
+        return redis_cli(self.port, *args, password=self.password)
+
+    def role(self) -> str:
+        """
+        C{master}, C{slave} (a replica) or, while it is down, C{""}.
+        """
+        return self.cli("ROLE").split("\n", 1)[0] if self.process is not None else ""
+
+    def sentinel(
+        self, master: str, *, quorum: int = 1, down_after_ms: int | None = None, failover_timeout_ms: int | None = None
+    ) -> int:
+        """
+        Start a Sentinel watching this server as C{master}, in a directory
+        of its own (Sentinel rewrites its config file).
+
+        @param quorum: How many Sentinels must agree the master is down.
+        @param down_after_ms: How long the master may not answer before it
+            is considered down (Sentinel's default: 30 s).
+        @param failover_timeout_ms: Sentinel's C{failover-timeout}.
         @return: The Sentinel's port.
         """
-        directory = os.path.join(self.dir, "sentinel")
-        os.makedirs(directory, exist_ok=True)
 
         def start() -> int:
             port = free_port()
-            conf = _write(
-                os.path.join(directory, "sentinel.conf"),
-                f"port {port}\nbind 127.0.0.1\ndir {directory}\nsentinel monitor {master} 127.0.0.1 {self.port} 1\n",
-            )
+            directory = os.path.join(self.dir, f"sentinel-{port}")
+            os.makedirs(directory, exist_ok=True)
+            lines = [f"port {port}", "bind 127.0.0.1", f"dir {directory}"]
+            lines.append(f"sentinel monitor {master} 127.0.0.1 {self.port} {quorum}")
+            if down_after_ms is not None:
+                lines.append(f"sentinel down-after-milliseconds {master} {down_after_ms}")
+            if failover_timeout_ms is not None:
+                lines.append(f"sentinel failover-timeout {master} {failover_timeout_ms}")
+            conf = _write(os.path.join(directory, "sentinel.conf"), "\n".join(lines) + "\n")
             process = Process(self.case, "sentinel", [self.binary, conf, "--sentinel"], directory)
             wait_listening(port, process.popen, process.log)
             return port
 
         return start_retrying(start, "redis sentinel")
+
+
+def redis_cli(port: int, *args: str, password: str | None = None) -> str:
+    """
+    The answer of C{redis-cli} (raw output) to a command sent to the Redis
+    or Sentinel on C{port}; C{""} when nothing answers there.
+    """
+    auth = ["--no-auth-warning", "-a", password] if password else []
+    result = subprocess.run(
+        [require("redis-cli"), "-h", "127.0.0.1", "-p", str(port), *auth, "--raw", *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    return result.stdout.strip()
+
+
+def sentinel_fields(port: int, *args: str) -> dict[str, str]:
+    """
+    The answer of the Sentinel on C{port} to C{SENTINEL args} (one master's
+    or replica's fields) as a dictionary.
+    """
+    lines = redis_cli(port, "SENTINEL", *args).splitlines()
+    return dict(zip(lines[0::2], lines[1::2], strict=False))
+
+
+class Sentinels:
+    """
+    A master watched by several Sentinels that agree (a quorum) before they
+    fail over to a replica quickly: the master is down after
+    C{down_after_ms} without answering.
+    """
+
+    def __init__(
+        self, master: RedisServer, name: str, *, count: int = 3, quorum: int = 2, down_after_ms: int = 1000
+    ) -> None:
+        self.name = name
+        self.ports = [
+            master.sentinel(name, quorum=quorum, down_after_ms=down_after_ms, failover_timeout_ms=3000)
+            for _ in range(count)
+        ]
+
+    def url(self, db: int = 0) -> str:
+        """
+        The C{redis+sentinel://} storage URL naming every Sentinel.
+        """
+        return f"redis+sentinel://{','.join(f'127.0.0.1:{p}' for p in self.ports)}/{self.name}/{db}"
+
+    def master_ports(self) -> set[int]:
+        """
+        The master's port according to each Sentinel.
+        """
+        return {
+            int(redis_cli(p, "SENTINEL", "get-master-addr-by-name", self.name).splitlines()[-1]) for p in self.ports
+        }
+
+    def ready(self, replicas: int) -> bool:
+        """
+        Every Sentinel knows the others and C{replicas} replicas: a failover
+        can happen.
+        """
+        expected = {"num-other-sentinels": str(len(self.ports) - 1), "num-slaves": str(replicas)}
+        for port in self.ports:
+            master = sentinel_fields(port, "master", self.name)
+            if any(master.get(field) != value for field, value in expected.items()):
+                return False
+        return True
 
 
 class Pebble:
