@@ -188,6 +188,7 @@ class ApplianceService(MultiService):
             limiter=limiter,
             node=self.node,
             budgets=BudgetLedger(store, clock, config.ca_limits(), on_change=self.metrics.budgets),
+            journal=self.journal,
         )
         self.issuance.setServiceParent(self)
         # Renewal windows keep the pace of the CA budgets.

@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
 from ..core import AcmeProblem, ProblemType, Unavailable, report_failure, while_unavailable
-from ..notify import CertificateIssued, Event, EventBus, EventName
+from ..notify import CertificateIssued, Event, EventBus, EventJournal, EventName
 from ..orders import AcmeRepository, CertificateRecord, Limit, Order, OrderStatus, RateLimiter, new_id, recheck_names
 from ..policy import Policy, TokenRegistry, ValidationMethod
 from ..storage import keys
@@ -126,6 +126,7 @@ class IssuanceService(Service):
         limiter: RateLimiter | None = None,
         slot_poll: float = 1.0,
         budgets: BudgetLedger | None = None,
+        journal: EventJournal | None = None,
         node: str = "",
         sweep: float | None = None,
     ) -> None:
@@ -140,6 +141,7 @@ class IssuanceService(Service):
             health if health is not None else CAHealth(clock, on_change=self._health_changed, store=repository.store)
         )
         self.budgets = budgets if budgets is not None else BudgetLedger(repository.store, clock, {})
+        self._journal = journal
         self._budget_refresh = LoopingCall(lambda: Deferred.fromCoroutine(self.budgets.refresh()))
         self._budget_refresh.clock = clock
         self._upstream = FailoverIssuer(
@@ -315,6 +317,10 @@ class IssuanceService(Service):
 
     async def _issue(self, order_id: str) -> None:
         order = await self._repo.order(order_id)
+        if order is not None and order.status is OrderStatus.VALID:
+            # The job that made it valid died before it was done: announce
+            # it unless the journal has.
+            await self._announce_again(order)
         if order is None or order.status is not OrderStatus.PROCESSING:
             await self._repo.dequeue(order_id)
             if order is not None:
@@ -409,7 +415,14 @@ class IssuanceService(Service):
             lambda: self._repo.update_order(
                 order.id,
                 lambda o: (
-                    evolve(o, status=OrderStatus.VALID, certificate_id=record.id, ca_name=issued.ca_name, completed=now)
+                    evolve(
+                        o,
+                        status=OrderStatus.VALID,
+                        certificate_id=record.id,
+                        ca_name=issued.ca_name,
+                        completed=now,
+                        issue_mode=mode.value,
+                    )
                     if o.status is OrderStatus.PROCESSING
                     else None
                 ),
@@ -418,8 +431,26 @@ class IssuanceService(Service):
         if stored is not None and stored.certificate_id == record.id:
             # This job made the order valid (not one that resumed it): it tells.
             self._announce(order, record, issued, mode, now)
+            if self._journal is not None:
+                # Dequeued only once journaled: a node that dies before
+                # leaves the order to be announced by the one that resumes it.
+                await self._journal.written(order.id)
         await self._stored(lambda: self._repo.dequeue(order.id))
         await self._stored(lambda: self._release(order.token_id, order.id))
+
+    async def _announce_again(self, order: Order) -> None:
+        if self._journal is None or order.certificate_id is None:
+            return
+        history = await self._journal.order_history(order.id)
+        if any(event.name is EventName.CERTIFICATE_ISSUED for event in history):
+            return
+        record = await self._repo.certificate(order.certificate_id)
+        if record is None:
+            return
+        mode = IssueMode(order.issue_mode) if order.issue_mode else IssueMode.NEW
+        issued = IssuedCertificate(chain_pem=record.chain_pem.encode("ascii"), ca_name=record.ca_name)
+        self._announce(order, record, issued, mode, order.completed or self._clock.seconds())
+        await self._journal.written(order.id)
 
     def _announce(
         self, order: Order, record: CertificateRecord, issued: IssuedCertificate, mode: IssueMode, now: float

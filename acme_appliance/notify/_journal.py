@@ -9,7 +9,7 @@ import itertools
 import json
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -108,10 +108,31 @@ class EventJournal:
         self._max_pending = max_pending
         #: Events waiting for the store to come back.
         self.pending = 0
+        self._writing: dict[str, list[Deferred[None]]] = {}
 
     def __call__(self, event: Event) -> None:
         d = Deferred.fromCoroutine(self._keep(event, self._key(event)))
         d.addErrback(lambda f: report_failure(self._log, "cannot journal event {event}", f, event=event.name.value))
+        if event.order_id is not None:
+            writing = self._writing.setdefault(event.order_id, [])
+            writing.append(d)
+            d.addBoth(lambda _: self._written(event.order_id, d))
+
+    def _written(self, order_id: str | None, d: Deferred[None]) -> None:
+        writing = self._writing.get(order_id or "", [])
+        if d in writing:
+            writing.remove(d)
+        if not writing:
+            self._writing.pop(order_id or "", None)
+
+    async def written(self, order_id: str) -> None:
+        """
+        Wait until the events of C{order_id} handed to the journal so far
+        are written (or given up on).
+        """
+        writing = list(self._writing.get(order_id, ()))
+        if writing:
+            await DeferredList(writing, consumeErrors=True)
 
     async def _keep(self, event: Event, key: str) -> None:
         """

@@ -95,6 +95,8 @@ class Order:
     completed: float | None = None
     profile: str | None = None
     replaces: str | None = None
+    #: How the certificate was issued (an L{IssueMode} value), once C{valid}.
+    issue_mode: str | None = None
 
 
 @frozen

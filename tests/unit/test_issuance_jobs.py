@@ -15,7 +15,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.ca import CAError, IssuedCertificate, IssueRequest
-from acme_appliance.notify import EventName
+from acme_appliance.notify import Event, EventJournal, EventName
 from acme_appliance.notify.testing import MemoryNotifier
 from acme_appliance.storage import StorageError, keys
 from acme_appliance.testing import ScriptedCA, StubAcmeClient, World, make_csr, self_signed_pem
@@ -217,3 +217,40 @@ class StoreAwayTests(JobTests):
         issued = [e for e in self.notes.events if e.name is EventName.CERTIFICATE_ISSUED]
         self.assertEqual(len(issued), 1)
         self.assertEqual(len(calls), 2)
+
+
+class AnnouncedOnceTests(JobTests):
+    """
+    A node that made an order valid and died before it was journaled (and
+    dequeued): the node that resumes the order announces it, once.
+    """
+
+    def test_resumed_valid_order_announced_once(self) -> None:
+        world, client = self.world(["issue"], [])
+        journal = EventJournal(world.store, clock=world.clock)
+        world.issuance.events.subscribe(journal)
+        world.issuance._journal = journal
+        url = self.finalize(client)
+        order = self.order_at(world, client, url, 2)
+        self.assertEqual(order["status"], "valid", order)
+        order_id = url.rstrip("/").rsplit("/", 1)[-1]
+
+        def announced() -> list[Event]:
+            history = self.successResultOf(Deferred.fromCoroutine(journal.order_history(order_id)))
+            return [e for e in history if e.name is EventName.CERTIFICATE_ISSUED]
+
+        self.assertEqual(len(announced()), 1)
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(world.repo.queued())), [])
+        # As if the node had died after the order became valid: no journal
+        # entry, still queued.
+        for key, _ in self.successResultOf(Deferred.fromCoroutine(world.store.scan(keys.order_events(order_id)))):
+            self.successResultOf(Deferred.fromCoroutine(world.store.delete(key)))
+        for again in range(2):
+            self.successResultOf(Deferred.fromCoroutine(world.repo.enqueue(order_id)))
+            world.issuance.submit(order_id)
+            world.clock.advance(1)
+            self.assertEqual(len(announced()), 1, again)
+            self.assertEqual(self.successResultOf(Deferred.fromCoroutine(world.repo.queued())), [])
+        [event] = announced()
+        self.assertEqual(getattr(event, "mode", None), "new")
+        self.assertEqual(len(self.primary.calls), 1)
