@@ -19,6 +19,8 @@ from ..storage import Store, get_record, keys, load_record, put_record
 from ._policy import Policy
 
 TOKEN_BYTES = 24  # 192 bits of randomness
+#: The most secret hashes whose token ids a registry keeps (then it forgets them all).
+MAX_KNOWN_IDS = 10_000
 
 
 def new_secret() -> str:
@@ -75,6 +77,11 @@ class TokenRegistry:
     def __init__(self, store: Store, clock: IReactorTime) -> None:
         self._store = store
         self._clock = clock
+        # Secret hash -> token id, as found in the index: an index entry
+        # never points elsewhere (revoking deletes it and marks the token,
+        # whose record every lookup still reads), so a lookup of a known
+        # secret reads the token record alone.  Misses are not kept.
+        self._ids: dict[str, str] = {}
 
     async def create(self, policy: str, domains: tuple[str, ...] = ()) -> tuple[Token, str]:
         """
@@ -100,10 +107,16 @@ class TokenRegistry:
         @raise UnknownToken: no such token, or it was revoked.
         """
         digest = hash_secret(secret)
-        token_id = await self._store.get(f"token-hash/{digest}")
+        token_id = self._ids.get(digest)
         if token_id is None:
-            raise UnknownToken()
-        token = await get_record(self._store, Token, keys.token(token_id.decode()))
+            found = await self._store.get(f"token-hash/{digest}")
+            if found is None:
+                raise UnknownToken()
+            token_id = found.decode()
+            if len(self._ids) >= MAX_KNOWN_IDS:
+                self._ids.clear()
+            self._ids[digest] = token_id
+        token = await get_record(self._store, Token, keys.token(token_id))
         # The index lookup already matched; the constant-time compare keeps a
         # corrupt or hand-edited index from authorising the wrong token.
         if token is None or not hmac.compare_digest(token.secret_hash, digest) or not token.active:

@@ -18,15 +18,30 @@ from ._interface import StorageError, Store
 R = TypeVar("R")
 
 
+# Values L{_plain} passes through as they are (exact types: an enum member
+# whose value is an int or a str is not one of them).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+@cache
+def _field_names(cls: Any) -> tuple[str, ...] | None:
+    """The field names of attrs class C{cls}, or C{None} for another type."""
+    return tuple(f.name for f in attrs.fields(cls)) if attrs.has(cls) else None
+
+
 def _plain(value: Any) -> Any:
+    kind: Any = type(value)
+    if kind in _SCALARS:
+        return value
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    if attrs.has(type(value)):
-        return {f.name: _plain(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    names = _field_names(kind)
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
     return value
 
 
@@ -40,25 +55,40 @@ def _field_types(cls: Any) -> dict[str, Any]:
     return kinds
 
 
+@cache
+def _decoding(cls: Any) -> tuple[tuple[str, Any, Any], ...]:
+    """
+    For each field of attrs class C{cls}: its name, its record type (when
+    it holds a nested record) and its enum type (when it holds an enum).
+    """
+    kinds = _field_types(cls)
+    plan = []
+    for field in attrs.fields(cls):
+        kind = kinds.get(field.name)
+        record = kind if isinstance(kind, type) and attrs.has(kind) else None
+        enum = kind if record is None and isinstance(kind, type) and issubclass(kind, Enum) else None
+        plan.append((field.name, record, enum))
+    return tuple(plan)
+
+
 def _build(cls: Any, data: Any) -> Any:
     """
     Rebuild an attrs instance from L{_plain} output: enums, tuples and nested
     records come back as their declared types.
     """
-    kinds = _field_types(cls)
     kwargs = {}
-    for field in attrs.fields(cls):
-        if field.name not in data:
+    for name, record, enum in _decoding(cls):
+        if name not in data:
             continue
-        value = data[field.name]
-        kind = kinds.get(field.name)
-        if isinstance(kind, type) and attrs.has(kind) and value is not None:
-            value = _build(kind, value)
-        elif isinstance(kind, type) and issubclass(kind, Enum):
-            value = kind(value)
+        value = data[name]
+        if record is not None:
+            if value is not None:
+                value = _build(record, value)
+        elif enum is not None:
+            value = enum(value)
         elif isinstance(value, list):
             value = tuple(value)
-        kwargs[field.name] = value
+        kwargs[name] = value
     return cls(**kwargs)
 
 

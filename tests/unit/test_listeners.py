@@ -41,7 +41,7 @@ class _Ok(Resource):
         return b"fine"
 
     def render_POST(self, request: Any) -> bytes:
-        return b"posted %d" % len(request.content.read())
+        return b"posted %d args %r" % (len(request.content.read()), sorted(request.args))
 
 
 class HttpCase(SynchronousTestCase):
@@ -192,6 +192,17 @@ class SizeTests(HttpCase):
         transport = self.send(b"POST /ok HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + b"a" * 1000)
         self.assertIn(b"posted 1000", transport.value())
         self.assertFalse(transport.disconnecting)
+
+    def test_form_body_not_parsed(self) -> None:
+        """
+        A form body stays the body: only the query becomes C{args}.
+        """
+        body = b"a=1&b=2"
+        transport = self.send(
+            b"POST /ok?q=3 HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        self.assertIn(b"posted 7 args [b'q']", transport.value())
 
     @settings(max_examples=50, deadline=None)
     @given(st.binary(max_size=20000))
