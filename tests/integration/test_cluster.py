@@ -257,6 +257,9 @@ class ClusterTests(SynchronousTestCase):
         health = self.admin.get("/health").json()
         self.assertEqual((health["node"], health["store_connected"], health["jobs"]), ("node-2", True, {}))
 
+        earlier_orders = orders
+        earlier = world.client(self.directory)
+
         # b) node 1 killed (-9) while a second wave is in flight.
         _, wave = self.wave("failover.shop.test")
         wait_for(
@@ -272,6 +275,8 @@ class ClusterTests(SynchronousTestCase):
         wait_for(
             lambda: self.admin.get("/orders?status=processing").json(), 60, "an order of the third wave in processing"
         )
+        counters = set(world.redis.cli("--scan", "--pattern", "stats/total/*").split())
+        self.assertTrue(counters)
         world.redis.stop()
         wait_for(
             lambda: requests.get(f"{self.admin.base}/health", headers=self.admin.headers, timeout=5).status_code == 503,
@@ -286,9 +291,13 @@ class ClusterTests(SynchronousTestCase):
             assert node.process is not None
             self.assertIsNone(node.process.poll(), node.log()[-3000:])
             self.assertNotIn("Traceback", node.log())
-        # The token and the accounts from before are still there.
-        client = world.client(self.directory)
-        again = client.acme.query_registration(client.regr)
+        # The token, the accounts and the orders from before are still there.
+        again = earlier.acme.query_registration(earlier.regr)
         self.assertEqual(again.body.status, "valid")
         self.assertIsInstance(again, messages.RegistrationResource)
+        self.assertLessEqual(counters, set(world.redis.cli("--scan", "--pattern", "stats/total/*").split()))
+        for order_id in earlier_orders:
+            response = self.admin.get(f"/orders/{order_id}")
+            self.assertEqual((response.status_code, response.json()["status"]), (200, "valid"))
+            self.assertTrue(self.announced(order_id))
         self.assertEqual(world.pebble.log().count("There are now 1 accounts in memory"), 1)
