@@ -12,7 +12,7 @@ from ._budget import (
     Reservation,
     registered_domain,
 )
-from ._health import CAHealth
+from ._health import SHARED_DOWN_TTL, CAHealth
 from ._jobs import DurationEstimate, IssuanceService, Revoker
 from ._locks import LEASE, JobLeases, OrderLocks, order_key
 from ._pacing import BudgetPacer
@@ -20,6 +20,7 @@ from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
 __all__ = [
     "LEASE",
+    "SHARED_DOWN_TTL",
     "BudgetExhausted",
     "BudgetKind",
     "BudgetLedger",

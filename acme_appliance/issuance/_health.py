@@ -16,12 +16,19 @@ from twisted.logger import Logger
 from ..core import report_failure
 from ..storage import Store, keys
 
+#: How long a CA stays down for the cluster without a node confirming it:
+#: a marker left by a node that died, or for a CA no longer configured,
+#: goes away on its own (a CA still down is found down again).
+SHARED_DOWN_TTL = 3600.0
+
 
 @define
 class _State:
     failures: int = 0
     down_since: float | None = None
     last_probe: float | None = None
+    #: Whether the store has this node's finding that the CA is down.
+    shared: bool = True
 
 
 class CAHealth:
@@ -90,8 +97,14 @@ class CAHealth:
         if state.down_since is None and state.failures >= self._threshold:
             state.down_since = self._clock.seconds()
             self._log.warn("CA {ca} is down after {failures} failures", ca=ca, failures=state.failures)
-            down = repr(state.down_since).encode()
-            self._share(ca, False, self._store.add(keys.ca_down(ca), down) if self._store else None)
+            self._share(ca, False, self._mark_down(ca, state) if self._store else None)
+
+    async def _mark_down(self, ca: str, state: _State) -> bool:
+        assert self._store is not None and state.down_since is not None
+        state.shared = False
+        added = await self._store.add(keys.ca_down(ca), repr(state.down_since).encode(), ttl=SHARED_DOWN_TTL)
+        state.shared = True
+        return added
 
     def _share(self, ca: str, up: bool, write: Coroutine[Any, Any, bool] | None) -> None:
         """
@@ -123,7 +136,12 @@ class CAHealth:
             if ca in shared and state.down_since is None:
                 state.down_since = state.last_probe = self._clock.seconds()
             elif ca not in shared and state.down_since is not None:
-                self._states[ca] = _State()
+                if state.shared:
+                    # Another node found it up again.
+                    self._states[ca] = _State()
+                else:
+                    # This node's finding never reached the store: share it now.
+                    self._share(ca, False, self._mark_down(ca, state))
 
     def snapshot(self) -> dict[str, dict[str, object]]:
         """

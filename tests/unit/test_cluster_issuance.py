@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.issuance import LEASE, CAHealth
+from acme_appliance.issuance import LEASE, SHARED_DOWN_TTL, CAHealth
 from acme_appliance.notify import EventName
 from acme_appliance.notify.testing import MemoryNotifier
-from acme_appliance.storage import keys
+from acme_appliance.storage import StorageError, keys
 from acme_appliance.testing import StubAcmeClient, World, make_csr
 
 T = TypeVar("T")
@@ -92,6 +92,7 @@ class SharedHealthTests(SynchronousTestCase):
     def setUp(self) -> None:
         world = World(self)
         self.clock = world.clock
+        self.store = world.store
         self.changes: list[tuple[str, str, bool]] = []
         self.a = CAHealth(self.clock, store=world.store, on_change=lambda ca, up: self.changes.append(("a", ca, up)))
         self.b = CAHealth(self.clock, store=world.store, on_change=lambda ca, up: self.changes.append(("b", ca, up)))
@@ -123,3 +124,34 @@ class SharedHealthTests(SynchronousTestCase):
         self.refresh(self.a)
         self.assertTrue(self.a.is_up("up1"))
         self.assertTrue(self.a.should_try("up1"))
+
+    def test_down_not_yet_shared_survives_a_refresh(self) -> None:
+        """
+        This node found the CA down but the store was away: a sweep does
+        not take that back, and shares it once the store is there.
+        """
+        away = [True]
+        real_add = self.store.add
+
+        async def flaky_add(key: str, value: bytes, *, ttl: float | None = None) -> bool:
+            if away[0]:
+                raise StorageError("redis 127.0.0.1:6379/0 unavailable: Connection refused")
+            return await real_add(key, value, ttl=ttl)
+
+        self.patch(self.store, "add", flaky_add)
+        for _ in range(3):
+            self.a.failed("up1")
+        self.refresh(self.a)
+        self.assertFalse(self.a.is_up("up1"))
+        away[0] = False
+        self.refresh(self.a)
+        self.refresh(self.b)
+        self.assertFalse(self.b.is_up("up1"))
+        self.assertEqual(self.changes, [("a", "up1", False)])
+
+    def test_shared_down_expires(self) -> None:
+        for _ in range(3):
+            self.a.failed("gone")
+        self.clock.advance(SHARED_DOWN_TTL)
+        self.refresh(self.b)
+        self.assertTrue(self.b.is_up("gone"))
