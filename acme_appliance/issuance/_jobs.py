@@ -430,7 +430,7 @@ class IssuanceService(Service):
         )
         if stored is not None and stored.certificate_id == record.id:
             # This job made the order valid (not one that resumed it): it tells.
-            self._announce(order, record, issued, mode, now)
+            self._announce(order, record, mode, now)
             if self._journal is not None:
                 # Dequeued only once journaled: a node that dies before
                 # leaves the order to be announced by the one that resumes it.
@@ -448,17 +448,14 @@ class IssuanceService(Service):
         if record is None:
             return
         mode = IssueMode(order.issue_mode) if order.issue_mode else IssueMode.NEW
-        issued = IssuedCertificate(chain_pem=record.chain_pem.encode("ascii"), ca_name=record.ca_name)
-        self._announce(order, record, issued, mode, order.completed or self._clock.seconds())
+        self._announce(order, record, mode, order.completed or self._clock.seconds())
         await self._journal.written(order.id)
 
-    def _announce(
-        self, order: Order, record: CertificateRecord, issued: IssuedCertificate, mode: IssueMode, now: float
-    ) -> None:
+    def _announce(self, order: Order, record: CertificateRecord, mode: IssueMode, now: float) -> None:
         self._log.info(
             "order {order_id} issued by {ca} ({mode}, serial {serial})",
             order_id=order.id,
-            ca=issued.ca_name,
+            ca=record.ca_name,
             mode=mode.value,
             serial=record.serial,
             node=self._node,
@@ -468,7 +465,7 @@ class IssuanceService(Service):
             order_id=order.id,
             token_id=order.token_id,
             names=order.names,
-            ca=issued.ca_name,
+            ca=record.ca_name,
             outcome="valid",
             mode=mode.value,
             serial=record.serial,
