@@ -216,7 +216,10 @@ class ApplianceService(MultiService):
             self.supervisor.setServiceParent(self)
 
     def _acme(self, config: Config, reactor: IApplianceReactor, *, revoker: Revoker, limiter: RateLimiter) -> None:
-        self.nonces = NonceSource(reactor, store=self.store)
+        # Nonces are shared through the store only where another process
+        # may redeem them: in memory, redeeming one costs no store write.
+        shared = config.acme.workers > 1 or not config.storage.url.startswith(("memory:", "sqlite:"))
+        self.nonces = NonceSource(reactor, store=self.store if shared else None)
         self.acme = AcmeServer(
             repository=self.repository,
             tokens=self.tokens,

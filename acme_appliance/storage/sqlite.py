@@ -128,9 +128,10 @@ class SQLiteStore:
     Every write runs on one dedicated thread with its own connection; the
     atomic operations are C{BEGIN IMMEDIATE} transactions, so they are
     atomic against other processes using the same file too (WAL mode, with a
-    busy timeout of L{BUSY_TIMEOUT} seconds).  Writes queued while the
-    thread is busy are committed together in the next transaction (each in
-    its own savepoint); a write is acknowledged only after its commit.
+    busy timeout of L{BUSY_TIMEOUT} seconds).  The writes issued in one
+    reactor turn, and those queued while the thread is busy, are committed
+    together in the next transaction (each in its own savepoint); a write is
+    acknowledged only after its commit.
     Reads run on the calling (reactor) thread with a second, read-only
     connection: they see every acknowledged write.  Expired rows are invisible,
     and deleted by a write every L{PURGE_INTERVAL} seconds or by
@@ -373,7 +374,11 @@ class SQLiteStore:
         done: Deferred[T] = Deferred()
         self._queued.append((what, transaction, done))
         if not self._writing:
-            self._flush()
+            # Flushed on the reactor's next turn, so that the writes issued
+            # together (by one request, or by requests handled in the same
+            # turn) share one commit.
+            self._writing = True
+            self._reactor.callFromThread(self._flush)
         return await done
 
     async def purge_expired(self) -> int:

@@ -13,6 +13,7 @@ from typing import Any, cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -375,3 +376,34 @@ class WiringTests(ConfigTestCase):
         service = ApplianceService(config, MemoryStore(reactor), reactor)  # type: ignore[arg-type]
         factory = cast(Any, service.getServiceNamed("acme")).factory
         self.assertEqual(factory.limit, default_max_connections(3))
+
+
+class NonceWiringTests(ConfigTestCase):
+    """
+    Nonces go through the store only where another process may redeem
+    them: a Redis store, or worker processes.
+    """
+
+    def redeemed_in_store(self, url: str, workers: int = 1) -> bool:
+        def change(data: dict[str, Any]) -> None:
+            data["storage"]["url"] = url
+            data["validation"]["preflight"] = False
+            data["acme"]["workers"] = workers
+
+        reactor = MemoryReactorClock()
+        store = MemoryStore(reactor)
+        service = ApplianceService(self.load(change), store, reactor)  # type: ignore[arg-type]
+        nonce = service.nonces.new()
+        self.assertTrue(self.successResultOf(Deferred.fromCoroutine(service.nonces.redeem(nonce))))
+        self.assertFalse(self.successResultOf(Deferred.fromCoroutine(service.nonces.redeem(nonce))))
+        return bool(self.successResultOf(Deferred.fromCoroutine(store.scan("nonce/"))))
+
+    def test_one_process_on_a_local_store(self) -> None:
+        self.assertFalse(self.redeemed_in_store("memory:"))
+        self.assertFalse(self.redeemed_in_store("sqlite:state.db"))
+
+    def test_workers(self) -> None:
+        self.assertTrue(self.redeemed_in_store("sqlite:state.db", workers=2))
+
+    def test_redis(self) -> None:
+        self.assertTrue(self.redeemed_in_store("redis://127.0.0.1:6379/0"))
