@@ -90,9 +90,9 @@ class RateLimiter:
         now = self._clock.seconds()
         window = int(now // rate.period)
         key = keys.rate_window(limit.value, subject, window)
-        # The window's counter is created with a TTL (increment keeps it).
-        await self._store.add(key, b"0", ttl=2 * rate.period)
-        if await self._store.increment(key) > rate.count:
+        # One write: the window's counter is created with a TTL, which later
+        # increments keep.
+        if await self._store.increment(key, ttl=2 * rate.period) > rate.count:
             self._on_limited(limit)
             raise _rate_limited(
                 limit,

@@ -54,11 +54,13 @@ class Store(Protocol):
         when the swap happened.
         """
 
-    async def increment(self, key: str, amount: int = 1) -> int:
+    async def increment(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         """
         Add ``amount`` to the integer at ``key`` (absent counts as 0) and
         return the new value.  Values written by ``increment`` are ASCII
-        decimal integers.
+        decimal integers.  ``ttl`` applies only when the counter is created
+        (absent: it becomes ``amount``, expiring after ``ttl``); an existing
+        counter keeps the expiry it has, like Redis ``INCR``.
         """
 
     async def delete(self, key: str) -> bool:

@@ -153,12 +153,14 @@ class MemoryStore:
         self._write(key, value, ttl)
         return True
 
-    async def increment(self, key: str, amount: int = 1) -> int:
+    async def increment(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         check_entry(key, None)
+        created_expiry = expires_at(self._clock, ttl)
         entry = self._live(key, self._now())
         result = incremented(key, None if entry is None else entry.value, amount)
-        # Like Redis INCR: the counter keeps the expiry it already had.
-        self._entries[key] = _Entry(str(result).encode("ascii"), None if entry is None else entry.expires_at)
+        # Like Redis INCR: the counter keeps the expiry it already had; a new
+        # one gets C{ttl}'s.
+        self._entries[key] = _Entry(str(result).encode("ascii"), created_expiry if entry is None else entry.expires_at)
         return result
 
     async def delete(self, key: str) -> bool:

@@ -87,10 +87,18 @@ end
 if ARGV[7] == '0' then redis.call('DEL', KEYS[1]) else put(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) end
 return 1
 """)
-# Like Redis INCR, a live counter keeps its expiry (field e and the PEXPIRE).
+# ARGV: now, amount, expires ('' for none), gc_ms.  Like Redis INCR, a live
+# counter keeps its expiry (field e and the PEXPIRE); a new one gets ARGV[3],
+# set after HINCRBY so that a refused amount writes nothing.
 _INCREMENT = _Script.of("""
-if not live(KEYS[1], ARGV[1]) then redis.call('DEL', KEYS[1]) end
-return redis.call('HINCRBY', KEYS[1], 'v', ARGV[2])
+local created = not live(KEYS[1], ARGV[1])
+if created then redis.call('DEL', KEYS[1]) end
+local n = redis.call('HINCRBY', KEYS[1], 'v', ARGV[2])
+if created and ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'e', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+return n
 """)
 _DELETE = _Script.of("local r = live(KEYS[1], ARGV[1]) redis.call('DEL', KEYS[1]) if r then return 1 end return 0")
 _VALUES = _Script.of("""
@@ -454,11 +462,13 @@ class RedisStore:
             await self._replicated(key)
         return bool(swapped)
 
-    async def increment(self, key: str, amount: int = 1) -> int:
+    async def increment(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         check_entry(key, None)
         incremented(key, None, amount)
+        expires, gc_ms = self._expiry(ttl)
+        args = [self._now(), amount, expires, gc_ms]
         try:
-            return int(await self._run(f"increment {key!r}", _INCREMENT, [key.encode()], [self._now(), amount]))
+            return int(await self._run(f"increment {key!r}", _INCREMENT, [key.encode()], args))
         except StorageError as e:
             if "not an integer" in str(e) or "overflow" in str(e):
                 raise StorageError(f"cannot increment {key!r}: its value is not an integer in range") from None

@@ -428,15 +428,17 @@ class SQLiteStore:
 
         return await self._write(f"compare_and_set {key!r}", swap)
 
-    async def increment(self, key: str, amount: int = 1) -> int:
+    async def increment(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         check_entry(key, None)
         incremented(key, None, amount)
+        created_expiry = expires_at(self._clock, ttl)
 
         def increment(conn: sqlite3.Connection, now: float) -> int:
             current = _live_value(conn, key, now)
             result = incremented(key, None if current is None else current[0], amount)
-            # Like Redis INCR: the counter keeps the expiry it already had.
-            _put(conn, key, str(result).encode("ascii"), None if current is None else current[1])
+            # Like Redis INCR: the counter keeps the expiry it already had; a
+            # new one gets C{ttl}'s.
+            _put(conn, key, str(result).encode("ascii"), created_expiry if current is None else current[1])
             return result
 
         return await self._write(f"increment {key!r}", increment)

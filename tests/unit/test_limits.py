@@ -28,7 +28,7 @@ from acme_appliance.orders import (
 )
 from acme_appliance.policy import Token, TokenRegistry
 from acme_appliance.stats import Metrics
-from acme_appliance.storage import MemoryStore
+from acme_appliance.storage import MemoryStore, keys
 from acme_appliance.testing import World, add_account, make_csr, sample_policy
 from acme_appliance.wire import messages as m
 
@@ -165,6 +165,75 @@ class NewOrderLimitTests(Fixture):
         """
         self.assertEqual(Limits().account_orders, Rate(300, 10800.0))
         self.assertGreater(Limits().token_finalizes, 0)
+
+
+class CountingStore(MemoryStore):
+    """A memory store that records the key of every write."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.writes: list[tuple[str, str]] = []
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        self.writes.append(("set", key))
+        await super().set(key, value, ttl=ttl)
+
+    async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        self.writes.append(("add", key))
+        return await super().add(key, value, ttl=ttl)
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, value: bytes | None, *, ttl: float | None = None
+    ) -> bool:
+        self.writes.append(("compare_and_set", key))
+        return await super().compare_and_set(key, expected, value, ttl=ttl)
+
+    async def increment(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
+        self.writes.append(("increment", key))
+        return await super().increment(key, amount, ttl=ttl)
+
+    async def delete(self, key: str) -> bool:
+        self.writes.append(("delete", key))
+        return await super().delete(key)
+
+
+class LimiterWriteTests(Fixture):
+    def test_one_write_per_counter(self) -> None:
+        """
+        Counting a new order writes each of its two counters once (an
+        increment that creates the window's counter with its TTL), the first
+        order of a window as the next.
+        """
+        store = CountingStore(self.clock)
+        limiter = RateLimiter(store=store, clock=self.clock, limits=LOW)
+        window = int(self.clock.seconds() // 3600)
+        counters = [
+            ("increment", keys.rate_window(Limit.ACCOUNT_ORDERS.value, "acct1", window)),
+            ("increment", keys.rate_window(Limit.TOKEN_ORDERS.value, "tok", window)),
+        ]
+        for _ in range(2):
+            store.writes.clear()
+            self.wait(limiter.new_order("tok", "acct1"))
+            self.assertEqual(store.writes, counters)
+        store.writes.clear()
+        self.wait(limiter.new_account("tok"))
+        self.assertEqual(store.writes, [("increment", keys.rate_window(Limit.TOKEN_ACCOUNTS.value, "tok", window))])
+
+    def test_refused_order_counts_no_further(self) -> None:
+        """
+        An order refused by the account's limit does not count against the
+        token's, as before (the counters are written one after the other).
+        """
+        store = CountingStore(self.clock)
+        limiter = RateLimiter(store=store, clock=self.clock, limits=LOW)
+        for _ in range(3):
+            self.wait(limiter.new_order("tok", "acct1"))
+        store.writes.clear()
+        self.problem(limiter.new_order("tok", "acct1"))
+        self.assertEqual(len(store.writes), 1)
+        window = int(self.clock.seconds() // 3600)
+        token_counter = self.wait(store.get(keys.rate_window(Limit.TOKEN_ORDERS.value, "tok", window)))
+        self.assertEqual(token_counter, b"3")
 
 
 class FinalizeSlotTests(Fixture):

@@ -286,6 +286,36 @@ class StoreContract(_ContractBase):
         self.clock.advance(3600)
         self.assertEqual(await self.store.get("rate/x"), b"1")
 
+    async def test_increment_with_ttl_creates_an_expiring_counter(self) -> None:
+        self.assertEqual(await self.store.increment("rate/y", 3, ttl=60), 3)
+        self.clock.advance(59)
+        self.assertEqual(await self.store.get("rate/y"), b"3")
+        self.clock.advance(1)
+        self.assertIsNone(await self.store.get("rate/y"))
+
+    async def test_increment_ttl_ignored_for_a_live_counter(self) -> None:
+        # The live counter keeps its own expiry, however far off the ttl.
+        self.assertEqual(await self.store.increment("rate/y", ttl=60), 1)
+        self.clock.advance(30)
+        self.assertEqual(await self.store.increment("rate/y", ttl=600), 2)
+        self.clock.advance(30)
+        self.assertIsNone(await self.store.get("rate/y"))
+        # Expired: created afresh, with the new ttl.
+        self.assertEqual(await self.store.increment("rate/y", ttl=600), 1)
+        self.clock.advance(599)
+        self.assertEqual(await self.store.get("rate/y"), b"1")
+        # A counter without expiry keeps none.
+        await self.store.set("count/n", b"5")
+        self.assertEqual(await self.store.increment("count/n", ttl=1), 6)
+        self.clock.advance(3600)
+        self.assertEqual(await self.store.get("count/n"), b"6")
+
+    async def test_increment_bad_ttl_rejected(self) -> None:
+        for ttl in (0, -1, "60", True):
+            with self.assertRaises(ValueError):
+                await self.store.increment("rate/z", ttl=ttl)
+        self.assertIsNone(await self.store.get("rate/z"))
+
     async def test_concurrent_increments(self) -> None:
         results = await gather(*(self.store.increment("count/c") for _ in range(50)))
         self.assertEqual(sorted(results), list(range(1, 51)))
