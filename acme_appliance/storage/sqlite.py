@@ -88,31 +88,71 @@ _Write = tuple[str, Callable[[sqlite3.Connection], Any], Deferred[Any]]
 _Outcome = tuple[bool, Any]
 
 
+def _run_plain(
+    writes: list[tuple[str, Callable[[sqlite3.Connection], Any]]], conn: sqlite3.Connection
+) -> list[_Outcome]:
+    """
+    Run C{writes} one after the other, with no savepoints; the first to
+    raise stops them (the caller rolls the transaction back).
+    """
+    return [(True, work(conn)) for _, work in writes]
+
+
+def _run_isolated(
+    writes: list[tuple[str, Callable[[sqlite3.Connection], Any]]], conn: sqlite3.Connection, path: str
+) -> list[_Outcome]:
+    """
+    Run C{writes} each in its own savepoint, so that one failing is rolled
+    back alone.
+    """
+    outcomes: list[_Outcome] = []
+    for what, work in writes:
+        conn.execute("SAVEPOINT w")
+        try:
+            outcomes.append((True, work(conn)))
+        except Exception as e:
+            conn.execute("ROLLBACK TO w")
+            if isinstance(e, sqlite3.Error):
+                e = StorageError(f"SQLite store {path}: {what} failed: {e}")
+            outcomes.append((False, e))
+        conn.execute("RELEASE w")
+    return outcomes
+
+
 def commit_batch(
     conn: sqlite3.Connection, path: str, writes: list[tuple[str, Callable[[sqlite3.Connection], Any]]]
 ) -> list[_Outcome]:
     """
-    Run C{writes} in one C{BEGIN IMMEDIATE} transaction, each in its own
-    savepoint so that one failing is rolled back alone, and commit.
+    Run C{writes} in one C{BEGIN IMMEDIATE} transaction and commit, with the
+    outcomes of running each in its own savepoint: one failing write is
+    rolled back alone and the others commit.  The common case pays for no
+    savepoint: the writes run plainly, and only if one raises is the
+    transaction rolled back and the batch run again, each write in its own
+    savepoint.
+
+    Running a write twice is safe: every write the store queues (C{set},
+    C{add}, C{compare_and_set}, C{increment}, C{delete}, and the purge that
+    may precede one) is a pure function of the connection's state and of
+    arguments captured when it was issued (the key, the value, the expiry
+    and C{now}), with no other effect; a rolled back first run leaves no
+    trace.
 
     @return: Each write's outcome, in order; an outcome counts only once
         this returns (the commit succeeded).
     @raise sqlite3.Error: The transaction could not begin or commit;
         none of the writes happened.
     """
-    outcomes: list[_Outcome] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for what, work in writes:
-            conn.execute("SAVEPOINT w")
-            try:
-                outcomes.append((True, work(conn)))
-            except Exception as e:
-                conn.execute("ROLLBACK TO w")
-                if isinstance(e, sqlite3.Error):
-                    e = StorageError(f"SQLite store {path}: {what} failed: {e}")
-                outcomes.append((False, e))
-            conn.execute("RELEASE w")
+        try:
+            outcomes = _run_plain(writes, conn)
+        except Exception:
+            # Another process may write between this rollback and the next
+            # BEGIN: as if this batch had come after it.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            outcomes = _run_isolated(writes, conn, path)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -130,8 +170,8 @@ class SQLiteStore:
     atomic against other processes using the same file too (WAL mode, with a
     busy timeout of L{BUSY_TIMEOUT} seconds).  The writes issued in one
     reactor turn, and those queued while the thread is busy, are committed
-    together in the next transaction (each in its own savepoint); a write is
-    acknowledged only after its commit.
+    together in the next transaction (a write that fails fails alone: see
+    L{commit_batch}); a write is acknowledged only after its commit.
     Reads run on the calling (reactor) thread with a second, read-only
     connection: they see every acknowledged write.  Expired rows are invisible,
     and deleted by a write every L{PURGE_INTERVAL} seconds or by
@@ -365,6 +405,8 @@ class SQLiteStore:
         if purge:
             self._last_purge = now
 
+        # commit_batch may run this twice (the first run rolled back): it
+        # must stay a pure function of the connection and what it captures.
         def transaction(conn: sqlite3.Connection) -> T:
             if purge:
                 _purge(conn, now)

@@ -1,7 +1,8 @@
 """
 The SQLite store's fast paths: reads on the reactor thread through a
 read-only connection, and queued writes committed together in one
-transaction (each in its own savepoint, acknowledged after the commit).
+transaction (acknowledged after the commit; savepoints only when a write
+fails, so that it fails alone).
 """
 
 from __future__ import annotations
@@ -136,6 +137,22 @@ class WriteBatchTests(_StoreCase):
         self.assertEqual(self.batches, [3])
         self.assertEqual(await self.store.get("b"), b"2")
 
+    async def test_batch_without_failure_runs_no_savepoint(self) -> None:
+        await self.store.set("text", b"not a number")
+        statements: list[str] = []
+        assert self.store._conn is not None
+        self.store._conn.set_trace_callback(statements.append)
+        await gather(self.store.set("a", b"1"), self.store.increment("n", ttl=60), self.store.add("a", b"2"))
+        self.assertEqual(self.batches[-1], 3)
+        self.assertEqual([s for s in statements if "SAVEPOINT" in s or "ROLLBACK" in s], [])
+        self.assertEqual((statements[0], statements[-1]), ("BEGIN IMMEDIATE", "COMMIT"))
+        statements.clear()
+        bad = Deferred.fromCoroutine(self.store.increment("text"))
+        await gather(self.store.set("b", b"2"))
+        self.failureResultOf(bad, StorageError)
+        self.assertIn("ROLLBACK", statements)
+        self.assertEqual(statements.count("SAVEPOINT w"), 2)
+
     async def test_close_waits_for_queued_writes(self) -> None:
         pending = [Deferred.fromCoroutine(self.store.set(f"k/{i}", b"v")) for i in range(5)]
         await self.store.close()
@@ -167,6 +184,45 @@ class CommitBatchTests(SynchronousTestCase):
         self.conn = sqlite3.connect(":memory:", isolation_level=None)
         self.conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at REAL NULL)")
         self.addCleanup(self.conn.close)
+        self.statements: list[str] = []
+        self.conn.set_trace_callback(self.statements.append)
+
+    def test_no_failure_no_savepoint(self) -> None:
+        """
+        A batch whose writes all succeed runs them plainly in one
+        transaction: no savepoint statements.
+        """
+        outcomes = commit_batch(self.conn, "db", [("a", _put("a")), ("b", _put("b"))])
+        self.assertEqual(outcomes, [(True, "a"), (True, "b")])
+        self.assertEqual([s.split()[0] for s in self.statements], ["BEGIN", "INSERT", "INSERT", "COMMIT"])
+        self.assertEqual(self.keys(), ["a", "b"])
+
+    def test_failure_reruns_the_batch_in_savepoints(self) -> None:
+        """
+        A write that raises rolls the plain run back; the batch runs again,
+        each write in its own savepoint, and only the second run counts.
+        """
+        runs: list[str] = []
+
+        def counted(key: str, fail: bool = False) -> Callable[[sqlite3.Connection], str]:
+            work = _put(key, fail)
+
+            def run(conn: sqlite3.Connection) -> str:
+                runs.append(key)
+                return work(conn)
+
+            return run
+
+        writes = [("a", counted("a")), ("b", counted("b", fail=True)), ("c", counted("c"))]
+        outcomes = commit_batch(self.conn, "db", writes)
+        self.assertEqual([(ok, str(v)) for ok, v in outcomes], [(True, "a"), (False, "b refused"), (True, "c")])
+        self.assertEqual(runs, ["a", "b", "a", "b", "c"])
+        self.assertEqual(self.statements.count("BEGIN IMMEDIATE"), 2)
+        self.assertEqual(self.statements.count("ROLLBACK"), 1)
+        self.assertEqual(self.statements.count("SAVEPOINT w"), 3)
+        self.assertEqual(self.statements.count("ROLLBACK TO w"), 1)
+        self.assertEqual(self.statements[-1], "COMMIT")
+        self.assertEqual(self.keys(), ["a", "c"])
 
     def keys(self) -> list[str]:
         return [k for (k,) in self.conn.execute("SELECT key FROM kv ORDER BY key")]
