@@ -16,6 +16,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
 from acme_appliance.storage import RedisStore, StorageError, open_store, redis_store
+from acme_appliance.storage.redis import GC_MARGIN
 from tests.unit.test_storage import StoreContract, gather
 
 from .tools import closed_port
@@ -139,6 +140,30 @@ class RedisStoreTests(RedisCase):
         self.assertEqual(await store.get("k"), b"v")
         await store.set("k", b"w")
         self.assertEqual(await store.get("k"), b"w")
+
+    async def test_increment_ttl_sets_the_garbage_expiry(self) -> None:
+        """
+        A counter created with a ttl is collected by Redis a margin after it
+        expires; a live counter's expiry is left alone; an amount Redis
+        refuses creates nothing.
+        """
+        store = self.open()
+
+        def pttl(key: str) -> Any:
+            return store._call("pttl", lambda r: r.execute_command("PTTL", key))
+
+        await store.increment("rate/a", ttl=60)
+        first = int(await pttl("rate/a"))
+        self.assertGreater(first, (GC_MARGIN + 50) * 1000)
+        self.assertLessEqual(first, (GC_MARGIN + 60) * 1000)
+        self.assertEqual(await store.increment("rate/a", ttl=6000), 2)
+        self.assertLessEqual(int(await pttl("rate/a")), first)
+        await store.increment("count/b", ttl=None)
+        self.assertEqual(int(await pttl("count/b")), -1)
+        with self.assertRaises(StorageError):
+            await store.increment("rate/c", 2**70, ttl=60)
+        self.assertIsNone(await store.get("rate/c"))
+        self.assertEqual(int(await pttl("rate/c")), -2)
 
     async def test_wait_replicas_without_replicas(self) -> None:
         store = self.open(timeout=0.5, wait_replicas=1)
