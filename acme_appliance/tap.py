@@ -163,7 +163,8 @@ class ApplianceService(MultiService):
         self.repository = repository = AcmeRepository(store, clock=clock, retention=config.retention)
         policies = {p.name: p for p in config.policies}
         self.events = EventBus(clock, node=self.node)
-        self.metrics = Metrics(store)
+        self.metrics = Metrics(store, clock)
+        self.metrics.setServiceParent(self)
         self.events.subscribe(self.metrics.observe)
         limiter = RateLimiter(store=store, clock=clock, limits=config.limits, on_limited=self.metrics.limited)
         self._notifiers(config, reactor)
@@ -354,7 +355,6 @@ class ApplianceService(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        Deferred.fromCoroutine(self.metrics.restore())
         if self.worker == 0:
             Deferred.fromCoroutine(self._index_stored_orders())
             Deferred.fromCoroutine(self._greet())
@@ -402,6 +402,8 @@ class ApplianceService(MultiService):
 
     async def _stop(self) -> None:
         await super().stopService()
+        # What the stopping services counted after the metrics stopped.
+        await self.metrics.flush()
         await self.store.close()
 
 

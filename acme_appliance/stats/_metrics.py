@@ -1,7 +1,8 @@
 """
 The appliance's counters, fed by events, exposed in the Prometheus text
 format with C{prometheus_client}.  Counter totals are kept in the store, so a
-restart does not reset them.
+restart does not reset them: increments are counted in memory and added to
+the totals every L{FLUSH_INTERVAL} seconds and when the service stops.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import json
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from twisted.internet.defer import Deferred
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredLock, gatherResults
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from ..core import report_failure
+from ..core import Unavailable, report_failure
 from ..issuance import BudgetUse
 from ..notify import (
     CaBudgetExhausted,
@@ -38,24 +42,36 @@ _ORDER_STATUS = {
 _VALIDATION_RESULT = {EventName.VALIDATION_SUCCEEDED: "valid", EventName.VALIDATION_FAILED: "invalid"}
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
+#: Seconds between an increment and the store write that adds it to its total.
+FLUSH_INTERVAL = 2.0
 
-class Metrics:
+
+class Metrics(Service):
     """
     Counters in a registry of their own (never the process-global one, so
     that several appliances in one test process do not share them).
 
-    With a C{store}, every counter increment is also added to a total in the
+    With a C{store}, counter increments are also added to totals in the
     store, and L{restore} loads those totals at start-up; events observed
     before L{restore} finished are counted after it, so none is counted
-    twice.
+    twice.  The increments are written behind: summed in memory per total
+    and written by L{flush} (one C{increment} per total, issued together),
+    which runs L{FLUSH_INTERVAL} seconds after an increment while the
+    service runs (with a C{clock}) and when it stops.  A flush the store
+    cannot take keeps its increments for the next one.
     """
 
     _log = Logger()
 
-    def __init__(self, store: Store | None = None) -> None:
+    def __init__(self, store: Store | None = None, clock: IReactorTime | None = None) -> None:
         self._store = store
+        self._clock = clock
         self._restored = store is None
         self._pending: list[Event] = []
+        #: Increments not in the store yet, by total key.
+        self._deltas: dict[str, int] = {}
+        self._flush_call: IDelayedCall | None = None
+        self._flushing = DeferredLock()
         self.registry = CollectorRegistry()
         r = self.registry
         self._counters: dict[str, Counter] = {}
@@ -98,20 +114,24 @@ class Metrics:
         self.ca_budget_used, self.ca_budget_max = self._budget_gauges()
         self._budget_rows: dict[tuple[str, str], dict[str, object]] = {}
         self.ca_up = Gauge("acme_appliance_ca_up", "1 while a CA is considered up, 0 while down.", ["ca"], registry=r)
-        self.issuance_seconds = Histogram(
+        self.issuance_seconds, self.validation_seconds = self._histograms()
+
+    def _histograms(self) -> tuple[Histogram, Histogram]:
+        issuance = Histogram(
             "acme_appliance_issuance_seconds",
             "Finalize to valid, per issued certificate.",
             ["mode"],
             buckets=_LATENCY_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
-        self.validation_seconds = Histogram(
+        validation = Histogram(
             "acme_appliance_validation_seconds",
             "Upstream validation time, by method.",
             ["method"],
             buckets=_LATENCY_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
+        return issuance, validation
 
     def _budget_gauges(self) -> tuple[Gauge, Gauge]:
         used = Gauge(
@@ -211,8 +231,86 @@ class Metrics:
         self._counters[counter].labels(**labels).inc()
         if self._store is not None:
             key = keys.COUNTER_PREFIX + counter + "/" + json.dumps(labels, sort_keys=True, separators=(",", ":"))
-            d = Deferred.fromCoroutine(self._store.increment(key))
-            d.addErrback(lambda f: report_failure(self._log, "cannot persist counter {counter}", f, counter=counter))
+            self._deltas[key] = self._deltas.get(key, 0) + 1
+            self._schedule_flush()
+
+    # writing the totals
+
+    def _schedule_flush(self) -> None:
+        # While a flush writes, the next is scheduled when it is done.
+        idle = self._flush_call is None and not self._flushing.locked
+        if self.running and self._clock is not None and idle and self._deltas:
+            self._flush_call = self._clock.callLater(FLUSH_INTERVAL, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._flush_call = None
+        Deferred.fromCoroutine(self.flush())
+
+    async def flush(self) -> None:
+        """
+        Add the increments counted since the last flush to the totals in the
+        store: one C{increment} per total, issued together (one commit).
+
+        An increment the store refused (it is away: L{Unavailable}) is kept
+        for the next flush, like any write that raised elsewhere: it is
+        taken as not done.  One warning line says how many were kept.
+        """
+        if self._flush_call is not None:
+            self._flush_call.cancel()
+            self._flush_call = None
+        await self._flushing.run(lambda: Deferred.fromCoroutine(self._write_deltas()))
+        self._schedule_flush()
+
+    async def _write_deltas(self) -> None:
+        deltas, self._deltas = self._deltas, {}
+        if self._store is None or not deltas:
+            return
+        store = self._store
+        outcomes = await gatherResults([Deferred.fromCoroutine(self._add(store, k, d)) for k, d in deltas.items()])
+        failures = [failure for failure in outcomes if failure is not None]
+        if failures:
+            report_failure(
+                self._log,
+                "cannot add to {count} counter total(s); kept for the next flush: {kept}",
+                # A bug's traceback before a store away.
+                Failure(next((f for f in failures if not isinstance(f, Unavailable)), failures[0])),
+                count=len(failures),
+                kept=sum(1 for failure in failures if isinstance(failure, Unavailable)),
+            )
+
+    async def _add(self, store: Store, key: str, delta: int) -> Exception | None:
+        try:
+            await store.increment(key, delta)
+        except Unavailable as e:
+            # Taken as not done, like any store write that raised: added
+            # again by the next flush.
+            self._deltas[key] = self._deltas.get(key, 0) + delta
+            return e
+        except Exception as e:
+            return e
+        return None
+
+    def startService(self) -> None:
+        """
+        Load the totals, then flush L{FLUSH_INTERVAL} seconds after each
+        first increment.
+        """
+        super().startService()
+        Deferred.fromCoroutine(self._start())
+
+    async def _start(self) -> None:
+        try:
+            await self.restore()
+        except Exception:
+            report_failure(self._log, "cannot load the counter totals kept in the store")
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop flushing on a timer; write what was counted (the returned
+        L{Deferred} fires once it is written, or kept after a failure).
+        """
+        super().stopService()
+        return Deferred.fromCoroutine(self.flush())
 
     async def restore(self) -> None:
         """

@@ -141,6 +141,7 @@ class AdminTests(SynchronousTestCase):
         samples = [s for f in text_string_to_metric_families(text.decode()) for s in f.samples]
         issued_total = sum(s.value for s in samples if s.name == "acme_appliance_certificates_issued_total")
         self.assertEqual(issued_total, 3)
+        self.successResultOf(self.metrics.stopService())  # the stop writes the totals
         restarted = Metrics(self.world.store)
         restarted.observe(EventBus(self.world.clock).emit(PolicyEvent, name=EventName.ORDER_CREATED))
         self.successResultOf(Deferred.fromCoroutine(restarted.restore()))

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.config import load_config
 from acme_appliance.notify import Event, EventName
-from acme_appliance.storage import MemoryStore
+from acme_appliance.stats import FLUSH_INTERVAL
+from acme_appliance.storage import MemoryStore, keys
 from acme_appliance.tap import ApplianceService
 
 CONFIG = """
@@ -55,6 +57,15 @@ def config_file(case: SynchronousTestCase) -> str:
     return path
 
 
+class _OpenStore(MemoryStore):
+    """
+    A L{MemoryStore} that stays readable after the service closes it.
+    """
+
+    async def close(self) -> None:
+        pass
+
+
 class NotifierWiringTests(SynchronousTestCase):
     def setUp(self) -> None:
         path = config_file(self)
@@ -77,6 +88,26 @@ class NotifierWiringTests(SynchronousTestCase):
         self.assertEqual(metrics.value(DROPPED, sink="webhook"), 3.0)
         self.assertIn(b'acme_appliance_notifications_dropped_total{sink="webhook"} 3.0', metrics.exposition())
         self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_counter_totals_follow_the_service(self) -> None:
+        """
+        The metrics start and stop with the service: counter totals reach
+        the store once the flush interval has passed, and at the stop.
+        """
+        store = _OpenStore(self.reactor)
+        service = ApplianceService(self.service.config, store, self.reactor)  # type: ignore[arg-type]
+        service.startService()
+
+        def totals() -> list[tuple[str, bytes]]:
+            return self.successResultOf(Deferred.fromCoroutine(service.store.scan(keys.COUNTER_PREFIX)))
+
+        service.events.emit(Event, name=EventName.ORDER_PROCESSING, order_id="o1")
+        self.assertEqual(totals(), [])
+        self.reactor.advance(FLUSH_INTERVAL)
+        self.assertEqual([value for _, value in totals()], [b"1"])
+        service.events.emit(Event, name=EventName.ORDER_PROCESSING, order_id="o2")
+        self.successResultOf(service.stopService())
+        self.assertEqual([value for _, value in totals()], [b"2"])
 
     def test_order_deadline_reaches_issuance(self) -> None:
         self.assertEqual(self.service.issuance._deadline, self.service.config.issuance.order_deadline)
