@@ -330,7 +330,12 @@ class AcmeServer:
         order = await self._orders.ready_order(auth.token, auth.signer, order_id)
         payload = m.decode(m.Finalize, auth.jws.payload_json())
         updated = await self._orders.finalize(auth.token, auth.signer, order, payload.csr)
-        if await self._issued_within(order_id, self._finalize_wait):
+        ended, outcome = await self._issued_within(order_id, self._finalize_wait)
+        if outcome is not None:
+            # The job's outcome for the order this request finalized, as
+            # stored: no need to read it again.
+            updated = outcome
+        elif ended:
             try:
                 updated = await self._orders.order(auth.token, auth.signer, order_id)
             except Unavailable:
@@ -338,18 +343,19 @@ class AcmeServer:
                 pass
         return self._send_order(request, secret, updated)
 
-    async def _issued_within(self, order_id: str, seconds: float) -> bool:
+    async def _issued_within(self, order_id: str, seconds: float) -> tuple[bool, Order | None]:
         """
         Wait (at most C{seconds}, on the clock) for the issuance job of
-        C{order_id} to end; whether it did.  C{0} does not wait at all.
+        C{order_id} to store its outcome or end; whether it did, and the
+        order as it stored it (if it says).  C{0} does not wait at all.
         """
         if seconds <= 0:
-            return False
+            return False, None
         try:
-            await self._issuance.when_done(order_id).addTimeout(seconds, self._clock)
+            outcome = await self._issuance.when_done(order_id).addTimeout(seconds, self._clock)
         except defer.TimeoutError:
-            return False
-        return True
+            return False, None
+        return True, outcome
 
     # authorizations and challenges: valid from the start
 

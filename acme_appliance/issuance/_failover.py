@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
+from ..ca.local import LocalCA
 from ..core import Backoff, ProblemType, rfc3339
 from ..notify import CaBudgetExhausted, CaFailover, EventBus, EventName, UpstreamOrdered, ValidationEvent
 from ..policy import ValidationMethod
@@ -137,6 +138,13 @@ class FailoverIssuer:
         self._attempts = attempts_per_ca
         self._backoff = Backoff(retry_delays)
         self._budgets = budgets
+
+    def built_in(self, cas: Sequence[str]) -> bool:
+        """
+        Whether every CA of C{cas} is a built-in CA: one that validates
+        nothing and has no upstream order to share.
+        """
+        return all(isinstance(self._cas.get(name), LocalCA) for name in cas)
 
     async def _sleep(self, seconds: float) -> None:
         await deferLater(self._clock, seconds)

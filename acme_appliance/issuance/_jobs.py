@@ -5,14 +5,22 @@ records the outcome.  Queued jobs survive restarts.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, TypeVar, cast
 
 from attrs import evolve
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    FirstError,
+    ensureDeferred,
+    gatherResults,
+    succeed,
+)
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -42,12 +50,56 @@ BUDGET_REFRESH = 60.0
 STORE_PATIENCE = 120.0
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 CHALLENGE_FOR_METHOD = {
     ValidationMethod.DNS_CNAME: ChallengeType.DNS_01,
     ValidationMethod.FILE_PROXY: ChallengeType.HTTP_01,
     ValidationMethod.NONE: None,
 }
+
+
+async def _both(first: Coroutine[Any, Any, T], second: Coroutine[Any, Any, U]) -> tuple[T, U]:
+    """
+    Start C{first} and C{second} at once (one store round trip) and wait
+    for both; the first failure is raised.
+    """
+    try:
+        started: list[Deferred[Any]] = [Deferred.fromCoroutine(first), Deferred.fromCoroutine(second)]
+        found: list[Any] = await gatherResults(started, consumeErrors=True)
+    except FirstError as e:
+        e.subFailure.raiseException()
+    return cast(T, found[0]), cast(U, found[1])
+
+
+async def _store_valid(
+    repo: AcmeRepository, order: Order, record: CertificateRecord, mode: IssueMode, now: float
+) -> Order | None:
+    """
+    Store C{record}, then its indexes together with the order made valid
+    with it (the order points to the record, not to its indexes); the
+    order as stored afterwards.
+    """
+    outcome: list[Order | None] = []
+
+    def valid(o: Order) -> Order | None:
+        if o.status is not OrderStatus.PROCESSING:
+            return None
+        return evolve(
+            o,
+            status=OrderStatus.VALID,
+            certificate_id=record.id,
+            ca_name=record.ca_name,
+            completed=now,
+            issue_mode=mode.value,
+        )
+
+    async def mark() -> None:
+        # The order as this job read it: no second read to change it.
+        outcome.append(await repo.update_order(order.id, valid, known=order))
+
+    await repo.put_certificate(record, along=mark)
+    return outcome[0]
 
 
 class DurationEstimate:
@@ -163,7 +215,9 @@ class IssuanceService(Service):
         self.reuse = UpstreamReuse(repository.store, clock, self.locks, reuse_window)
         self._running: dict[str, Deferred[None]] = {}
         self._submitted: dict[str, float] = {}
-        self._waiters: dict[str, list[Deferred[None]]] = {}
+        self._waiters: dict[str, list[Deferred[Order | None]]] = {}
+        #: The outcome of jobs still tidying up (C{None}: not known).
+        self._settled: dict[str, Order | None] = {}
         #: How long jobs took here, per policy.
         self.durations = DurationEstimate()
 
@@ -219,11 +273,16 @@ class IssuanceService(Service):
         for order_id in queued:
             self.submit(order_id)
 
-    def submit(self, order_id: str) -> None:
+    def submit(self, order_id: str, domains: tuple[str, ...] | None = None) -> None:
+        """
+        Start (or resume) the job of C{order_id} unless it runs here;
+        C{domains}: its token's names, as finalize just checked them (the
+        job then does not read the token again).
+        """
         if order_id in self._running:
             return
         self._submitted[order_id] = self._clock.seconds()
-        job = Deferred.fromCoroutine(self._leased_job(order_id))
+        job = Deferred.fromCoroutine(self._leased_job(order_id, domains))
         self._running[order_id] = job
 
         def done(result: object) -> None:
@@ -238,28 +297,41 @@ class IssuanceService(Service):
     def _ended(self, order_id: str) -> None:
         self._running.pop(order_id, None)
         self._submitted.pop(order_id, None)
+        self._settle(order_id, None)
+        self._settled.pop(order_id, None)
+
+    def _settle(self, order_id: str, order: Order | None) -> None:
+        """
+        The job of C{order_id} stored its outcome, C{order} (or ended,
+        C{None}): finalize waiting for it answers now, with that order, not
+        after the job's tidying up.
+        """
+        self._settled.setdefault(order_id, order)
         for waiter in self._waiters.pop(order_id, []):
-            waiter.callback(None)
+            waiter.callback(order)
 
     def running_jobs(self) -> frozenset[str]:
         return frozenset(self._running)
 
-    def when_done(self, order_id: str) -> Deferred[None]:
+    def when_done(self, order_id: str) -> Deferred[Order | None]:
         """
-        A Deferred that fires (with C{None}) when the job of C{order_id}
-        running here ends, however it ends; at once when none runs here.
-        Cancelling it forgets it.
+        A Deferred that fires when the job of C{order_id} running here has
+        stored the order's outcome (with the order as stored) or ended
+        without, however it ends (with C{None}); at once when none runs
+        here.  Cancelling it forgets it.
         """
         if order_id not in self._running:
             return succeed(None)
+        if order_id in self._settled:
+            return succeed(self._settled[order_id])
         waiters = self._waiters.setdefault(order_id, [])
 
-        def forget(waiter: Deferred[None]) -> None:
+        def forget(waiter: Deferred[Order | None]) -> None:
             waiters.remove(waiter)
             if not waiters and self._waiters.get(order_id) is waiters:
                 del self._waiters[order_id]
 
-        waiter: Deferred[None] = Deferred(forget)
+        waiter: Deferred[Order | None] = Deferred(forget)
         waiters.append(waiter)
         return waiter
 
@@ -275,7 +347,7 @@ class IssuanceService(Service):
         """
         return sum(len(waiters) for waiters in self._waiters.values())
 
-    async def _leased_job(self, order_id: str) -> None:
+    async def _leased_job(self, order_id: str, domains: tuple[str, ...] | None) -> None:
         """
         The job under its lease: not at all while another node runs it.
         """
@@ -291,13 +363,13 @@ class IssuanceService(Service):
         if lease is None:
             return
         try:
-            await self._job(order_id)
+            await self._job(order_id, domains)
         finally:
             await lease.release()
 
-    async def _job(self, order_id: str) -> None:
+    async def _job(self, order_id: str, domains: tuple[str, ...] | None) -> None:
         try:
-            await self._issue(order_id)
+            await self._issue(order_id, domains)
         except CancelledError:
             # Shutting down: the order stays queued and resumes at next start.
             raise
@@ -315,8 +387,10 @@ class IssuanceService(Service):
                 order_id, AcmeProblem(ProblemType.SERVER_INTERNAL, "issuance failed; the operator has the details")
             )
 
-    async def _issue(self, order_id: str) -> None:
-        order = await self._repo.order(order_id)
+    async def _issue(self, order_id: str, domains: tuple[str, ...] | None) -> None:
+        # Read once the lease is held (another node's job may have finished
+        # the order), together with the order's budget wait mark.
+        order, budget_wait = await _both(self._repo.order(order_id), self._repo.store.get(keys.budget_wait(order_id)))
         if order is not None and order.status is OrderStatus.VALID:
             # The job that made it valid died before it was done: announce
             # it unless the journal has.
@@ -329,8 +403,10 @@ class IssuanceService(Service):
         policy = self._policies.get(order.policy)
         if policy is None:
             raise AcmeProblem(ProblemType.SERVER_INTERNAL, f"policy {order.policy!r} is no longer configured")
-        token = None if self._tokens is None else await self._tokens.get(order.token_id)
-        recheck_names(() if token is None else token.domains, policy, order.names)
+        if domains is None:
+            token = None if self._tokens is None else await self._tokens.get(order.token_id)
+            domains = () if token is None else token.domains
+        recheck_names(domains, policy, order.names)
         await self._slot(order)
         assert order.csr is not None
         request = IssueRequest(
@@ -341,7 +417,7 @@ class IssuanceService(Service):
             profile=order.profile,
         )
         cas = [policy.primary_ca] + ([policy.backup_ca] if policy.backup_ca else [])
-        since = await self._deadline_start(order)
+        since = self._deadline_start(order, budget_wait is not None)
 
         async def reissue(fresh: UpstreamOrder) -> IssuedCertificate:
             # The CA that validated first: its authorizations are the ones to re-use.
@@ -354,7 +430,13 @@ class IssuanceService(Service):
         while True:
             try:
                 issued, mode = await self.reuse.obtain(
-                    order_key(order.token_id, order.names), order.id, reissue=reissue, validate=validate
+                    order_key(order.token_id, order.names),
+                    order.id,
+                    reissue=reissue,
+                    validate=validate,
+                    # A built-in CA validates nothing: no validation to
+                    # share, so no turns under the order key's lock.
+                    exclusive=not self._upstream.built_in(cas),
                 )
             except BudgetExhausted as e:
                 since = await self._wait_for_budget(order, e.until)
@@ -367,13 +449,13 @@ class IssuanceService(Service):
             request, order_id=order.id, token_id=order.token_id, cas=cas, deadline=since + self._deadline
         )
 
-    async def _deadline_start(self, order: Order) -> float:
+    def _deadline_start(self, order: Order, waited_for_budget: bool) -> float:
         """
-        When the order's deadline starts counting: at finalize, or when its
-        job (re)started if it has waited for a CA budget.
+        When the order's deadline starts counting: at finalize, or now (its
+        job restarting) if it has waited for a CA budget.
         """
         now = self._clock.seconds()
-        if await self._repo.store.get(keys.budget_wait(order.id)) is not None:
+        if waited_for_budget:
             return now
         return order.processing_since or now
 
@@ -408,26 +490,10 @@ class IssuanceService(Service):
         # The CA issued: the store being away for a moment must not lose it.
         # Numbered once, so that trying again keeps its renewal slot.
         record = await self._stored(lambda: self._repo.numbered(unnumbered))
-        await self._stored(lambda: self._repo.put_certificate(record))
         now = self._clock.seconds()
         self.durations.observe(order.policy, now - self._submitted.get(order.id, now))
-        stored = await self._stored(
-            lambda: self._repo.update_order(
-                order.id,
-                lambda o: (
-                    evolve(
-                        o,
-                        status=OrderStatus.VALID,
-                        certificate_id=record.id,
-                        ca_name=issued.ca_name,
-                        completed=now,
-                        issue_mode=mode.value,
-                    )
-                    if o.status is OrderStatus.PROCESSING
-                    else None
-                ),
-            )
-        )
+        stored = await self._stored(lambda: _store_valid(self._repo, order, record, mode, now))
+        self._settle(order.id, stored)
         if stored is not None and stored.certificate_id == record.id:
             # This job made the order valid (not one that resumed it): it tells.
             self._announce(order, record, mode, now)
@@ -435,8 +501,9 @@ class IssuanceService(Service):
                 # Dequeued only once journaled: a node that dies before
                 # leaves the order to be announced by the one that resumes it.
                 await self._journal.written(order.id)
-        await self._stored(lambda: self._repo.dequeue(order.id))
-        await self._stored(lambda: self._release(order.token_id, order.id))
+        # The finalize slot is given back in the same round trip: it only
+        # waits for the order to be valid, which it is.
+        await self._stored(lambda: _both(self._repo.dequeue(order.id), self._release(order.token_id, order.id)))
 
     async def _announce_again(self, order: Order) -> None:
         if self._journal is None or order.certificate_id is None:
@@ -515,6 +582,7 @@ class IssuanceService(Service):
                 else None
             ),
         )
+        self._settle(order_id, failed)
         await self._repo.dequeue(order_id)
         if failed is not None:
             await self._release(failed.token_id, order_id)

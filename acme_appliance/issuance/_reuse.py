@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 
 from attrs import frozen
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -80,7 +81,7 @@ class UpstreamReuse:
         await self._store.compare_and_set(keys.upstream_order(key), dump_record(record), None)
 
     async def obtain(
-        self, key: str, order_id: str, *, reissue: Reissue, validate: Validate
+        self, key: str, order_id: str, *, reissue: Reissue, validate: Validate, exclusive: bool = True
     ) -> tuple[IssuedCertificate, IssueMode]:
         """
         Issue for order C{order_id} of C{key}: by C{reissue} against a fresh
@@ -90,24 +91,37 @@ class UpstreamReuse:
         @param reissue: Asks the CA without validating; raises
             L{ValidationRequired} when the CA wants a new validation.
         @param validate: Asks the CA, validating as needed.
+        @param exclusive: C{False} when C{validate} validates nothing (the
+            built-in CA): there is no validation to share, so jobs of the
+            key do not take turns under its lock, and the issue is
+            remembered in the background.
         """
         while True:
             issued = await self._reissue(key, reissue)
             if issued is not None:
                 return issued, IssueMode.REISSUE
+            if not exclusive:
+                issued = await validate()
+                # Nobody waits for it: it shares the next store round trip
+                # of the job (recording the certificate) instead of adding one.
+                Deferred.fromCoroutine(self._remember(key, issued.ca_name, order_id))
+                return issued, IssueMode.NEW
             async with self.locks.hold(key):
                 if await self.fresh(key) is None:
                     issued = await validate()
-                    try:
-                        await self.remember(key, issued.ca_name, order_id)
-                    except Unavailable as e:
-                        # Only re-use is lost (the waiters validate again),
-                        # never the certificate the CA issued.
-                        self._log.warn("cannot remember the validation of {key}: {error}", key=key, error=e)
+                    await self._remember(key, issued.ca_name, order_id)
                     return issued, IssueMode.NEW
             # Another job validated while this one waited: re-issue against
             # that outside the lock, together with the other waiters.  Each
             # further turn needs yet another job's validation, so this ends.
+
+    async def _remember(self, key: str, ca: str, order_id: str) -> None:
+        try:
+            await self.remember(key, ca, order_id)
+        except Unavailable as e:
+            # Only re-use is lost (the waiters validate again), never the
+            # certificate the CA issued.
+            self._log.warn("cannot remember the validation of {key}: {error}", key=key, error=e)
 
     async def _reissue(self, key: str, reissue: Reissue) -> IssuedCertificate | None:
         fresh = await self.fresh(key)

@@ -169,10 +169,15 @@ class EventJournal:
     async def _write(self, event: Event, key: str) -> None:
         data = _dump(event)
         # Grouped by hour, so that the recent past is read without scanning
-        # the whole retention period.
-        await self._store.set(f"{_hour_prefix(event.time)}{key}", data, ttl=self._retention)
-        if event.order_id is not None:
-            await self._store.set(keys.order_events(event.order_id) + key, data, ttl=self._retention)
+        # the whole retention period.  Both writes start at once (one store
+        # round trip, one commit): neither points to the other, and an event
+        # half written is written again, under the same key, by the retry.
+        by_hour = Deferred.fromCoroutine(self._store.set(f"{_hour_prefix(event.time)}{key}", data, ttl=self._retention))
+        try:
+            if event.order_id is not None:
+                await self._store.set(keys.order_events(event.order_id) + key, data, ttl=self._retention)
+        finally:
+            await by_hour
 
     async def order_history(self, order_id: str) -> list[Event]:
         """

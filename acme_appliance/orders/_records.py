@@ -333,23 +333,41 @@ class AcmeRepository:
         return count
 
     async def update_order(
-        self, order_id: str, change: Callable[[Order], Order | None], *, attempts: int = 20
+        self, order_id: str, change: Callable[[Order], Order | None], *, attempts: int = 20, known: Order | None = None
     ) -> Order | None:
         """
         Atomically replace an order by C{change(order)}.
 
         C{change} returns C{None} to leave the order alone.  Returns the order
-        as stored afterwards, or C{None} if it does not exist.
+        as stored afterwards, or C{None} if it does not exist.  C{known} is
+        the order as the caller last read it: the first compare-and-set
+        expects it without reading the order again (a stale one costs the
+        read it saved).
         """
-        return await self._update(keys.order(order_id), Order, change, self._order_ttl, attempts)
+        return await self._update(keys.order(order_id), Order, change, self._order_ttl, attempts, known)
 
     async def _update(
-        self, key: str, kind: type[R], change: Callable[[R], R | None], ttl: Callable[[R], float | None], attempts: int
+        self,
+        key: str,
+        kind: type[R],
+        change: Callable[[R], R | None],
+        ttl: Callable[[R], float | None],
+        attempts: int,
+        known: R | None = None,
     ) -> R | None:
         """
         Replace the record at C{key} by C{change(record)} with a
         compare-and-set, reading again when another writer came first.
         """
+        if known is not None:
+            # The stored bytes of the record as it was read: the same
+            # serialisation, so the compare-and-set matches if nobody wrote
+            # it since.
+            guessed = change(known)
+            if guessed is not None and await self.store.compare_and_set(
+                key, dump_record(known), dump_record(guessed), ttl=ttl(guessed)
+            ):
+                return guessed
         for _ in range(attempts):
             raw = await self.store.get(key)
             if raw is None:
@@ -378,16 +396,23 @@ class AcmeRepository:
         certificate_id = await self.store.get(keys.certificate_by_serial(serial))
         return None if certificate_id is None else await self.certificate(certificate_id.decode())
 
-    async def put_certificate(self, record: CertificateRecord) -> CertificateRecord:
+    async def put_certificate(
+        self, record: CertificateRecord, *, along: Callable[[], Coroutine[Any, Any, object]] | None = None
+    ) -> CertificateRecord:
         """
         Store a certificate with its indexes; a new one gets its L{slot}.
         Returns it as stored.
+
+        @param along: a write started together with the indexes, once the
+            record is stored (one that points to it: the order it makes
+            valid).
         """
         record = await self.numbered(record)
         await put_record(self.store, keys.certificate(record.id), record)
         await _together(
             self.store.set(keys.certificate_by_serial(record.serial), record.id.encode()),
             self._index_certificate(record),
+            *([along()] if along is not None else []),
         )
         return record
 

@@ -40,9 +40,11 @@ class IssuanceQueue(Protocol):
     Where accepted finalize requests go to be issued in the background.
     """
 
-    def submit(self, order_id: str) -> None:
+    def submit(self, order_id: str, domains: tuple[str, ...] | None = None) -> None:
         """
-        Start (or resume) issuance of a C{processing} order.
+        Start (or resume) issuance of a C{processing} order; C{domains}: its
+        token's names, as finalize just checked the order against them
+        (C{None}: the job reads the token).
         """
 
 
@@ -52,10 +54,11 @@ class IssuanceProgress(IssuanceQueue, Protocol):
     take, so that finalize may wait for a moment and C{Retry-After} fit.
     """
 
-    def when_done(self, order_id: str) -> Deferred[None]:
+    def when_done(self, order_id: str) -> Deferred[Order | None]:
         """
-        Fires when the job of C{order_id} running here ends (at once when
-        none runs here); cancelling it forgets it.
+        Fires when the job of C{order_id} running here has stored the
+        order's outcome (with the order as stored) or ended without (with
+        C{None}; at once when none runs here); cancelling it forgets it.
         """
 
     def expected_seconds(self, policy: str) -> float | None:
@@ -400,6 +403,7 @@ class OrderService:
                 if o.status is OrderStatus.READY
                 else None
             ),
+            known=order,
         )
         if updated is None or updated.processing_since != now or updated.csr != csr:
             raise AcmeProblem(ProblemType.ORDER_NOT_READY, "order was finalized by another request")
@@ -412,7 +416,7 @@ class OrderService:
             names=order.names,
             outcome=OrderStatus.PROCESSING.value,
         )
-        self._issuance.submit(order.id)
+        self._issuance.submit(order.id, token.domains)
         return updated
 
     # revocation

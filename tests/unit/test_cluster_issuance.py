@@ -76,7 +76,7 @@ class ClusterJobTests(SynchronousTestCase):
         Node A queued the order and died holding its job lease: node B
         resumes it once the lease has run out, and not before.
         """
-        self.a.issuance.submit = lambda order_id: None  # type: ignore[method-assign]
+        self.a.issuance.submit = lambda order_id, domains=None: None  # type: ignore[method-assign]
         order_id = self.finalize(self.a.client())
         self.wait(self.a.store.add(keys.job_lease(order_id), b"node-a 1234", ttl=LEASE))
         self.start(self.b)

@@ -11,7 +11,7 @@ from typing import Any, cast
 import treq
 from attrs import evolve
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IResponse
 
@@ -93,11 +93,18 @@ class FinalizeWaitTests(SynchronousTestCase):
 
     def test_store_gone_after_the_wait(self) -> None:
         """
-        The job ended but the order cannot be read again (the store went
-        away): finalize was accepted, so the answer is the order as it was
-        (C{processing}), not a 503 a client would retry into C{orderNotReady}.
+        The job ended without saying how (its outcome unknown here) and the
+        order cannot be read again (the store went away): finalize was
+        accepted, so the answer is the order as it was (C{processing}), not
+        a 503 a client would retry into C{orderNotReady}.
         """
         world = World(self, issue_delay=0.5, finalize_wait=1.0)
+        self.patch(world.issuance, "when_done", lambda order_id: deferLater(world.clock, 0.5, lambda: None))
+        answer = self.answered_store_gone(world)
+        self.assertEqual((answer.code, answer.json()["status"]), (200, "processing"), answer.body)
+
+    def answered_store_gone(self, world: World) -> StubResponse:
+        """Finalize; the order cannot be read again after it: the answer after 0.5 seconds."""
         client, order = self.ordered(world)
         sent = self.send_finalize(world, client, order)
 
@@ -106,8 +113,16 @@ class FinalizeWaitTests(SynchronousTestCase):
 
         self.patch(OrderService, "order", gone)
         world.clock.advance(0.5)
-        answer = self.answer(world, sent)
-        self.assertEqual((answer.code, answer.json()["status"]), (200, "processing"), answer.body)
+        return self.answer(world, sent)
+
+    def test_outcome_from_the_job(self) -> None:
+        """
+        The job hands finalize the order as it stored it: the answer is
+        C{valid} without reading the order again.
+        """
+        answer = self.answered_store_gone(World(self, issue_delay=0.5, finalize_wait=1.0))
+        self.assertEqual((answer.code, answer.json()["status"]), (200, "valid"), answer.body)
+        self.assertIn("certificate", answer.json())
 
     def test_retry_after_capped(self) -> None:
         world = World(self, issue_delay=300, finalize_wait=0.5)
@@ -200,7 +215,9 @@ class WhenDoneTests(SynchronousTestCase):
         self.failureResultOf(first, CancelledError)
         self.assertEqual(world.issuance.waiting(), 1)
         world.clock.advance(30)
-        self.assertIsNone(self.successResultOf(second))
+        outcome = self.successResultOf(second)
+        assert outcome is not None
+        self.assertEqual(outcome.status, OrderStatus.VALID)
         self.assertEqual(world.issuance.waiting(), 0)
 
 

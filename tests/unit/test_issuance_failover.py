@@ -18,7 +18,7 @@ from acme_appliance.issuance._failover import FailoverIssuer
 from acme_appliance.issuance._health import CAHealth
 from acme_appliance.notify import CaFailover, CertificateIssued, EventBus
 from acme_appliance.notify.testing import MemoryNotifier
-from acme_appliance.testing import RefusingCA, ScriptedCA, World, issued, make_csr
+from acme_appliance.testing import RefusingCA, ScriptedCA, StubAcmeClient, World, issued, make_csr
 
 DOWN = CAError("connection refused", transient=True)
 OK = "ok"
@@ -181,12 +181,12 @@ class ReuseTests(SynchronousTestCase):
         issued(self.world, self.world.client(directory), ["example.com"])
         self.assertEqual(self.modes(), ["new", "new"])
 
-    def test_waiters_reissue_after_the_first(self) -> None:
+    def finalized_together(self, world: World) -> tuple[MemoryNotifier, str, list[StubAcmeClient], list[str]]:
         """
-        While the first order of a key is being issued (slowly), the others
-        wait for it, then re-issue.
+        Three clients of a new directory finalize an order for example.com
+        each, one after another: the events, the directory, the clients and
+        their orders.
         """
-        world = World(self, issue_delay=10)
         notes = MemoryNotifier()
         world.issuance.events.subscribe(notes)
         directory = world.directory()
@@ -197,6 +197,16 @@ class ReuseTests(SynchronousTestCase):
             response = client.new_order(["example.com"])
             client.finalize(response.json(), make_csr(["example.com"])[0])
             orders.append(response.location)
+        return notes, directory, clients, orders
+
+    def test_waiters_reissue_after_the_first(self) -> None:
+        """
+        While the first order of a key is being issued (slowly, by a CA
+        that is not a built-in one), the others wait for it, then re-issue.
+        """
+        world = World(self, issue_delay=10)
+        world.issuance._upstream._cas = {"builtin": RefusingCA(world.ca, [], lambda: False)}
+        notes, directory, clients, orders = self.finalized_together(world)
         self.assertEqual(len(world.issuance.locks), 1)
         world.clock.advance(10)
         self.assertEqual([e.mode for e in notes.of_kind(CertificateIssued)], ["new"])
@@ -206,6 +216,24 @@ class ReuseTests(SynchronousTestCase):
         for client, url in zip(clients, orders):
             self.assertEqual(client.post(url, None).json()["status"], "valid")
         self.assertEqual(len(world.issuance.locks), 0)
+
+    def test_built_in_ca_takes_no_turns(self) -> None:
+        """
+        The built-in CA validates nothing, so there is no validation to
+        share: orders of one key are issued together, without the order
+        key's lock, each as new.
+        """
+        world = World(self, issue_delay=10)
+        notes, directory, clients, orders = self.finalized_together(world)
+        self.assertEqual(len(world.issuance.locks), 0)
+        world.clock.advance(10)
+        self.assertEqual([e.mode for e in notes.of_kind(CertificateIssued)], ["new", "new", "new"])
+        for client, url in zip(clients, orders):
+            self.assertEqual(client.post(url, None).json()["status"], "valid")
+        # Remembered all the same: a later order re-issues.
+        order, _ = issued(world, world.client(directory), ["example.com"])
+        world.clock.advance(10)
+        self.assertEqual(notes.of_kind(CertificateIssued)[-1].mode, "reissue")
 
     def test_ca_wants_validation_again(self) -> None:
         """

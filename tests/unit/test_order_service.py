@@ -31,7 +31,7 @@ class Queue:
     def __init__(self) -> None:
         self.submitted: list[str] = []
 
-    def submit(self, order_id: str) -> None:
+    def submit(self, order_id: str, domains: tuple[str, ...] | None = None) -> None:
         self.submitted.append(order_id)
 
 

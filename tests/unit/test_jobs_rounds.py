@@ -1,0 +1,236 @@
+"""
+How many store round trips, one after another, stand between a finalize
+request and its C{valid} answer (built-in CA, validation none, the event
+journal on): each round is a hop to the store (on SQLite one commit shared by
+the writes issued together), so the hot path keeps them few.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+import treq
+from attrs import evolve
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.iweb import IResponse
+
+from acme_appliance.notify import Event, EventJournal, EventName
+from acme_appliance.orders import AcmeRepository, RateLimiter
+from acme_appliance.storage import MemoryStore, keys
+from acme_appliance.testing import World, b64, make_csr, sign
+
+from .test_limits import Fixture
+
+JOSE = {b"Content-Type": [b"application/jose+json"]}
+
+WRITES = frozenset({"set", "add", "compare_and_set", "increment", "delete"})
+
+
+class RoundStore(MemoryStore):
+    """
+    A memory store whose operations complete only when L{step} ends the
+    current round: the operations started since the last step make one
+    round (as a store that commits what one reactor turn issued together).
+    """
+
+    def __init__(self, store: MemoryStore) -> None:
+        super().__init__(store._clock)
+        self.gating = False
+        self.rounds: list[list[tuple[str, str]]] = []
+        self._current: list[tuple[str, str]] = []
+        self._gates: list[Deferred[None]] = []
+
+    async def _gate(self, operation: str, key: str) -> None:
+        if not self.gating:
+            return
+        self._current.append((operation, key))
+        gate: Deferred[None] = Deferred()
+        self._gates.append(gate)
+        await gate
+
+    def step(self) -> bool:
+        """End the current round; whether there was one."""
+        gates, self._gates = self._gates, []
+        if not gates:
+            return False
+        self.rounds.append(self._current)
+        self._current = []
+        for gate in gates:
+            gate.callback(None)
+        return True
+
+    async def get(self, key: str) -> bytes | None:
+        await self._gate("get", key)
+        return await super().get(key)
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        await self._gate("set", key)
+        await super().set(key, value, ttl=ttl)
+
+    async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        await self._gate("add", key)
+        return await super().add(key, value, ttl=ttl)
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, value: bytes | None, *, ttl: float | None = None
+    ) -> bool:
+        await self._gate("compare_and_set", key)
+        return await super().compare_and_set(key, expected, value, ttl=ttl)
+
+    async def increment(self, key: str, amount: int = 1) -> int:
+        await self._gate("increment", key)
+        return await super().increment(key, amount)
+
+    async def delete(self, key: str) -> bool:
+        await self._gate("delete", key)
+        return await super().delete(key)
+
+    async def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        await self._gate("scan", prefix)
+        return await super().scan(prefix)
+
+
+def write_rounds(rounds: list[list[tuple[str, str]]]) -> int:
+    return sum(1 for batch in rounds if any(op in WRITES for op, _ in batch))
+
+
+def writes(rounds: list[list[tuple[str, str]]]) -> int:
+    return sum(1 for batch in rounds for op, _ in batch if op in WRITES)
+
+
+Rounds = list[list[tuple[str, str]]]
+
+
+class FinalizeRoundsTests(SynchronousTestCase):
+    def step(self, world: World, store: RoundStore) -> bool:
+        """Run what is due, end one round; whether anything was pending."""
+        world.clock.advance(0)
+        stepped = store.step()
+        world.clock.advance(0)
+        world.treq.flush()
+        return stepped
+
+    def finalize_rounds(self) -> tuple[Rounds, Rounds, dict[str, Any]]:
+        """
+        One finalize with the built-in CA, the default limits, the journal
+        and a finalize wait: the rounds until its answer, the rounds after it
+        until the store is quiet, and the answer.
+        """
+        clock = World(self).clock
+        store = RoundStore(MemoryStore(clock))
+        world = World(self, store=store, clock=clock, finalize_wait=5.0, limiter=RateLimiter(store=store, clock=clock))
+        journal = EventJournal(store, clock=world.clock)
+        world.issuance.events.subscribe(journal)
+        world.issuance._journal = journal
+        client = world.client()
+        self.assertEqual(client.register().code, 201)
+        order = client.new_order(["example.com"])
+        self.assertEqual(order.code, 201, order.body)
+        url = order.json()["finalize"]
+        body = sign(
+            client.key, {"csr": b64(make_csr(["example.com"])[0])}, url=url, nonce=client.nonce(), kid=client.kid
+        )
+        store.gating = True
+        answered: list[IResponse] = []
+        cast(Any, world.treq).post(url, data=body, headers=JOSE).addCallback(answered.append)
+        world.treq.flush()
+        while not answered and self.step(world, store):
+            pass
+        before, store.rounds = store.rounds, []
+        while self.step(world, store):
+            pass
+        self.assertEqual(len(answered), 1)
+        answer = self.successResultOf(treq.content(answered[0]))
+        self.assertEqual(answered[0].code, 200, answer)
+        return before, store.rounds, cast(dict[str, Any], json.loads(answer))
+
+    def test_rounds_until_valid(self) -> None:
+        """
+        From the request to its C{valid} answer: 14 round trips (30 before
+        writes issued together shared them), 7 of them with writes (17
+        before); the tidying up after the answer takes 4 more.
+        """
+        before, after, answer = self.finalize_rounds()
+        self.assertEqual(answer["status"], "valid")
+        self.assertEqual((len(before), write_rounds(before), writes(before)), (14, 7, 14))
+        self.assertEqual((len(after), write_rounds(after), writes(after)), (4, 4, 5))
+
+    def test_crash_safe_order_kept(self) -> None:
+        """
+        Writes that must follow one another still do: the queue entry
+        before the order is processing, the certificate before the order
+        that points to it, the event journaled before the queue entry goes.
+        """
+        before, after, _ = self.finalize_rounds()
+        rounds = before + after
+
+        def first(operation: str, prefix: str, start: int = 0) -> int:
+            return next(
+                i
+                for i in range(start, len(rounds))
+                if any(op == operation and key.startswith(prefix) for op, key in rounds[i])
+            )
+
+        queued = first("set", "queue/issue/")
+        processing = first("compare_and_set", "order/")
+        certificate = first("set", "cert/")
+        valid = first("compare_and_set", "order/", processing + 1)
+        journaled = first("set", "order-event/", valid)
+        self.assertLess(queued, processing)
+        self.assertLess(certificate, valid)
+        self.assertLess(valid, journaled)
+        self.assertLess(journaled, first("delete", "queue/issue/"))
+        self.assertLess(first("delete", "queue/issue/"), first("compare_and_set", "lease/job/"))
+
+
+class JournalRoundsTests(SynchronousTestCase):
+    def test_event_in_one_round(self) -> None:
+        """
+        An order's event is written by hour and by order in one round trip.
+        """
+        clock = World(self).clock
+        store = RoundStore(MemoryStore(clock))
+        journal = EventJournal(store, clock=clock)
+        store.gating = True
+        journal(Event(clock.seconds(), name=EventName.ORDER_PROCESSING, order_id="o1"))
+        while store.step():
+            pass
+        self.assertEqual(len(store.rounds), 1)
+        self.assertEqual(sorted(key.split("/")[0] for _, key in store.rounds[0]), ["event", "order-event"])
+        store.gating = False
+        history = self.successResultOf(Deferred.fromCoroutine(journal.order_history("o1")))
+        self.assertEqual([e.name for e in history], [EventName.ORDER_PROCESSING])
+
+
+class KnownOrderTests(Fixture):
+    def test_known_order_not_read_again(self) -> None:
+        """
+        C{update_order} with the order as last read: one compare-and-set, no
+        read; when it is stale (written since), read and try again.
+        """
+        order = self.wait(self.order())
+        store = RoundStore(self.store)
+        store._entries = self.store._entries
+        repo = AcmeRepository(store)
+        store.gating = True
+        done = Deferred.fromCoroutine(repo.update_order(order.id, lambda o: evolve(o, csr="first"), known=order))
+        while store.step():
+            pass
+        updated = self.successResultOf(done)
+        assert updated is not None
+        self.assertEqual(updated.csr, "first")
+        self.assertEqual(store.rounds, [[("compare_and_set", keys.order(order.id))]])
+        store.rounds = []
+        done = Deferred.fromCoroutine(
+            repo.update_order(order.id, lambda o: evolve(o, csr=(o.csr or "") + "+second"), known=order)
+        )
+        while store.step():
+            pass
+        updated = self.successResultOf(done)
+        assert updated is not None
+        self.assertEqual(updated.csr, "first+second")
+        self.assertEqual(
+            [op for batch in store.rounds for op, _ in batch], ["compare_and_set", "get", "compare_and_set"]
+        )
