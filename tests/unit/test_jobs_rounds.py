@@ -79,9 +79,9 @@ class RoundStore(MemoryStore):
         await self._gate("compare_and_set", key)
         return await super().compare_and_set(key, expected, value, ttl=ttl)
 
-    async def increment(self, key: str, amount: int = 1) -> int:
+    async def increment(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         await self._gate("increment", key)
-        return await super().increment(key, amount)
+        return await super().increment(key, amount, ttl=ttl)
 
     async def delete(self, key: str) -> bool:
         await self._gate("delete", key)

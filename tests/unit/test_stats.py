@@ -149,13 +149,13 @@ class CountingStore(MemoryStore):
         self.gate: Deferred[None] | None = None
         self.error: Exception | None = None
 
-    async def increment(self, key: str, amount: int = 1) -> int:
+    async def increment(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         self.increments.append((key, amount))
         if self.gate is not None:
             await self.gate
         if self.error is not None:
             raise self.error
-        return await super().increment(key, amount)
+        return await super().increment(key, amount, ttl=ttl)
 
     def release(self) -> None:
         gate, self.gate = self.gate, None
