@@ -31,7 +31,7 @@ from ._appliance import (
     renewal_mirror,
 )
 from ._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_max_connections
-from ._logs import install_log_observer, log_file_of
+from ._logs import install_log_observer, log_target_of
 from ._workers import ListeningSockets, WorkerSupervisor
 from .acme import AcmeServer, NonceSource, endpoint_of, redact_token, redact_uri
 from .admin import AdminAPI, ensure_api_key
@@ -153,7 +153,7 @@ class ApplianceService(MultiService):
         self.config = config
         self.worker = worker
         self.sockets = sockets if sockets is not None else ListeningSockets()
-        #: The file twistd logs to, bounded by L{install_log_observer}.
+        #: The file twistd logs to (C{"-"}: stdout), bounded by L{install_log_observer}.
         self.log_file: str | None = None
         self.limits = listener_limits(config)
         self._bound = False
@@ -420,7 +420,7 @@ def makeService(options: Options) -> IService:
             ensure_self_signed(config.acme.tls_cert, config.acme.tls_key, names, clock=reactor)
         store = open_store_now(config, reactor)
         service = ApplianceService(config, store, reactor)
-        service.log_file = log_file_of(getattr(options, "parent", None))
+        service.log_file = log_target_of(getattr(options, "parent", None))
     except (ConfigError, StartupError) as e:
         sys.exit(f"acme-appliance: {e}")
     except TLSSetupError as e:
