@@ -20,8 +20,9 @@ from typing import Any
 from attrs import frozen
 from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LoggingFile
 from twisted.protocols.policies import WrappingFactory
+from twisted.python import log as legacy_log
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
 from twisted.web.server import Site
@@ -313,6 +314,27 @@ class BoundedSite(Site):
         return _GenericHTTPChannelProtocol(_BoundedChannel(self.limits, self.problem_type))
 
     def log(self, request: Any) -> None:
-        super().log(request)
+        """
+        Log C{request}: the line twisted.web writes to the global
+        C{twisted.python.log.logfile} goes to that file's logger as the
+        file would send it (one event, C{{log_io}}), without the file's
+        line splitting and the logger's checks.
+        """
+        log_file = self._logFile
+        if log_file is legacy_log.logfile and isinstance(log_file, LoggingFile):
+            logger = log_file.log
+            logger.observer(
+                {
+                    "log_io": self._logFormatter(self._logDateTime, request),
+                    "log_logger": logger,
+                    "log_level": log_file.level,
+                    "log_namespace": logger.namespace,
+                    "log_source": logger.source,
+                    "log_format": "{log_io}",
+                    "log_time": self.reactor.seconds(),
+                }
+            )
+        else:
+            super().log(request)
         if self._on_request is not None:
             self._on_request(request)

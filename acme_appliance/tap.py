@@ -4,6 +4,7 @@ The twistd plugin's options and service: C{twistd -n acme-appliance --config FIL
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, cast
@@ -12,13 +13,13 @@ from urllib.parse import urlsplit, urlunsplit
 from attrs import evolve
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import IResource
 
 from ._appliance import (
@@ -31,7 +32,7 @@ from ._appliance import (
     renewal_mirror,
 )
 from ._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_max_connections
-from ._logs import install_log_observer, log_file_of
+from ._logs import install_log_observer, log_target_of
 from ._workers import ListeningSockets, WorkerSupervisor
 from .acme import AcmeServer, NonceSource, endpoint_of, redact_token, redact_uri
 from .admin import AdminAPI, ensure_api_key
@@ -57,33 +58,70 @@ class Options(usage.Options):
             raise usage.UsageError("--config FILE is required")
 
 
-class _RedactedRequest:
+def _redacted_referer(value: bytes | str) -> bytes:
     """
-    Shows a request to the access-log formatter with its secrets hidden,
-    however the client spelled them: the directory token in the path and
-    the dashboard's log-in C{key} in the query, in the request URI and in
-    the Referer.
+    A Referer fit for the access log: its path's directory token and its
+    query's C{key} hidden, as in the request URI; bytes beyond ASCII are
+    kept (and escaped in the line).
     """
+    raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
+    parts = urlsplit(raw.decode("latin-1"))
+    path = redact_token(parts.path.encode("latin-1")).decode("latin-1")
+    query = redact_uri(b"?" + parts.query.encode("latin-1"))[1:].decode("latin-1")
+    return urlunsplit(parts._replace(path=path, query=query)).encode("latin-1")
 
-    def __init__(self, request: Any) -> None:
-        self._request = request
-        self.uri = redact_uri(request.uri)
 
-    def getHeader(self, name: bytes | str) -> bytes | str | None:
-        value: bytes | str | None = self._request.getHeader(name)
-        if value is None or (name.lower() if isinstance(name, str) else name.decode("latin-1").lower()) != "referer":
-            return value
-        raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
-        parts = urlsplit(raw)
-        return urlunsplit(parts._replace(path=redact_token(parts.path), query=redact_uri(b"?" + parts.query)[1:]))
+# The bytes repr() shows as they are, quotes and backslash aside: a value of
+# only these is its own escape in the access log.
+_PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b"\\\"'")
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._request, name)
+
+def _escape(value: bytes | str) -> str:
+    """
+    twisted.web's access-log escaping (C{repr} as if between double
+    quotes), without its work for the usual value that needs none.
+    """
+    raw = value if isinstance(value, bytes) else value.encode("ascii")
+    if not raw.translate(None, _PLAIN):
+        return raw.decode("ascii")
+    shown = repr(raw)[1:]
+    if shown.startswith("'"):
+        return shown[1:-1].replace('"', '\\"').replace("\\'", "'")
+    return shown[1:-1]
+
+
+# A request URI as ACME clients send it, C{/acme/<token>/<resource>/<id>}:
+# nothing encoded, no empty or dot segment, no query.  Its token is hidden
+# in one match, as L{redact_uri} hides it.
+_PLAIN_ACME_URI = re.compile(rb"/acme/[A-Za-z0-9_-]+((?:/[A-Za-z0-9_-]+)*)")
+_REDACTED_ACME = redact_token(b"/acme/token")
+
+
+def _redacted_uri(uri: bytes) -> bytes:
+    """
+    L{redact_uri}C{(uri)}, at once for a plain ACME URI.
+    """
+    plain = _PLAIN_ACME_URI.fullmatch(uri)
+    return _REDACTED_ACME + plain[1] if plain else redact_uri(uri)
 
 
 def redacting_log_formatter(timestamp: str, request: Any) -> str:
-    line: str = combinedLogFormatter(timestamp, _RedactedRequest(request))
-    return line
+    """
+    The access-log line twisted.web's C{combinedLogFormatter} writes, with
+    the request's secrets hidden, however the client spelled them: the
+    directory token in the path and the dashboard's log-in C{key} in the
+    query, in the request URI and in the Referer.
+    """
+    address = request.getClientAddress()
+    ip = address.host if isinstance(address, (IPv4Address, IPv6Address)) else b"-"
+    referer = request.getHeader(b"referer")
+    shown_referer = b"" if referer is None else _redacted_referer(referer)
+    ip_text, method, uri = _escape(ip), _escape(request.method), _escape(_redacted_uri(request.uri))
+    protocol, referer_text = _escape(request.clientproto), _escape(shown_referer or b"-")
+    agent, length = _escape(request.getHeader(b"user-agent") or b"-"), request.sentLength or "-"
+    return (
+        f'"{ip_text}" - - {timestamp} "{method} {uri} {protocol}" {request.code:d} {length} "{referer_text}" "{agent}"'
+    )
 
 
 def site(
@@ -153,7 +191,7 @@ class ApplianceService(MultiService):
         self.config = config
         self.worker = worker
         self.sockets = sockets if sockets is not None else ListeningSockets()
-        #: The file twistd logs to, bounded by L{install_log_observer}.
+        #: The file twistd logs to (C{"-"}: stdout), bounded by L{install_log_observer}.
         self.log_file: str | None = None
         self.limits = listener_limits(config)
         self._bound = False
@@ -420,7 +458,7 @@ def makeService(options: Options) -> IService:
             ensure_self_signed(config.acme.tls_cert, config.acme.tls_key, names, clock=reactor)
         store = open_store_now(config, reactor)
         service = ApplianceService(config, store, reactor)
-        service.log_file = log_file_of(getattr(options, "parent", None))
+        service.log_file = log_target_of(getattr(options, "parent", None))
     except (ConfigError, StartupError) as e:
         sys.exit(f"acme-appliance: {e}")
     except TLSSetupError as e:

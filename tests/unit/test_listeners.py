@@ -17,19 +17,23 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import ILogObserver, LogEvent, Logger, LoggingFile, LogLevel
+from twisted.python import log as legacy_log
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from acme_appliance._listeners import ConnectionLimit, ListenerLimits, default_max_connections
+from acme_appliance._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_max_connections
+from acme_appliance._logs import ClassicLogFormat
 from acme_appliance.acme import endpoint_of
 from acme_appliance.acme._paths import ACME_RESOURCES, OTHER_ENDPOINT, ROOT_ENDPOINT, TOP_SEGMENTS
 from acme_appliance.stats import Metrics
 from acme_appliance.storage import MemoryStore
-from acme_appliance.tap import ApplianceService, site
+from acme_appliance.tap import ApplianceService, redacting_log_formatter, site
 from acme_appliance.validation import DcvAuthority, DcvDNSServerFactory, ValidationValues
 
 from .test_config import ConfigTestCase
+from .test_log_format import use_time_zone
 
 PEER = IPv4Address("TCP", "192.0.2.7", 40000)
 GET = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -67,6 +71,56 @@ class HttpCase(SynchronousTestCase):
     def assertRefused(self, transport: StringTransport, status: bytes) -> None:
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 " + status + b" "), transport.value()[:80])
         self.assertTrue(transport.disconnecting)
+
+
+class AccessLogTests(HttpCase):
+    """
+    The access log: one line a request, the event twisted.web's write to the
+    global log file would make, and the text twistd writes for it.
+    """
+
+    LINE = '"192.0.2.7" - - [01/Jan/1970:00:00:00 +0000] "GET /ok HTTP/1.1" 200 4 "-" "-"'
+
+    def setUp(self) -> None:
+        super().setUp()
+        use_time_zone(self, "UTC")
+        self.events: list[LogEvent] = []
+        self.log_file = LoggingFile(
+            Logger(namespace="twisted.python.log", observer=cast(ILogObserver, self.events.append))
+        )
+        self.patch(legacy_log, "logfile", self.log_file)
+        self.site.startFactory()
+        self.addCleanup(self.site.stopFactory)
+
+    def test_event_as_the_log_file_makes_it(self) -> None:
+        self.clock.advance(0.5)
+        self.send(GET)
+        self.log_file.write(self.LINE + "\n")
+        direct, written = self.events
+        self.assertEqual(direct["log_time"], 0.5)
+        self.assertEqual({**direct, "log_time": 0}, {**written, "log_time": 0})
+        self.assertEqual(direct["log_io"], self.LINE)
+        self.assertEqual(direct["log_level"], LogLevel.info)
+
+    def test_twistd_line(self) -> None:
+        self.send(GET)
+        [event] = self.events
+        self.assertEqual(
+            ClassicLogFormat()(event), "1970-01-01T00:00:00+0000 [twisted.python.log#info] " + self.LINE + "\n"
+        )
+
+    def test_own_log_file(self) -> None:
+        path = self.mktemp()
+        own = BoundedSite(_Ok(), ListenerLimits(), logFormatter=redacting_log_formatter, logPath=path)
+        own.reactor = self.clock
+        own.startFactory()
+        self.addCleanup(own.stopFactory)
+        protocol = own.buildProtocol(PEER)
+        protocol.makeConnection(StringTransport(peerAddress=PEER))
+        protocol.dataReceived(GET)
+        with open(path) as f:
+            self.assertEqual(f.read(), self.LINE + "\n")
+        self.assertEqual(self.events, [])
 
 
 class DeadlineTests(HttpCase):
