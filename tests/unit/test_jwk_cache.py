@@ -56,7 +56,9 @@ class JwkCacheTests(SynchronousTestCase):
         jwk = cache.parse(_public())
         key = cache.public_key(jwk)
         self.assertIs(cache.public_key(jwk), key)
-        self.assertEqual(key.public_numbers(), public_key_of(jwk).public_numbers())
+        fresh = public_key_of(jwk)
+        assert isinstance(key, ec.EllipticCurvePublicKey) and isinstance(fresh, ec.EllipticCurvePublicKey)
+        self.assertEqual(key.public_numbers(), fresh.public_numbers())
 
     def test_public_key_of_other_jwks(self) -> None:
         private = josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
