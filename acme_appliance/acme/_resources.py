@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from ..core import rfc3339 as _rfc3339
@@ -21,9 +22,11 @@ RENEWAL_EXPLANATION = "renewal-explanation"
 JSONObject = dict[str, Any]
 
 
+@lru_cache(maxsize=4096)
 def rfc3339(seconds: float) -> str:
     """
-    A timestamp as RFC 8555 resources carry it: whole seconds.
+    A timestamp as RFC 8555 resources carry it: whole seconds.  Remembered:
+    a resource is read again and again (polls) with the same times.
     """
     return _rfc3339(seconds, fraction=False)
 

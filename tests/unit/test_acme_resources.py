@@ -12,7 +12,7 @@ from attrs import evolve
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.acme import _resources as r
-from acme_appliance.acme._paths import DirectoryUrls
+from acme_appliance.acme._paths import DirectoryUrls, resource_url
 from acme_appliance.orders import Account, AccountStatus, Authorization, Order, OrderStatus
 from acme_appliance.policy import Profile
 from acme_appliance.testing import World
@@ -108,6 +108,23 @@ class ResourceTests(SynchronousTestCase):
 
     def test_orders_list(self) -> None:
         self.assertEqual(r.orders_list(URLS, ["o1", "o2"]), {"orders": [f"{D}/order/o1", f"{D}/order/o2"]})
+
+
+class UrlAndTimeTests(SynchronousTestCase):
+    def test_directory_urls(self) -> None:
+        for base in ("https://acme.test", "https://acme.test/"):
+            urls = DirectoryUrls(base, "s3cret")
+            self.assertEqual(urls(), D)
+            self.assertEqual(urls("directory"), f"{D}/directory")
+            self.assertEqual(urls("chall", "z1", "dns-01"), resource_url(base, "s3cret", "chall", "z1", "dns-01"))
+        self.assertEqual(DirectoryUrls("https://acme.test/", "s3cret"), URLS)
+
+    def test_times_remembered(self) -> None:
+        before = r.rfc3339.cache_info().hits
+        self.assertEqual(r.rfc3339(1_800_000_000.9), "2027-01-15T08:00:00Z")
+        self.assertEqual(r.rfc3339(1_800_000_000.9), "2027-01-15T08:00:00Z")
+        self.assertEqual(r.rfc3339(1_800_000_001.0), "2027-01-15T08:00:01Z")
+        self.assertEqual(r.rfc3339.cache_info().hits, before + 1)
 
 
 class CompactJsonTests(SynchronousTestCase):
