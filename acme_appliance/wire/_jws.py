@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from binascii import a2b_base64
+from base64 import urlsafe_b64decode
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from typing import Any
@@ -35,7 +35,6 @@ RSA_MIN_BITS = 2048
 RSA_MAX_BITS = 8192
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _COMPACT = re.compile(rb"\s*[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\s*")
 _FLATTENED_MEMBERS = frozenset({"protected", "payload", "signature"})
 # RFC 7517/7518/8037 private key members: a client must never send them.
@@ -222,8 +221,7 @@ def b64decode(value: Any, what: str) -> bytes:
         raise malformed(f"{what} must be a base64url string")
     if not _B64URL.fullmatch(value) or len(value) % 4 == 1:
         raise malformed(f"{what} is not valid unpadded base64url")
-    # What base64.urlsafe_b64decode does, without its layers of checks.
-    return a2b_base64(value.encode("ascii").translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(value) % 4))
+    return urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
 # -- keys -----------------------------------------------------------------
