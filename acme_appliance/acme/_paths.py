@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-from attrs import frozen
+from attrs import field, frozen
 
 ACME_SEGMENT = b"acme"
 REDACTED_TOKEN = b"<token>"
 REDACTED_VALUE = b"<redacted>"
+_ACME = ACME_SEGMENT.decode()
 # What a decoded path segment may show unescaped in a log line.
 _SAFE = "-._~!$&'()*+,;=:@"
 
@@ -47,7 +48,7 @@ def resource_url(base_url: str, secret: str, *parts: str) -> str:
     """
     The URL of a resource under a token's directory.
     """
-    return "/".join((base_url.rstrip("/"), ACME_SEGMENT.decode(), secret, *parts))
+    return "/".join((base_url.rstrip("/"), _ACME, secret, *parts))
 
 
 def directory_url(base_url: str, secret: str) -> str:
@@ -157,6 +158,12 @@ class DirectoryUrls:
 
     base_url: str
     secret: str
+    # resource_url(base_url, secret, ""): what every URL of the directory starts with.
+    _prefix: str = field(init=False, repr=False, eq=False)
+
+    @_prefix.default
+    def _directory_prefix(self) -> str:
+        return resource_url(self.base_url, self.secret, "")
 
     def __call__(self, *parts: str) -> str:
-        return resource_url(self.base_url, self.secret, *parts)
+        return self._prefix + "/".join(parts) if parts else resource_url(self.base_url, self.secret)

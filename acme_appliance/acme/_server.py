@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
 
-import josepy
 from attrs import evolve
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -131,20 +129,12 @@ class AcmeServer:
         request.setHeader("Cache-Control", "no-store")
         request.setHeader("Link", f'<{self.url(secret, "directory")}>;rel="index"')
 
-    def _json(
-        self,
-        request: IRequest,
-        body: josepy.JSONObjectWithFields | dict[str, Any],
-        *,
-        status: int = 200,
-        location: str | None = None,
-    ) -> bytes:
+    def _json(self, request: IRequest, body: r.JSONObject, *, status: int = 200, location: str | None = None) -> bytes:
         request.setResponseCode(status)
         request.setHeader("Content-Type", "application/json")
         if location is not None:
             request.setHeader("Location", location)
-        obj = body.to_json() if isinstance(body, josepy.JSONObjectWithFields) else body
-        return json.dumps(obj, default=_jsonable, indent=2).encode()
+        return _dumps(body)
 
     def _send_account(self, request: IRequest, secret: str, account: Account, *, status: int = 200) -> bytes:
         urls = DirectoryUrls(self._base_url, secret)
@@ -171,7 +161,7 @@ class AcmeServer:
         request.setHeader("Content-Type", "application/problem+json")
         for name, value in problem.headers.items():
             request.setHeader(name, value)
-        return json.dumps(problem.to_json(), indent=2).encode()
+        return _dumps(problem.to_json())
 
     @app.handle_errors(AcmeProblem)
     def handle_problem(self, request: IRequest, failure: Failure) -> bytes:
@@ -284,7 +274,7 @@ class AcmeServer:
         if auth.signer.id != account_id:
             raise AcmeProblem(ProblemType.UNAUTHORIZED, "an account's orders can only be listed by its own key")
         ids = await self._repo.account_order_ids(account_id)
-        return self._json(request, m.OrdersList(orders=tuple(self.url(secret, "order", i) for i in ids)))
+        return self._json(request, r.orders_list(DirectoryUrls(self._base_url, secret), ids))
 
     @app.route("/acme/<secret>/key-change", methods=["POST"])
     async def key_change(self, request: IRequest, secret: str) -> bytes:
@@ -485,7 +475,9 @@ def _check_contacts(contacts: tuple[str, ...]) -> tuple[str, ...]:
     return contacts
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
+def _dumps(body: r.JSONObject) -> bytes:
+    """
+    A response body: compact JSON, which the C encoder writes (C{indent}
+    would take the pure-Python one).
+    """
+    return json.dumps(body, separators=(",", ":")).encode()

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 import re
+from base64 import urlsafe_b64decode
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import josepy
 from attrs import frozen
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..core import AcmeProblem, ProblemType, malformed
 
@@ -132,15 +134,17 @@ class _JWAEdDSA(josepy.JWASignature):
 #: Ed25519 signatures (RFC 8037 section 3.1).
 EdDSA = josepy.JWASignature.register(_JWAEdDSA("EdDSA"))
 
-_ALGORITHMS: dict[str, josepy.JWASignature] = {
-    "RS256": josepy.RS256,
-    "ES256": josepy.ES256,
-    "ES384": josepy.ES384,
-    "ES512": josepy.ES512,
-    "EdDSA": EdDSA,
-}
 _EC_CURVE_FOR_ALG = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 _EC_COORDINATE_SIZES = {"P-256": 32, "P-384": 48, "P-521": 66}
+# What verifying takes per algorithm, made once: the size of r and s in a
+# raw (RFC 7518 section 3.4) ECDSA signature and the signature algorithm.
+_ECDSA = {
+    "ES256": (32, ec.ECDSA(hashes.SHA256())),
+    "ES384": (48, ec.ECDSA(hashes.SHA384())),
+    "ES512": (66, ec.ECDSA(hashes.SHA512())),
+}
+_PKCS1V15 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
 
 
 # -- problems -------------------------------------------------------------
@@ -178,12 +182,17 @@ class _DuplicateMember(ValueError):
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise _DuplicateMember(name)
-        result[name] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _DuplicateMember(name)
+            seen.add(name)
     return result
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
@@ -192,7 +201,7 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
     refused (RFC 7515 section 5.2) so no two parsers can read it differently.
     """
     try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        value = _DECODER.decode(data.decode("utf-8"))
     except _DuplicateMember as e:
         raise malformed(f"{what} has a duplicate member {str(e)!r}")
     except UnicodeDecodeError:
@@ -212,7 +221,7 @@ def b64decode(value: Any, what: str) -> bytes:
         raise malformed(f"{what} must be a base64url string")
     if not _B64URL.fullmatch(value) or len(value) % 4 == 1:
         raise malformed(f"{what} is not valid unpadded base64url")
-    return josepy.b64decode(value)
+    return urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
 # -- keys -----------------------------------------------------------------
@@ -229,31 +238,55 @@ def _key_b64(jobj: Mapping[str, Any], name: str, kty: str, size: int | None = No
 
 class JwkCache:
     """
-    The last C{size} public JWKs parsed, by their JSON text: an account's
-    key (embedded or stored) is checked and loaded once, not per request.
-    Only keys that passed every check are kept.
+    The last C{size} public JWKs parsed, by their members: an account's
+    key (embedded or stored) is checked and loaded once, not per request,
+    and so is the C{cryptography} key that verifies its signatures.  Only
+    keys that passed every check are kept.
     """
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
-        self._keys: OrderedDict[str, josepy.JWK] = OrderedDict()
+        self._keys: OrderedDict[Hashable, josepy.JWK] = OrderedDict()
+        # id() of a kept JWK -> its public key; an entry lives exactly as
+        # long as its JWK is in _keys, so an id is never reused meanwhile.
+        self._public: dict[int, PublicKey] = {}
 
     def parse(self, jobj: Any) -> josepy.JWK:
         """L{_load_jwk} of C{jobj}, from the cache when seen lately."""
         if not isinstance(jobj, dict):
             raise malformed("jwk must be a JSON object")
-        try:
-            text = json.dumps(jobj, sort_keys=True, separators=(",", ":"))
-        except (TypeError, ValueError):
+        name = _members(jobj)
+        if name is None:
             return _load_jwk(jobj)
-        jwk = self._keys.get(text)
+        jwk = self._keys.get(name)
         if jwk is not None:
-            self._keys.move_to_end(text)
+            self._keys.move_to_end(name)
             return jwk
-        jwk = self._keys[text] = _load_jwk(jobj)
+        jwk = self._keys[name] = _load_jwk(jobj)
+        self._public[id(jwk)] = public_key_of(jwk)
         if len(self._keys) > self.size:
-            self._keys.popitem(last=False)
+            _, old = self._keys.popitem(last=False)
+            del self._public[id(old)]
         return jwk
+
+    def public_key(self, jwk: josepy.JWK) -> PublicKey:
+        """L{public_key_of} C{jwk}, made once for a JWK this cache parsed."""
+        key = self._public.get(id(jwk))
+        return public_key_of(jwk) if key is None else key
+
+
+def _members(jobj: dict[str, Any]) -> Hashable | None:
+    """
+    A JWK's members as a value that is the same whatever their order, or
+    C{None} when they are not JSON.
+    """
+    if all(type(value) is str for value in jobj.values()):
+        # The usual JWK: strings only; sorting compares the (unique) names alone.
+        return tuple(sorted(jobj.items()))
+    try:
+        return json.dumps(jobj, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
 
 
 def _load_jwk(jobj: dict[str, Any]) -> josepy.JWK:
@@ -407,11 +440,9 @@ class AcmeJWS:
         """
         _check_alg_for_key(self.alg, jwk)
         try:
-            valid = _ALGORITHMS[self.alg].verify(jwk.public_key().key, self.signing_input, self.signature)
-        except (josepy.Error, InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-            valid = False
-        if not valid:
-            raise malformed("JWS signature is invalid")
+            _verify_signature(self.alg, _jwk_cache.public_key(jwk), self.signing_input, self.signature)
+        except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+            raise malformed("JWS signature is invalid") from None
 
     def payload_json(self) -> dict[str, Any]:
         """
@@ -423,6 +454,26 @@ class AcmeJWS:
         if not self.payload:
             raise malformed("this request needs a JSON object payload, not an empty (POST-as-GET) one")
         return _json_object(self.payload, "JWS payload")
+
+
+def _verify_signature(alg: str, key: PublicKey, message: bytes, signature: bytes) -> None:
+    """
+    Check C{signature} with C{key}, whose type L{_check_alg_for_key} has
+    matched with C{alg}.
+
+    @raise InvalidSignature: when it does not verify.
+    """
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        size, algorithm = _ECDSA[alg]
+        # RFC 7518 section 3.4: r and s at full length, never shortened.
+        if len(signature) != 2 * size:
+            raise InvalidSignature()
+        r, s = int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+        key.verify(encode_dss_signature(r, s), message, algorithm)
+    elif isinstance(key, rsa.RSAPublicKey):
+        key.verify(signature, message, _PKCS1V15, _SHA256)
+    else:
+        key.verify(signature, message)
 
 
 @frozen
@@ -445,11 +496,11 @@ def _flattened(body: bytes, what: str) -> _Flattened:
         raise malformed(f"{what} must use the flattened JSON serialization, not the general one ('signatures')")
     if "header" in outer:
         raise malformed(f"{what} must not have an unprotected 'header'; put everything in 'protected'")
-    missing = sorted(_FLATTENED_MEMBERS - outer.keys())
-    if missing:
-        raise malformed(f"{what} is missing {', '.join(missing)}")
-    extra = sorted(outer.keys() - _FLATTENED_MEMBERS)
-    if extra:
+    if outer.keys() != _FLATTENED_MEMBERS:
+        missing = sorted(_FLATTENED_MEMBERS - outer.keys())
+        if missing:
+            raise malformed(f"{what} is missing {', '.join(missing)}")
+        extra = sorted(outer.keys() - _FLATTENED_MEMBERS)
         raise malformed(f"{what} has unexpected member(s) {', '.join(extra)}")
     protected_b64 = outer["protected"]
     payload_b64 = outer["payload"]

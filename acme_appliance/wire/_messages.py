@@ -1,8 +1,9 @@
 """
 ACME wire objects (RFC 8555 section 7) as josepy JSON objects.
 
-Request objects decode and type-check what clients send; response objects
-encode what the server returns.
+Request objects decode and type-check what clients send; answer objects
+decode, leniently, what an upstream server returns.  (The server's own
+responses are plain dicts, built in C{acme._resources}.)
 """
 
 from __future__ import annotations
@@ -102,66 +103,6 @@ def decode(cls: type[_J], payload: dict[str, Any]) -> _J:
         return cls.from_json(payload)
     except (DeserializationError, TypeError, ValueError) as e:
         raise malformed(f"invalid {cls.__name__} payload: {e}") from None
-
-
-# responses
-
-
-class DirectoryMeta(josepy.JSONObjectWithFields):
-    terms_of_service: str | None = josepy.field("termsOfService", omitempty=True)
-    website: str | None = josepy.field("website", omitempty=True)
-    external_account_required: bool = josepy.field("externalAccountRequired", default=False)
-    profiles: dict[str, str] | None = josepy.field("profiles", omitempty=True)
-
-
-class Directory(josepy.JSONObjectWithFields):
-    new_nonce: str = josepy.field("newNonce")
-    new_account: str = josepy.field("newAccount")
-    new_order: str = josepy.field("newOrder")
-    revoke_cert: str = josepy.field("revokeCert")
-    key_change: str = josepy.field("keyChange")
-    meta: DirectoryMeta = josepy.field("meta")
-    renewal_info: str | None = josepy.field("renewalInfo", omitempty=True)
-
-
-class AccountResource(josepy.JSONObjectWithFields):
-    status: str = josepy.field("status")
-    contact: tuple[str, ...] = josepy.field("contact", omitempty=True)
-    terms_of_service_agreed: bool | None = josepy.field("termsOfServiceAgreed", omitempty=True)
-    orders: str = josepy.field("orders")
-    key: dict[str, Any] = josepy.field("key")
-
-
-class OrderResource(josepy.JSONObjectWithFields):
-    status: str = josepy.field("status")
-    expires: str = josepy.field("expires")
-    identifiers: tuple[Identifier, ...] = josepy.field("identifiers")
-    authorizations: tuple[str, ...] = josepy.field("authorizations")
-    finalize: str = josepy.field("finalize")
-    certificate: str | None = josepy.field("certificate", omitempty=True)
-    error: dict[str, Any] | None = josepy.field("error", omitempty=True)
-    profile: str | None = josepy.field("profile", omitempty=True)
-    replaces: str | None = josepy.field("replaces", omitempty=True)
-
-
-class ChallengeResource(josepy.JSONObjectWithFields):
-    type: str = josepy.field("type")
-    url: str = josepy.field("url")
-    status: str = josepy.field("status")
-    token: str = josepy.field("token")
-    validated: str = josepy.field("validated")
-
-
-class AuthorizationResource(josepy.JSONObjectWithFields):
-    identifier: Identifier = josepy.field("identifier")
-    status: str = josepy.field("status")
-    expires: str = josepy.field("expires")
-    challenges: tuple[ChallengeResource, ...] = josepy.field("challenges")
-    wildcard: bool | None = josepy.field("wildcard", omitempty=True)
-
-
-class OrdersList(josepy.JSONObjectWithFields):
-    orders: tuple[str, ...] = josepy.field("orders")
 
 
 # answers of an upstream server, decoded leniently: RFC 8555 lets servers add

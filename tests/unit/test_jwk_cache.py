@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.core import AcmeProblem
-from acme_appliance.wire import jwk_from_json, jwk_to_json
+from acme_appliance.wire import jwk_from_json, jwk_to_json, public_key_of
 from acme_appliance.wire._jws import JwkCache
 
 
@@ -50,3 +50,32 @@ class JwkCacheTests(SynchronousTestCase):
         self.assertEqual(len(cache._keys), 2)
         self.assertIs(cache.parse(a), kept)
         self.assertIsNot(cache.parse(b), evicted)
+
+    def test_public_key_made_once(self) -> None:
+        cache = JwkCache()
+        jwk = cache.parse(_public())
+        key = cache.public_key(jwk)
+        self.assertIs(cache.public_key(jwk), key)
+        fresh = public_key_of(jwk)
+        assert isinstance(key, ec.EllipticCurvePublicKey) and isinstance(fresh, ec.EllipticCurvePublicKey)
+        self.assertEqual(key.public_numbers(), fresh.public_numbers())
+
+    def test_public_key_of_other_jwks(self) -> None:
+        private = josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+        key = JwkCache().public_key(private)
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        self.assertEqual(key.public_numbers(), private.key.public_key().public_numbers())
+
+    def test_evicted_keys_forget_their_public_key(self) -> None:
+        cache = JwkCache(size=1)
+        first = cache.parse(_public())
+        cache.parse(_public())
+        self.assertEqual(len(cache._public), 1)
+        self.assertNotIn(id(first), cache._public)
+
+    def test_members_other_than_strings(self) -> None:
+        cache = JwkCache()
+        jobj = _public()
+        as_int, as_bool = cache.parse({**jobj, "ext": 1}), cache.parse({**jobj, "ext": True})
+        self.assertIsNot(as_int, as_bool)
+        self.assertIs(cache.parse({"ext": True, **jobj}), as_bool)
