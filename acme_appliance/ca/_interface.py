@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Protocol, runtime_checkable
 
 from attrs import field, frozen
+from cryptography import x509
 
 from ..core import ProblemType
 from ._observer import SilentObserver, ValidationObserver
@@ -62,11 +63,14 @@ class IssuedCertificate:
         client (C{application/pem-certificate-chain}).
     @ivar ca_name: the configured name of the CA that issued it.
     @ivar alternates: other chains the CA offered for the same leaf.
+    @ivar leaf: the leaf of C{chain_pem} already parsed, when the CA has it
+        (the built-in CA built it): nobody parses the PEM again.
     """
 
     chain_pem: bytes
     ca_name: str
     alternates: tuple[bytes, ...] = ()
+    leaf: x509.Certificate | None = field(default=None, eq=False, repr=False)
 
 
 class CAError(Exception):

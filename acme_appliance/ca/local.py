@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -82,6 +82,11 @@ class LocalCA:
         self._root = root
         self._intermediate = intermediate
         self._intermediate_key = intermediate_key
+        # What every leaf repeats of the intermediate, made once.
+        self._intermediate_pem = intermediate.public_bytes(serialization.Encoding.PEM)
+        self._authority_key_id = x509.Extension(
+            ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False, _authority_key_id(intermediate)
+        )
         self._clock = clock
         self._validity = timedelta(days=validity_days)
         self._profiles = {name: timedelta(days=days) for name, days in (profiles or {}).items()}
@@ -166,10 +171,8 @@ class LocalCA:
             names=",".join(request.names),
             order_id=request.order_id,
         )
-        chain = leaf.public_bytes(serialization.Encoding.PEM) + self._intermediate.public_bytes(
-            serialization.Encoding.PEM
-        )
-        return IssuedCertificate(chain_pem=chain, ca_name=self._name)
+        chain = leaf.public_bytes(serialization.Encoding.PEM) + self._intermediate_pem
+        return IssuedCertificate(chain_pem=chain, ca_name=self._name, leaf=leaf)
 
     async def supports_profile(self, name: str) -> bool:
         """
@@ -192,27 +195,26 @@ class LocalCA:
         not_after = self._not_after(now, validity)
         empty_subject = len(names[0]) > 64
         subject = x509.Name([] if empty_subject else [x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-        return (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self._intermediate.subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - BACKDATE)
-            .not_valid_after(not_after)
-            # RFC 5280 4.2.1.6: with an empty subject the SAN must be critical.
-            .add_extension(_subject_alt_name(names), critical=empty_subject)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                _key_usage(digital_signature=True, key_encipherment=isinstance(public_key, rsa.RSAPublicKey)),
-                critical=True,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                critical=False,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(_authority_key_id(self._intermediate), critical=False)
+        # Built in one go (each builder step copies the builder), the
+        # extensions every leaf shares made once.
+        return x509.CertificateBuilder(
+            issuer_name=self._intermediate.subject,
+            subject_name=subject,
+            public_key=public_key,
+            serial_number=x509.random_serial_number(),
+            not_valid_before=now - BACKDATE,
+            not_valid_after=not_after,
+            extensions=[
+                # RFC 5280 4.2.1.6: with an empty subject the SAN must be critical.
+                x509.Extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, empty_subject, _subject_alt_name(names)),
+                _LEAF_CONSTRAINTS,
+                _RSA_LEAF_USAGE if isinstance(public_key, rsa.RSAPublicKey) else _LEAF_USAGE,
+                _LEAF_PURPOSES,
+                x509.Extension(
+                    ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, x509.SubjectKeyIdentifier.from_public_key(public_key)
+                ),
+                self._authority_key_id,
+            ],
         )
 
     def _sign(self, builder: x509.CertificateBuilder) -> x509.Certificate:
@@ -298,6 +300,21 @@ def _key_usage(*, digital_signature: bool = False, key_encipherment: bool = Fals
         encipher_only=False,
         decipher_only=False,
     )
+
+
+# The extensions every leaf has alike.
+_LEAF_CONSTRAINTS = x509.Extension(
+    ExtensionOID.BASIC_CONSTRAINTS, True, x509.BasicConstraints(ca=False, path_length=None)
+)
+_LEAF_USAGE = x509.Extension(ExtensionOID.KEY_USAGE, True, _key_usage(digital_signature=True))
+_RSA_LEAF_USAGE = x509.Extension(
+    ExtensionOID.KEY_USAGE, True, _key_usage(digital_signature=True, key_encipherment=True)
+)
+_LEAF_PURPOSES = x509.Extension(
+    ExtensionOID.EXTENDED_KEY_USAGE,
+    False,
+    x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+)
 
 
 def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:

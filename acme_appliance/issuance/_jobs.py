@@ -73,7 +73,7 @@ async def _both(first: Coroutine[Any, Any, T], second: Coroutine[Any, Any, U]) -
 
 
 async def _store_valid(
-    repo: AcmeRepository, order: Order, record: CertificateRecord, mode: IssueMode, now: float
+    repo: AcmeRepository, order: Order, record: CertificateRecord, mode: IssueMode, now: float, leaf: x509.Certificate
 ) -> Order | None:
     """
     Store C{record}, then its indexes together with the order made valid
@@ -98,7 +98,7 @@ async def _store_valid(
         # The order as this job read it: no second read to change it.
         outcome.append(await repo.update_order(order.id, valid, known=order))
 
-    await repo.put_certificate(record, along=mark)
+    await repo.put_certificate(record, along=mark, leaf=leaf)
     return outcome[0]
 
 
@@ -474,7 +474,9 @@ class IssuanceService(Service):
         return self._clock.seconds()
 
     async def _complete(self, order: Order, issued: IssuedCertificate, mode: IssueMode) -> None:
-        leaf = x509.load_pem_x509_certificate(issued.chain_pem)
+        # Parsed once (not at all when the CA hands over what it built):
+        # the serial and the certID index come from it.
+        leaf = issued.leaf if issued.leaf is not None else x509.load_pem_x509_certificate(issued.chain_pem)
         unnumbered = CertificateRecord(
             id=new_id(),
             order_id=order.id,
@@ -492,7 +494,7 @@ class IssuanceService(Service):
         record = await self._stored(lambda: self._repo.numbered(unnumbered))
         now = self._clock.seconds()
         self.durations.observe(order.policy, now - self._submitted.get(order.id, now))
-        stored = await self._stored(lambda: _store_valid(self._repo, order, record, mode, now))
+        stored = await self._stored(lambda: _store_valid(self._repo, order, record, mode, now, leaf))
         self._settle(order.id, stored)
         if stored is not None and stored.certificate_id == record.id:
             # This job made the order valid (not one that resumed it): it tells.

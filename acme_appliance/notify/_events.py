@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
-from attrs import evolve, field, fields, frozen
+from attrs import field, fields, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -108,13 +108,13 @@ class Event:
         The names of what this kind of event carries beyond the common
         fields.
         """
-        return tuple(a.name for a in fields(cls) if a.name not in _COMMON)
+        return _data_fields(cls)
 
     def data(self) -> dict[str, str | float]:
         """
         The kind's own fields that are set, by name, typed.
         """
-        found = ((key, getattr(self, key)) for key in self.data_fields())
+        found = ((key, getattr(self, key)) for key in _data_fields(type(self)))
         return {key: value for key, value in found if value is not None}
 
     @property
@@ -144,19 +144,33 @@ class Event:
             found.append(("error", self.error))
         return found
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, data: Mapping[str, str | float] | None = None) -> dict[str, Any]:
+        """
+        The event as the wire shows it; C{data}: its L{data}, when the
+        caller has it already.
+        """
         body: dict[str, Any] = {"event": self.name.value, "time": rfc3339(self.time)}
         for key in ("order_id", "token_id", "ca", "outcome", "error", "node"):
             value = getattr(self, key)
             if value is not None:
                 body[key] = value
         body["names"] = list(self.names)
-        if details := self.details:
-            body["details"] = dict(details)
+        if details := (self.data() if data is None else data):
+            body["details"] = {key: _text(value) for key, value in details.items()}
         return body
 
 
 _COMMON = frozenset(a.name for a in fields(Event))
+
+
+_DATA_FIELDS: dict[type[Event], tuple[str, ...]] = {}
+
+
+def _data_fields(kind: type[Event]) -> tuple[str, ...]:
+    found = _DATA_FIELDS.get(kind)
+    if found is None:
+        found = _DATA_FIELDS[kind] = tuple(a.name for a in fields(kind) if a.name not in _COMMON)
+    return found
 
 
 @frozen
@@ -304,9 +318,10 @@ class EventBus:
         Make a C{kind} event of the given fields, now, and hand it to every
         subscriber; the bus's C{node} names the node that emits it.
         """
-        event = kind(self._clock.seconds(), *args, **kwargs)
         if self._node is not None:
-            event = evolve(event, node=self._node)
+            # Made with the node at once: no second event to build.
+            kwargs["node"] = self._node
+        event = kind(self._clock.seconds(), *args, **kwargs)
         for subscriber in list(self._subscribers):
             try:
                 subscriber(event)

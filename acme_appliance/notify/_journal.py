@@ -67,9 +67,10 @@ def _legacy_details(details: dict[str, Any], own: set[str]) -> dict[str, Any]:
 
 
 def _dump(event: Event) -> bytes:
-    body = event.to_json()
+    data = event.data()
+    body = event.to_json(data)
     body["t"] = event.time
-    if data := event.data():
+    if data:
         body["data"] = data
     return json.dumps(body, separators=(",", ":")).encode()
 

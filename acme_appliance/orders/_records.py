@@ -11,11 +11,12 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from attrs import evolve, frozen
+from cryptography import x509
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 
-from ..storage import Store, dump_record, get_record, keys, load_record, put_record
-from ._certid import BadCertId, cert_id_of_pem, names_digest, parse_cert_id
+from ..storage import Store, dump_record, get_record, keys, load_record, put_record, record_bytes
+from ._certid import BadCertId, cert_id_of, cert_id_of_pem, names_digest, parse_cert_id
 
 R = TypeVar("R")
 
@@ -360,12 +361,12 @@ class AcmeRepository:
         compare-and-set, reading again when another writer came first.
         """
         if known is not None:
-            # The stored bytes of the record as it was read: the same
-            # serialisation, so the compare-and-set matches if nobody wrote
-            # it since.
+            # The stored bytes of the record as it was read (kept from the
+            # read, not serialised again), so the compare-and-set matches if
+            # nobody wrote it since.
             guessed = change(known)
             if guessed is not None and await self.store.compare_and_set(
-                key, dump_record(known), dump_record(guessed), ttl=ttl(guessed)
+                key, record_bytes(known), dump_record(guessed), ttl=ttl(guessed)
             ):
                 return guessed
         for _ in range(attempts):
@@ -397,7 +398,11 @@ class AcmeRepository:
         return None if certificate_id is None else await self.certificate(certificate_id.decode())
 
     async def put_certificate(
-        self, record: CertificateRecord, *, along: Callable[[], Coroutine[Any, Any, object]] | None = None
+        self,
+        record: CertificateRecord,
+        *,
+        along: Callable[[], Coroutine[Any, Any, object]] | None = None,
+        leaf: x509.Certificate | None = None,
     ) -> CertificateRecord:
         """
         Store a certificate with its indexes; a new one gets its L{slot}.
@@ -406,12 +411,14 @@ class AcmeRepository:
         @param along: a write started together with the indexes, once the
             record is stored (one that points to it: the order it makes
             valid).
+        @param leaf: the first certificate of C{record.chain_pem}, when the
+            caller has it parsed already.
         """
         record = await self.numbered(record)
         await put_record(self.store, keys.certificate(record.id), record)
         await _together(
             self.store.set(keys.certificate_by_serial(record.serial), record.id.encode()),
-            self._index_certificate(record),
+            self._index_certificate(record, leaf),
             *([along()] if along is not None else []),
         )
         return record
@@ -426,15 +433,15 @@ class AcmeRepository:
         sequence = await self.store.increment(keys.certificate_sequence(names_digest(record.names)))
         return evolve(record, slot=sequence - 1)
 
-    async def _index_certificate(self, record: CertificateRecord) -> None:
+    async def _index_certificate(self, record: CertificateRecord, leaf: x509.Certificate | None = None) -> None:
         """
-        The renewal indexes of C{record}: by certID, by each name, by token.
+        The renewal indexes of C{record} (whose first certificate is
+        C{leaf}, when known): by certID, by each name, by token.
         """
         writes = [self.store.set(keys.certificates_of_token(record.token_id) + record.id, b"")]
         try:
-            writes.append(
-                self.store.set(keys.certificate_by_cert_id(cert_id_of_pem(record.chain_pem)), record.id.encode())
-            )
+            cert_id = cert_id_of_pem(record.chain_pem) if leaf is None else cert_id_of(leaf)
+            writes.append(self.store.set(keys.certificate_by_cert_id(cert_id), record.id.encode()))
         except (BadCertId, ValueError):
             pass  # no AKI: looked up by serial only
         cursor = f"{int(record.issued * 1000):016d}-{record.id}"

@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorFromThreads, IReactorTCP, IReact
 
 from . import keys, redis
 from ._interface import StorageError, Store
-from ._records import dump_record, get_record, load_record, put_record
+from ._records import dump_record, get_record, load_record, put_record, record_bytes
 from .memory import MemoryStore
 from .redis import RedisAddress, RedisStore
 from .sqlite import SQLiteStore
@@ -35,6 +35,7 @@ __all__ = [
     "load_record",
     "open_store",
     "put_record",
+    "record_bytes",
     "redis_store",
 ]
 

@@ -92,11 +92,22 @@ def _build(cls: Any, data: Any) -> Any:
     return cls(**kwargs)
 
 
+# Made once: C{json.dumps} with options builds an encoder at every call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+#: How many records L{record_bytes} remembers the stored bytes of.
+LOADED_KEPT = 128
+
+# The bytes each recently loaded record was read from, by the record's
+# identity (the record is kept with them, so that its id is not reused).
+_loaded: dict[int, tuple[Any, bytes]] = {}
+
+
 def dump_record(record: Any) -> bytes:
     """
     Serialise an attrs record to JSON bytes.
     """
-    return json.dumps(_plain(record), sort_keys=True, separators=(",", ":")).encode()
+    return _ENCODER.encode(_plain(record)).encode()
 
 
 def load_record(cls: type[R], data: bytes) -> R:
@@ -104,9 +115,33 @@ def load_record(cls: type[R], data: bytes) -> R:
     Deserialise JSON bytes written by L{dump_record}.
     """
     try:
-        return _build(cls, json.loads(data))  # type: ignore[no-any-return]
+        record = _build(cls, json.loads(data))
     except (ValueError, TypeError, KeyError) as e:
         raise StorageError(f"corrupt {cls.__name__} record: {e}") from e
+    _remember(record, data)
+    return record  # type: ignore[no-any-return]
+
+
+def _remember(record: Any, data: bytes) -> None:
+    if len(_loaded) >= LOADED_KEPT:
+        try:
+            del _loaded[next(iter(_loaded))]
+        except (KeyError, RuntimeError, StopIteration):  # pragma: no cover - another thread trimmed it
+            pass
+    _loaded[id(record)] = (record, data)
+
+
+def record_bytes(record: Any) -> bytes:
+    """
+    The bytes C{record} is stored as: those it was loaded from when it is
+    one of the last L{LOADED_KEPT} records L{load_record} made (no second
+    serialisation, and what a compare-and-set of it must expect), else
+    L{dump_record}'s.
+    """
+    found = _loaded.get(id(record))
+    if found is not None and found[0] is record:
+        return found[1]
+    return dump_record(record)
 
 
 async def get_record(store: Store, cls: type[R], key: str) -> R | None:

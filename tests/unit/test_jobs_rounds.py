@@ -8,6 +8,7 @@ the writes issued together), so the hot path keeps them few.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, cast
 
 import treq
@@ -17,8 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IResponse
 
 from acme_appliance.notify import Event, EventJournal, EventName
-from acme_appliance.orders import AcmeRepository, RateLimiter
-from acme_appliance.storage import MemoryStore, keys
+from acme_appliance.orders import AcmeRepository, Order, RateLimiter
+from acme_appliance.storage import MemoryStore, dump_record, keys
 from acme_appliance.testing import World, b64, make_csr, sign
 
 from .test_limits import Fixture
@@ -205,32 +206,50 @@ class JournalRoundsTests(SynchronousTestCase):
 
 
 class KnownOrderTests(Fixture):
+    def gated(self) -> tuple[RoundStore, AcmeRepository]:
+        """A round store over the fixture's entries, and a repository on it."""
+        store = RoundStore(self.store)
+        store._entries = self.store._entries
+        return store, AcmeRepository(store)
+
+    def update(self, store: RoundStore, repo: AcmeRepository, order: Order, change: Callable[[Order], Order]) -> Order:
+        """C{update_order} with C{change}, C{order} known, all rounds run."""
+        store.rounds = []
+        store.gating = True
+        done = Deferred.fromCoroutine(repo.update_order(order.id, change, known=order))
+        while store.step():
+            pass
+        store.gating = False
+        updated = self.successResultOf(done)
+        assert updated is not None
+        return updated
+
     def test_known_order_not_read_again(self) -> None:
         """
         C{update_order} with the order as last read: one compare-and-set, no
         read; when it is stale (written since), read and try again.
         """
         order = self.wait(self.order())
-        store = RoundStore(self.store)
-        store._entries = self.store._entries
-        repo = AcmeRepository(store)
-        store.gating = True
-        done = Deferred.fromCoroutine(repo.update_order(order.id, lambda o: evolve(o, csr="first"), known=order))
-        while store.step():
-            pass
-        updated = self.successResultOf(done)
-        assert updated is not None
-        self.assertEqual(updated.csr, "first")
+        store, repo = self.gated()
+        self.assertEqual(self.update(store, repo, order, lambda o: evolve(o, csr="first")).csr, "first")
         self.assertEqual(store.rounds, [[("compare_and_set", keys.order(order.id))]])
-        store.rounds = []
-        done = Deferred.fromCoroutine(
-            repo.update_order(order.id, lambda o: evolve(o, csr=(o.csr or "") + "+second"), known=order)
-        )
-        while store.step():
-            pass
-        updated = self.successResultOf(done)
-        assert updated is not None
-        self.assertEqual(updated.csr, "first+second")
+        second = self.update(store, repo, order, lambda o: evolve(o, csr=(o.csr or "") + "+second"))
+        self.assertEqual(second.csr, "first+second")
         self.assertEqual(
             [op for batch in store.rounds for op, _ in batch], ["compare_and_set", "get", "compare_and_set"]
         )
+
+    def test_known_order_in_older_form(self) -> None:
+        """
+        An order stored in another form than today's serialisation (written
+        by an older version): C{update_order} with it as read expects the
+        bytes it was read from, so one compare-and-set still does.
+        """
+        order = self.wait(self.order())
+        older = json.dumps(json.loads(dump_record(order)), indent=1).encode()
+        self.wait(self.store.set(keys.order(order.id), older))
+        store, repo = self.gated()
+        known = self.wait(repo.order(order.id))
+        assert known is not None
+        self.assertEqual(self.update(store, repo, known, lambda o: evolve(o, csr="first")).csr, "first")
+        self.assertEqual(store.rounds, [[("compare_and_set", keys.order(order.id))]])

@@ -436,6 +436,16 @@ class IssueTests(LocalCATestsMixin, SynchronousTestCase):
         intermediate_ski = intermediate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         self.assertEqual(aki.key_identifier, intermediate_ski.digest)
 
+    def test_leaf_handed_over(self) -> None:
+        """
+        The issued certificate carries the leaf it built, the first
+        certificate of its chain: nobody needs to parse the PEM again.
+        """
+        ca, _ = self.make_ca()
+        issued = self.issue(ca, ["example.com"])
+        assert issued.leaf is not None
+        self.assertEqual(issued.leaf, split_chain(issued.chain_pem)[0])
+
     def test_serials_differ(self) -> None:
         ca, _ = self.make_ca()
         serials = {split_chain(self.issue(ca, ["example.com"]).chain_pem)[0].serial_number for _ in range(5)}

@@ -22,6 +22,7 @@ from acme_appliance.orders import Account, AcmeRepository, CertificateRecord, Or
 from acme_appliance.policy import Token, TokenRegistry, ValidationMethod
 from acme_appliance.storage import MemoryStore
 from acme_appliance.testing import add_account, b64, ec_key, make_csr, sample_policy, self_signed
+from acme_appliance.wire import jwk_thumbprint, jwk_to_json
 from acme_appliance.wire import messages as m
 
 T = TypeVar("T")
@@ -186,6 +187,22 @@ class OrderServiceTests(SynchronousTestCase):
         problem = self.problem(self.service.finalize(self.token, self.account, order, csr))
         self.assertIs(problem.type, ProblemType.BAD_CSR)
         self.assertEqual((self.queue.submitted, self.wait(self.repo.queued())), ([], []))
+
+    def test_finalize_after_key_rollover(self) -> None:
+        """
+        The account key finalize keeps parsed follows a key rollover: a CSR
+        with the new account key is refused, one with the old key is not.
+        """
+        old_csr, old_key = make_csr(["example.com"])
+        self.wait(self.service.finalize(self.token, self.account, self.order("example.com"), b64(old_csr)))
+        new_key = josepy.JWKEC(key=old_key)
+        public = new_key.public_key()
+        rolled = evolve(self.account, key=jwk_to_json(public), thumbprint=jwk_thumbprint(public))
+        problem = self.problem(self.service.finalize(self.token, rolled, self.order("example.com"), b64(old_csr)))
+        self.assertIs(problem.type, ProblemType.BAD_CSR)
+        self.assertIn("the CSR's public key is the account key", problem.detail)
+        csr = b64(make_csr(["example.com"])[0])
+        self.assertIsNotNone(self.wait(self.service.finalize(self.token, rolled, self.order("example.com"), csr)))
 
     def test_expired_order_is_not_ready(self) -> None:
         order = self.order("example.com")

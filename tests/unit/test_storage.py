@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from attrs import frozen
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import reactor as _reactor
@@ -28,9 +29,13 @@ from acme_appliance.storage import (
     StorageError,
     Store,
     check_store_url,
+    dump_record,
+    load_record,
     open_store,
+    record_bytes,
     redis_store,
 )
+from acme_appliance.storage import _records as records_module
 from acme_appliance.storage.memory import PURGE_INTERVAL
 from acme_appliance.storage.sqlite import _prefix_end
 
@@ -729,3 +734,39 @@ class RedisURLTests(SynchronousTestCase):
         self.successResultOf(Deferred.fromCoroutine(store.close()))
         failure = self.failureResultOf(Deferred.fromCoroutine(store.get("k")), StorageError)
         self.assertEqual(str(failure.value), "redis cache:6379/0 is closed")
+
+
+@frozen
+class _Sample:
+    name: str
+    size: int = 0
+
+
+class RecordBytesTests(SynchronousTestCase):
+    """
+    L{record_bytes}: the bytes a record was loaded from, without
+    serialising it again.
+    """
+
+    def test_loaded_record(self) -> None:
+        """
+        A record just loaded gives back the very bytes it was read from,
+        even in another form than L{dump_record}'s; an equal record that
+        was not loaded gives its serialisation.
+        """
+        data = b'{ "name": "a",  "size": 1 }'
+        loaded = load_record(_Sample, data)
+        self.assertIs(record_bytes(loaded), data)
+        self.assertEqual(record_bytes(_Sample("a", 1)), dump_record(loaded))
+        self.assertNotEqual(dump_record(loaded), data)
+
+    def test_bounded(self) -> None:
+        """
+        Only the last L{LOADED_KEPT} loaded records are remembered: an older
+        one is serialised again.
+        """
+        first = load_record(_Sample, b'{"name": "first"}')
+        for i in range(records_module.LOADED_KEPT):
+            load_record(_Sample, b'{"name": "%d"}' % i)
+        self.assertLessEqual(len(records_module._loaded), records_module.LOADED_KEPT)
+        self.assertEqual(record_bytes(first), b'{"name":"first","size":0}')
