@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from ..core import AcmeProblem, InvalidName, ProblemType, malformed, name_allowed, normalise_name
 from ..notify import Event, EventBus, EventName, PolicyEvent
 from ..policy import Policy, Profile, Token, ValidationMethod
-from ..wire import PublicKey, b64decode, jwk_from_json, public_key_of
+from ..wire import b64decode, jwk_from_json, public_key_of
 from ..wire import messages as m
 from ._certid import BadCertId
 from ._csr import KeyRules, check_csr
@@ -29,8 +29,6 @@ from ._records import Account, AcmeRepository, Authorization, CertificateRecord,
 from ._renewal import RenewalReason, RenewalWindows
 
 MAX_IDENTIFIERS = 100
-#: How many account keys finalize keeps parsed.
-ACCOUNT_KEYS_KEPT = 1024
 # RFC 5280 reason codes a subscriber may ask for (RFC 8555 section 7.6).
 REVOCATION_REASONS = frozenset({0, 1, 3, 4, 5, 9})
 
@@ -215,9 +213,6 @@ class OrderService:
     _order_lifetime: float = 7 * 86400
     _limiter: RateLimiter | None = None
     _renewals: RenewalWindows | None = None
-    #: The public keys of recent accounts, by key thumbprint (a rollover
-    #: changes it): finalize does not parse the account's JWK every time.
-    _account_keys: dict[str, PublicKey] = field(factory=dict, init=False, eq=False, repr=False)
 
     def policy(self, token: Token) -> Policy:
         """
@@ -394,7 +389,7 @@ class OrderService:
         check_csr(
             b64decode(csr, "csr"),
             order_names=order.names,
-            account_key=self._account_key(account),
+            account_key=public_key_of(jwk_from_json(account.key)),
             key_rules=KeyRules(key_types=frozenset(policy.key_types), rsa_min_bits=policy.rsa_min_bits),
         )
         now = self._clock.seconds()
@@ -423,19 +418,6 @@ class OrderService:
         )
         self._issuance.submit(order.id, token.domains)
         return updated
-
-    def _account_key(self, account: Account) -> PublicKey:
-        """
-        The public key of C{account}, parsed once per key (the last
-        L{ACCOUNT_KEYS_KEPT} keys are kept).
-        """
-        found = self._account_keys.get(account.thumbprint)
-        if found is None:
-            found = public_key_of(jwk_from_json(account.key))
-            if len(self._account_keys) >= ACCOUNT_KEYS_KEPT:
-                del self._account_keys[next(iter(self._account_keys))]
-            self._account_keys[account.thumbprint] = found
-        return found
 
     # revocation
 

@@ -263,7 +263,7 @@ class JwkCache:
             self._keys.move_to_end(name)
             return jwk
         jwk = self._keys[name] = _load_jwk(jobj)
-        self._public[id(jwk)] = public_key_of(jwk)
+        self._public[id(jwk)] = _public_key_of(jwk)
         if len(self._keys) > self.size:
             _, old = self._keys.popitem(last=False)
             del self._public[id(old)]
@@ -272,7 +272,7 @@ class JwkCache:
     def public_key(self, jwk: josepy.JWK) -> PublicKey:
         """L{public_key_of} C{jwk}, made once for a JWK this cache parsed."""
         key = self._public.get(id(jwk))
-        return public_key_of(jwk) if key is None else key
+        return _public_key_of(jwk) if key is None else key
 
 
 def _members(jobj: dict[str, Any]) -> Hashable | None:
@@ -384,10 +384,15 @@ def jwk_thumbprint(jwk: josepy.JWK) -> str:
 
 def public_key_of(jwk: josepy.JWK) -> PublicKey:
     """
-    The C{cryptography} public key of C{jwk}, e.g. to compare with a CSR's.
+    The C{cryptography} public key of C{jwk}, e.g. to compare with a CSR's
+    (made once for a JWK that L{jwk_from_json} or a JWS parsed lately).
 
     @raise AcmeProblem: C{badPublicKey} for a key type with no public key.
     """
+    return _jwk_cache.public_key(jwk)
+
+
+def _public_key_of(jwk: josepy.JWK) -> PublicKey:
     key = jwk.public_key().key
     if isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
         return key

@@ -31,6 +31,11 @@ class JwkCacheTests(SynchronousTestCase):
         jobj = _public()
         self.assertIs(jwk_from_json(dict(jobj)), jwk_from_json(dict(jobj)))
 
+    def test_public_key_of_a_stored_key_made_once(self) -> None:
+        # Finalize compares the CSR's key with the account's, stored as JSON.
+        jobj = _public()
+        self.assertIs(public_key_of(jwk_from_json(dict(jobj))), public_key_of(jwk_from_json(dict(jobj))))
+
     def test_bad_keys_not_kept(self) -> None:
         cache = JwkCache()
         bad = {**_public(), "d": "AAAA"}
