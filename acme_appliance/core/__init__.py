@@ -1,6 +1,7 @@
 """
 The neutral core every package may import: ACME problems, DNS names, times,
-retry delays, private file writes and Klein error handling.  It imports
+retry delays, private file writes, store calls started together and Klein
+error handling.  It imports
 nothing else of the appliance.
 """
 
@@ -19,6 +20,7 @@ from ._names import (
 from ._problems import ACME_ERROR_NS, AcmeProblem, ProblemType, malformed
 from ._retry import UNAVAILABLE_RETRY, report_failure, while_unavailable
 from ._times import rfc3339
+from ._together import both, together
 from ._web import UNAVAILABLE_RETRY_AFTER, RouteError, Unavailable, route_errors
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "ProblemType",
     "RouteError",
     "Unavailable",
+    "both",
     "comparable_name",
     "fsync_directory",
     "is_label",
@@ -43,6 +46,7 @@ __all__ = [
     "report_failure",
     "rfc3339",
     "route_errors",
+    "together",
     "while_unavailable",
     "write_private_file",
     "write_private_files",

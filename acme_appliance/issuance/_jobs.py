@@ -5,29 +5,21 @@ records the outcome.  Queued jobs survive restarts.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 from attrs import evolve
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.application.service import Service
-from twisted.internet.defer import (
-    CancelledError,
-    Deferred,
-    DeferredList,
-    FirstError,
-    ensureDeferred,
-    gatherResults,
-    succeed,
-)
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..ca import CAError, CertificateAuthority, ChallengeType, IssuedCertificate, IssueRequest
-from ..core import AcmeProblem, ProblemType, Unavailable, report_failure, while_unavailable
+from ..core import AcmeProblem, ProblemType, Unavailable, both, report_failure, while_unavailable
 from ..notify import CertificateIssued, Event, EventBus, EventJournal, EventName
 from ..orders import AcmeRepository, CertificateRecord, Limit, Order, OrderStatus, RateLimiter, new_id, recheck_names
 from ..policy import Policy, TokenRegistry, ValidationMethod
@@ -57,19 +49,6 @@ CHALLENGE_FOR_METHOD = {
     ValidationMethod.FILE_PROXY: ChallengeType.HTTP_01,
     ValidationMethod.NONE: None,
 }
-
-
-async def _both(first: Coroutine[Any, Any, T], second: Coroutine[Any, Any, U]) -> tuple[T, U]:
-    """
-    Start C{first} and C{second} at once (one store round trip) and wait
-    for both; the first failure is raised.
-    """
-    try:
-        started: list[Deferred[Any]] = [Deferred.fromCoroutine(first), Deferred.fromCoroutine(second)]
-        found: list[Any] = await gatherResults(started, consumeErrors=True)
-    except FirstError as e:
-        e.subFailure.raiseException()
-    return cast(T, found[0]), cast(U, found[1])
 
 
 async def _store_valid(
@@ -390,7 +369,7 @@ class IssuanceService(Service):
     async def _issue(self, order_id: str, domains: tuple[str, ...] | None) -> None:
         # Read once the lease is held (another node's job may have finished
         # the order), together with the order's budget wait mark.
-        order, budget_wait = await _both(self._repo.order(order_id), self._repo.store.get(keys.budget_wait(order_id)))
+        order, budget_wait = await both(self._repo.order(order_id), self._repo.store.get(keys.budget_wait(order_id)))
         if order is not None and order.status is OrderStatus.VALID:
             # The job that made it valid died before it was done: announce
             # it unless the journal has.
@@ -505,7 +484,7 @@ class IssuanceService(Service):
                 await self._journal.written(order.id)
         # The finalize slot is given back in the same round trip: it only
         # waits for the order to be valid, which it is.
-        await self._stored(lambda: _both(self._repo.dequeue(order.id), self._release(order.token_id, order.id)))
+        await self._stored(lambda: both(self._repo.dequeue(order.id), self._release(order.token_id, order.id)))
 
     async def _announce_again(self, order: Order) -> None:
         if self._journal is None or order.certificate_id is None:

@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ..core import UNAVAILABLE_RETRY, Backoff, report_failure, while_unavailable
+from ..core import UNAVAILABLE_RETRY, Backoff, report_failure, together, while_unavailable
 from ..storage import Store, keys
 from ._events import EVENT_TYPES, Event, EventName
 
@@ -173,12 +173,14 @@ class EventJournal:
         # the whole retention period.  Both writes start at once (one store
         # round trip, one commit): neither points to the other, and an event
         # half written is written again, under the same key, by the retry.
-        by_hour = Deferred.fromCoroutine(self._store.set(f"{_hour_prefix(event.time)}{key}", data, ttl=self._retention))
-        try:
-            if event.order_id is not None:
-                await self._store.set(keys.order_events(event.order_id) + key, data, ttl=self._retention)
-        finally:
-            await by_hour
+        await together(
+            self._store.set(f"{_hour_prefix(event.time)}{key}", data, ttl=self._retention),
+            *(
+                [self._store.set(keys.order_events(event.order_id) + key, data, ttl=self._retention)]
+                if event.order_id is not None
+                else []
+            ),
+        )
 
     async def order_history(self, order_id: str) -> list[Event]:
         """

@@ -12,24 +12,13 @@ from typing import Any, TypeVar
 
 from attrs import evolve, frozen
 from cryptography import x509
-from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 
+from ..core import together
 from ..storage import Store, dump_record, get_record, keys, load_record, put_record, record_bytes
 from ._certid import BadCertId, cert_id_of, cert_id_of_pem, names_digest, parse_cert_id
 
 R = TypeVar("R")
-
-
-async def _together(*writes: Coroutine[Any, Any, Any]) -> None:
-    """
-    Start C{writes} at once, in this order (a store may commit them in one
-    transaction), and wait for all; the first failure is raised.
-    """
-    try:
-        await gatherResults([Deferred.fromCoroutine(w) for w in writes], consumeErrors=True)
-    except FirstError as e:
-        e.subFailure.raiseException()
 
 
 class AccountStatus(Enum):
@@ -300,15 +289,15 @@ class AcmeRepository:
         ttl = self._order_ttl(order)
         # The authorizations before the order, the order before its indexes:
         # whatever a crash leaves, nothing points to a record not stored.
-        await _together(*(put_record(self.store, keys.authorization(a.id), a, ttl=ttl) for a in authorizations))
+        await together(*(put_record(self.store, keys.authorization(a.id), a, ttl=ttl) for a in authorizations))
         await put_record(self.store, keys.order(order.id), order, ttl=ttl)
-        await _together(
+        await together(
             self.store.set(keys.account_orders(order.account_id) + order.id, b"", ttl=ttl), self._index(order, ttl)
         )
 
     async def _index(self, order: Order, ttl: float | None) -> None:
         day = int(order.created // 86400)
-        await _together(
+        await together(
             self.store.set(keys.order_by_time(day, order_cursor(order)), b"", ttl=ttl),
             self.store.set(keys.order_day(day), b"", ttl=ttl),
         )
@@ -416,7 +405,7 @@ class AcmeRepository:
         """
         record = await self.numbered(record)
         await put_record(self.store, keys.certificate(record.id), record)
-        await _together(
+        await together(
             self.store.set(keys.certificate_by_serial(record.serial), record.id.encode()),
             self._index_certificate(record, leaf),
             *([along()] if along is not None else []),
@@ -447,7 +436,7 @@ class AcmeRepository:
         cursor = f"{int(record.issued * 1000):016d}-{record.id}"
         digest = names_digest(record.names).encode()
         writes.extend(self.store.set(keys.certificates_of_name(name) + cursor, digest) for name in record.names)
-        await _together(*writes)
+        await together(*writes)
 
     async def update_certificate(
         self,
