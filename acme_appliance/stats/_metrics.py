@@ -12,12 +12,12 @@ from collections.abc import Iterator, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredLock, gatherResults
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..core import Unavailable, report_failure
+from ..core import Unavailable, report_failure, together
 from ..issuance import BudgetUse
 from ..notify import (
     CaBudgetExhausted,
@@ -266,7 +266,7 @@ class Metrics(Service):
         if self._store is None or not deltas:
             return
         store = self._store
-        outcomes = await gatherResults([Deferred.fromCoroutine(self._add(store, k, d)) for k, d in deltas.items()])
+        outcomes = await together(*(self._add(store, k, d) for k, d in deltas.items()))
         failures = [failure for failure in outcomes if failure is not None]
         if failures:
             report_failure(
