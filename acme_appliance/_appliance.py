@@ -192,6 +192,7 @@ async def open_store(config: Config, reactor: IApplianceReactor) -> Store:
         base_dir=os.path.dirname(config.path),
         ca_bundle=config.storage.ca_bundle,
         wait_replicas=config.storage.wait_replicas,
+        fsync=config.storage.fsync,
     )
 
 
@@ -209,7 +210,7 @@ def open_store_now(config: Config, reactor: IApplianceReactor) -> Store:
     if config.storage.url.startswith("sqlite:"):
         path = config.storage.url[len("sqlite:") :]  # made absolute by load_config
         try:
-            return storage.SQLiteStore.open_now(path, reactor=reactor, clock=reactor)
+            return storage.SQLiteStore.open_now(path, reactor=reactor, clock=reactor, fsync=config.storage.fsync)
         except storage.StorageError as e:
             raise StartupError(f"storage.url: {e}") from None
     try:

@@ -13,6 +13,7 @@ from attrs import field, frozen
 from ..issuance import CALimit
 from ..orders import Limits, Retention
 from ..policy import Policy
+from ..storage import Fsync
 
 
 class CAKind(Enum):
@@ -92,12 +93,14 @@ class StorageConfig:
         verified by (C{None}: the system's).
     @ivar wait_replicas: For Redis: how many replicas each write that
         carries a promise waits for (C{WAIT}); 0: none.
+    @ivar fsync: For SQLite: when commits reach the disk.
     """
 
     url: str
     state_dir: str
     ca_bundle: str | None = None
     wait_replicas: int = 0
+    fsync: Fsync = Fsync.EVERYSEC
 
 
 @frozen

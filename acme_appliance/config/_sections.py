@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable
 
 from ..notify import parse_syslog_target
-from ..storage import check_store_url, is_redis_url
+from ..storage import Fsync, check_store_url, is_redis_url
 from ._authorities import ca_bundle
 from ._endpoints import check_endpoint
 from ._limits import LIMITS_KEYS, RETENTION_KEYS
@@ -40,7 +40,7 @@ MAX_WORKERS = 64
 SECTIONS: dict[str, tuple[str, ...]] = {
     "acme": ("listen", "base_url", "self_signed_tls", "terms_of_service", "max_body_bytes", "finalize_wait", "workers"),
     "admin": ("listen", "api_key_file"),
-    "storage": ("url", "state_dir", "ca_bundle", "wait_replicas"),
+    "storage": ("url", "state_dir", "ca_bundle", "wait_replicas", "fsync"),
     "validation": (
         "fileproxy_listen",
         "dns_zone",
@@ -121,8 +121,11 @@ def storage(t: Table, resolve: Resolve) -> StorageConfig:
     replicas = t.integer("wait_replicas", 0, 0, 100)
     if replicas and not is_redis_url(store_url):
         t.fail("wait_replicas", "only applies to a redis url")
+    fsync = t.choice("fsync", Fsync, Fsync.EVERYSEC)
+    if t.has("fsync") and scheme.lower() != "sqlite":
+        t.fail("fsync", "only applies to a sqlite: url")
     return StorageConfig(
-        url=store_url, state_dir=resolve(t.text("state_dir")), ca_bundle=bundle, wait_replicas=replicas
+        url=store_url, state_dir=resolve(t.text("state_dir")), ca_bundle=bundle, wait_replicas=replicas, fsync=fsync
     )
 
 

@@ -18,9 +18,10 @@ from ._interface import StorageError, Store
 from ._records import dump_record, get_record, load_record, put_record, record_bytes
 from .memory import MemoryStore
 from .redis import RedisAddress, RedisStore
-from .sqlite import SQLiteStore
+from .sqlite import Fsync, SQLiteStore
 
 __all__ = [
+    "Fsync",
     "MemoryStore",
     "RedisAddress",
     "RedisStore",
@@ -225,6 +226,7 @@ async def open_store(
     base_dir: str,
     ca_bundle: str | None = None,
     wait_replicas: int = 0,
+    fsync: Fsync = Fsync.EVERYSEC,
 ) -> Store:
     """
     Open the store that C{url} names.
@@ -238,6 +240,7 @@ async def open_store(
         verified by.
     @param wait_replicas: For Redis: how many replicas each promised write
         waits for.
+    @param fsync: For SQLite: when commits reach the disk.
     @raise StorageError: C{url} is malformed, or the store cannot be
         opened (for Redis: does not answer).
     """
@@ -245,7 +248,7 @@ async def open_store(
     if parsed.backend is _Backend.MEMORY:
         return MemoryStore(clock)
     if parsed.backend is _Backend.SQLITE:
-        return await SQLiteStore.open(os.path.join(base_dir, parsed.path), reactor=reactor, clock=clock)
+        return await SQLiteStore.open(os.path.join(base_dir, parsed.path), reactor=reactor, clock=clock, fsync=fsync)
     store = redis_store(
         url, reactor=cast(IReactorTCP, reactor), clock=clock, ca_bundle=ca_bundle, wait_replicas=wait_replicas
     )

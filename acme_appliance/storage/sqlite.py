@@ -1,9 +1,14 @@
 """
-The durable embedded L{Store}: one SQLite file.  Writes run on a private
-single-thread pool, several queued writes committed in one transaction, so
-that the reactor never waits on a commit; reads (point lookups and prefix
-scans that take microseconds) run on the reactor thread with a read-only
-connection, which WAL mode lets read while the writer thread writes.
+The durable embedded L{Store}: one SQLite file in WAL mode.  The writes
+issued in one reactor turn are committed together in one transaction.  With
+L{Fsync.EVERYSEC} (the default) that commit runs on the reactor thread and
+does not wait for the disk (it takes tens of microseconds), and a checkpoint
+on a private thread fsyncs it at most L{CHECKPOINT_INTERVAL} later; with
+L{Fsync.ALWAYS} every commit is fsynced on that thread before it is
+acknowledged.  Reads (point lookups and prefix scans that take
+microseconds) run on the reactor thread.  Whatever finds the file locked by
+another process (the CLI, a worker) goes to the thread, which waits for the
+lock: the reactor never does.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
+from enum import Enum
 from typing import Any, TypeVar, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorCore, IReactorFromThreads, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorCore, IReactorFromThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -29,10 +35,24 @@ T = TypeVar("T")
 # the daemon share the file) before giving up with "database is locked".
 BUSY_TIMEOUT = 10.0
 
-# How long a read on the reactor thread waits for a lock another process
-# holds on the file (WAL recovery, an exclusive lock) before it waits on the
-# writer thread instead: the reactor never stalls for long.
-READER_BUSY_TIMEOUT = 0.05
+#: With L{Fsync.EVERYSEC}: how long after a commit the checkpoint that
+#: fsyncs it starts.
+CHECKPOINT_INTERVAL = 1.0
+
+
+class Fsync(Enum):
+    """
+    When the SQLite store's commits reach the disk (C{[storage] fsync}; the
+    names are Redis' C{appendfsync} ones).
+    """
+
+    #: Each commit is fsynced before the write is acknowledged.
+    ALWAYS = "always"
+    #: Commits are acknowledged once written to the file (a process crash
+    #: loses nothing) and fsynced within L{CHECKPOINT_INTERVAL} (a power cut
+    #: may lose the last second).
+    EVERYSEC = "everysec"
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -80,6 +100,27 @@ def _put(conn: sqlite3.Connection, key: str, value: bytes | None, expires: float
 
 def _purge(conn: sqlite3.Connection, now: float) -> int:
     return conn.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)).rowcount
+
+
+def checkpoint_wal(conn: sqlite3.Connection) -> bool:
+    """
+    Copy the WAL's committed pages into the database file, fsyncing the WAL
+    first and the database file after (a C{PASSIVE} checkpoint: it waits for
+    no other connection).
+
+    @return: Whether every committed page was copied; if not (a reader
+        still needed old pages), the WAL may not have been fsynced.
+    """
+    _, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return bool(copied >= logged)
+
+
+def _is_busy(error: sqlite3.Error) -> bool:
+    """
+    Whether C{error} is another connection's lock on the file.
+    """
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 #: One queued write: what it is (for errors), its work, its waiter.
@@ -165,16 +206,17 @@ class SQLiteStore:
     """
     A L{Store} in an SQLite database file.
 
-    Every write runs on one dedicated thread with its own connection; the
-    atomic operations are C{BEGIN IMMEDIATE} transactions, so they are
-    atomic against other processes using the same file too (WAL mode, with a
-    busy timeout of L{BUSY_TIMEOUT} seconds).  The writes issued in one
-    reactor turn, and those queued while the thread is busy, are committed
-    together in the next transaction (a write that fails fails alone: see
-    L{commit_batch}); a write is acknowledged only after its commit.
-    Reads run on the calling (reactor) thread with a second, read-only
-    connection: they see every acknowledged write.  Expired rows are invisible,
-    and deleted by a write every L{PURGE_INTERVAL} seconds or by
+    The atomic operations are C{BEGIN IMMEDIATE} transactions, so they are
+    atomic against other processes using the same file too.  The writes
+    issued in one reactor turn, and those queued while a commit is under
+    way, are committed together in the next transaction (a write that fails
+    fails alone: see L{commit_batch}); a write is acknowledged only after
+    its commit.  Two connections: the reactor thread's, which never waits
+    for a lock, runs the reads and, with L{Fsync.EVERYSEC}, the commits; a
+    dedicated thread's (busy timeout L{BUSY_TIMEOUT} seconds) creates the
+    file, runs the checkpoints, the commits with L{Fsync.ALWAYS}, and
+    whatever found the file locked.  Expired rows are invisible, and
+    deleted by a write every L{PURGE_INTERVAL} seconds or by
     L{purge_expired}.
 
     The constructor does no I/O: the file is opened and the schema created
@@ -184,19 +226,25 @@ class SQLiteStore:
 
     _log = Logger()
 
-    def __init__(self, path: str, *, reactor: IReactorFromThreads, clock: IReactorTime) -> None:
+    def __init__(
+        self, path: str, *, reactor: IReactorFromThreads, clock: IReactorTime, fsync: Fsync = Fsync.EVERYSEC
+    ) -> None:
         """
         @param path: The database file; its directory is created if missing.
         @param reactor: Delivers results from the database thread.  If it
             also provides L{IReactorCore}, the thread is stopped at reactor
             shutdown even when L{close} was never called.
-        @param clock: Source of the current time for TTL expiry.
+        @param clock: Source of the current time for TTL expiry, and runs
+            the checkpoints.
+        @param fsync: When commits reach the disk.
         """
         self.path = path
         self._reactor = reactor
         self._clock = clock
+        self._fsync = fsync
         self._conn: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._local: sqlite3.Connection | None = None
+        self._checkpoint_call: IDelayedCall | None = None
         self._queued: list[_Write] = []
         self._writing = False
         self._idle: list[Deferred[None]] = []
@@ -211,14 +259,16 @@ class SQLiteStore:
             self._shutdown_trigger = self._core.addSystemEventTrigger("during", "shutdown", self._stop_pool)
 
     @classmethod
-    async def open(cls, path: str, *, reactor: IReactorFromThreads, clock: IReactorTime) -> SQLiteStore:
+    async def open(
+        cls, path: str, *, reactor: IReactorFromThreads, clock: IReactorTime, fsync: Fsync = Fsync.EVERYSEC
+    ) -> SQLiteStore:
         """
         Open (creating if need be) the database at C{path}.
 
         @raise StorageError: The file cannot be created or is not a usable
             SQLite database.
         """
-        store = cls(path, reactor=reactor, clock=clock)
+        store = cls(path, reactor=reactor, clock=clock, fsync=fsync)
         try:
             await store._run("open", lambda conn: None)
         except BaseException:
@@ -227,7 +277,9 @@ class SQLiteStore:
         return store
 
     @classmethod
-    def open_now(cls, path: str, *, reactor: IReactorFromThreads, clock: IReactorTime) -> SQLiteStore:
+    def open_now(
+        cls, path: str, *, reactor: IReactorFromThreads, clock: IReactorTime, fsync: Fsync = Fsync.EVERYSEC
+    ) -> SQLiteStore:
         """
         Like L{open}, but synchronously, for start-up before the reactor
         runs (the connection is made on this thread, then used only by the
@@ -235,7 +287,7 @@ class SQLiteStore:
 
         @raise StorageError: as L{open}.
         """
-        store = cls(path, reactor=reactor, clock=clock)
+        store = cls(path, reactor=reactor, clock=clock, fsync=fsync)
         try:
             store._conn = store._connect()
         except BaseException:
@@ -319,15 +371,32 @@ class SQLiteStore:
             raise
         return result
 
-    def _connect_reader(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=READER_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA query_only = 1")
+    def _connect_local(self) -> sqlite3.Connection:
+        """
+        The reactor thread's connection: it never waits for a lock (busy
+        timeout 0), and with L{Fsync.EVERYSEC} commits without an fsync and
+        leaves the checkpoints to the thread.
+        """
+        conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        try:
+            if self._fsync is Fsync.EVERYSEC:
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+            else:
+                conn.execute("PRAGMA query_only = 1")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
-    def _close_connection(self) -> None:
+    def _close_connection(self, checkpoint: bool) -> None:
         if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            try:
+                if checkpoint:
+                    checkpoint_wal(self._conn)
+            finally:
+                self._conn.close()
+                self._conn = None
 
     def _stop_pool(self) -> None:
         if self._pool.started:
@@ -345,25 +414,36 @@ class SQLiteStore:
             self._pool.start()
         return await deferToThreadPool(self._reactor, self._pool, self._in_thread, what, work)
 
+    def _here(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T | None:
+        """
+        Run C{work} on this thread with the reactor thread's connection,
+        once the thread has opened the database (it creates the file and
+        its schema).
+
+        @return: C{work}'s result, or C{None} when the database is not open
+            yet or another connection holds a lock that C{work} needs: run
+            it on the thread.
+        @raise StorageError: C{work} failed.
+        """
+        if self._conn is None:
+            return None
+        try:
+            if self._local is None:
+                self._local = self._connect_local()
+            return work(self._local)
+        except sqlite3.Error as e:
+            if _is_busy(e):
+                return None
+            raise StorageError(f"SQLite store {self.path}: {what} failed: {e}") from None
+
     async def _read(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
         """
-        Run the read-only C{work} on this thread with the reader connection,
-        once the writer thread has opened the database (before that, on the
-        writer thread, which creates the file and its schema).
+        Run the read-only C{work} on this thread, or on the database thread
+        when L{_here} cannot.
         """
         self._check_open()
-        if self._conn is None:
-            return await self._run(what, work)
-        try:
-            if self._reader is None:
-                self._reader = self._connect_reader()
-            return work(self._reader)
-        except sqlite3.OperationalError as e:
-            if e.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                raise StorageError(f"SQLite store {self.path}: {what} failed: {e}") from None
-        except sqlite3.Error as e:
-            raise StorageError(f"SQLite store {self.path}: {what} failed: {e}") from None
-        return await self._run(what, work)
+        found = self._here(what, lambda conn: (work(conn),))
+        return await self._run(what, work) if found is None else found[0]
 
     def _flush(self) -> None:
         """
@@ -380,10 +460,20 @@ class SQLiteStore:
         if self._pool.joined:
             self._committed(Failure(StorageError(f"SQLite store {self.path} is closed")), batch)
             return
-        if not self._pool.started:
-            self._pool.start()
         writes = [(what, work) for what, work, _ in batch]
         what = writes[0][0] if len(writes) == 1 else f"commit of {len(writes)} writes"
+        if self._fsync is Fsync.EVERYSEC:
+            try:
+                outcomes = self._here(what, lambda conn: commit_batch(conn, self.path, writes))
+            except StorageError:
+                self._committed(Failure(), batch)
+                return
+            if outcomes is not None:
+                self._due_checkpoint()
+                self._committed(outcomes, batch)
+                return
+        if not self._pool.started:
+            self._pool.start()
         done = deferToThreadPool(
             self._reactor, self._pool, self._in_thread, what, lambda conn: commit_batch(conn, self.path, writes)
         )
@@ -397,7 +487,36 @@ class SQLiteStore:
                 waiter.callback(outcomes[index][1])
             else:
                 waiter.errback(outcomes[index][1])
-        self._flush()
+        if self._queued:
+            # The writes the waiters just issued: on the next turn, with
+            # whatever else that turn issues (and no recursion).
+            self._reactor.callFromThread(self._flush)
+        else:
+            self._flush()
+
+    def _due_checkpoint(self) -> None:
+        """
+        A commit was not fsynced: have a checkpoint do it.
+        """
+        if self._checkpoint_call is None:
+            self._checkpoint_call = self._clock.callLater(CHECKPOINT_INTERVAL, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        self._checkpoint_call = None
+        if self._closed or self._pool.joined:
+            return  # close() checkpoints
+        if not self._pool.started:
+            self._pool.start()
+        done = deferToThreadPool(self._reactor, self._pool, self._in_thread, "checkpoint", checkpoint_wal)
+        done.addCallbacks(self._checkpointed, self._checkpoint_failed)
+
+    def _checkpointed(self, complete: bool) -> None:
+        if not complete:
+            self._due_checkpoint()
+
+    def _checkpoint_failed(self, failure: Failure) -> None:
+        self._log.warn("SQLite store {path}: {error}; trying again", path=self.path, error=failure.getErrorMessage())
+        self._due_checkpoint()
 
     async def _write(self, what: str, work: Callable[[sqlite3.Connection, float], T]) -> T:
         now = self._clock.seconds()
@@ -523,15 +642,19 @@ class SQLiteStore:
             idle: Deferred[None] = Deferred()
             self._idle.append(idle)
             await idle
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+        pending, self._checkpoint_call = self._checkpoint_call, None
+        checkpoint = pending is not None
+        if pending is not None:
+            pending.cancel()
         try:
             if self._pool.started:
-                await deferToThreadPool(self._reactor, self._pool, self._close_connection)
+                await deferToThreadPool(self._reactor, self._pool, self._close_connection, checkpoint)
             else:
                 # Reactor shutdown already stopped the thread.
-                self._close_connection()
+                self._close_connection(checkpoint)
         finally:
             self._stop_pool()
             if self._core is not None and self._shutdown_trigger is not None:

@@ -25,6 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from acme_appliance import config as config_module
 from acme_appliance.config import CAKind, Config, ConfigError, load_config, state_path
 from acme_appliance.policy import KeyType, ValidationMethod
+from acme_appliance.storage import Fsync
 
 ETC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "etc")
 HMAC_KEY = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
@@ -584,6 +585,17 @@ class StorageSectionTests(ConfigTestCase):
         self.assertProblem(
             self.redis("sqlite:state.db", "wait_replicas", 1), "storage.wait_replicas", "only applies to a redis url"
         )
+
+    def test_fsync(self) -> None:
+        self.assertIs(self.load(setting("storage", "url", "sqlite:state.db")).storage.fsync, Fsync.EVERYSEC)
+        self.assertIs(self.load(self.redis("sqlite:state.db", "fsync", "always")).storage.fsync, Fsync.ALWAYS)
+        self.assertProblem(
+            self.redis("sqlite:state.db", "fsync", "never"),
+            "storage.fsync",
+            "'never' is not one of 'always', 'everysec'",
+        )
+        for url in ("memory:", "redis://cache"):
+            self.assertProblem(self.redis(url, "fsync", "always"), "storage.fsync", "only applies to a sqlite: url")
 
     def test_bad_scheme(self) -> None:
         self.assertProblem(

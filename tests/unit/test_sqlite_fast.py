@@ -1,6 +1,8 @@
 """
-The SQLite store's fast paths: reads on the reactor thread through a
-read-only connection, and queued writes committed together in one
+The SQLite store's fast paths: reads, and with C{fsync = everysec} commits,
+on the reactor thread through a connection that never waits for a lock
+(what finds the file locked goes to the store's thread); checkpoints that
+fsync those commits; and queued writes committed together in one
 transaction (acknowledged after the commit; savepoints only when a write
 fails, so that it fails alone).
 """
@@ -8,7 +10,9 @@ fails, so that it fails alone).
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -16,11 +20,12 @@ from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from acme_appliance.storage import StorageError
+from acme_appliance.storage import Fsync, StorageError
 from acme_appliance.storage import sqlite as sqlite_module
-from acme_appliance.storage.sqlite import SQLiteStore, commit_batch
+from acme_appliance.storage.sqlite import CHECKPOINT_INTERVAL, SQLiteStore, commit_batch
 
 from .test_storage import gather
 
@@ -29,6 +34,8 @@ reactor = IReactorFromThreads(_reactor)
 
 class _StoreCase(TestCase):
     """A case with C{self.store}, an open L{SQLiteStore} in a new file."""
+
+    fsync = Fsync.EVERYSEC
 
     def setUp(self) -> Deferred[None]:  # type: ignore[override]
         self.clock = Clock()
@@ -40,9 +47,59 @@ class _StoreCase(TestCase):
 
     async def open_store(self) -> SQLiteStore:
         """Another store on the same file, closed at clean-up."""
-        opened = await SQLiteStore.open(self.path, reactor=reactor, clock=self.clock)
+        opened = await SQLiteStore.open(self.path, reactor=reactor, clock=self.clock, fsync=self.fsync)
         self.addCleanup(lambda: Deferred.fromCoroutine(opened.close()))
         return opened
+
+    def commit_threads(self, off_reactor: Deferred[None] | None = None) -> list[int]:
+        """
+        The thread of every batch committed from now on, in order.
+
+        @param off_reactor: Fired when a commit starts on another thread.
+        """
+        threads: list[int] = []
+        real = sqlite_module.commit_batch
+        reactor_thread = threading.get_ident()
+
+        def recording(conn: sqlite3.Connection, path: str, writes: list[Any]) -> Any:
+            threads.append(threading.get_ident())
+            if off_reactor is not None and threads[-1] != reactor_thread:
+                reactor.callFromThread(off_reactor.callback, None)
+            return real(conn, path, writes)
+
+        self.patch(sqlite_module, "commit_batch", recording)
+        return threads
+
+    def in_database_file(self, key: str) -> bool:
+        """
+        Whether the database file alone, without its WAL (what a checkpoint
+        copied and fsynced), holds C{key}.
+        """
+        copy = self.mktemp()
+        shutil.copyfile(self.path, copy)
+        conn = sqlite3.connect(copy)
+        try:
+            return bool(conn.execute("SELECT count(*) FROM kv WHERE key = ?", (key,)).fetchone()[0])
+        except sqlite3.DatabaseError:  # not even the table yet
+            return False
+        finally:
+            conn.close()
+
+    async def thread_done(self) -> None:
+        """Wait until the store's thread has done all it was given."""
+        await self.store._run("wait", lambda conn: None)
+
+
+class _Locked:
+    """A connection that finds the file locked by another process."""
+
+    def execute(self, *args: object) -> object:
+        error = sqlite3.OperationalError("database is locked")
+        error.sqlite_errorcode = sqlite3.SQLITE_BUSY
+        raise error
+
+    def close(self) -> None:
+        pass
 
 
 class ReaderOnReactorTests(_StoreCase):
@@ -60,45 +117,143 @@ class ReaderOnReactorTests(_StoreCase):
         await other.set("k", b"from the other")
         self.assertEqual(await self.store.get("k"), b"from the other")
 
-    async def test_reader_cannot_write(self) -> None:
-        await self.store.get("k")
-        assert self.store._reader is not None
-        with self.assertRaises(sqlite3.OperationalError):
-            self.store._reader.execute("DELETE FROM kv")
-
     async def test_locked_file_is_read_off_the_reactor(self) -> None:
         """
-        Another process holds the file (the reader's short busy timeout ran
-        out): the read waits on the writer thread instead of stalling the
-        reactor, and still answers.
+        Another process holds the file: the read waits on the store's
+        thread instead of stalling the reactor, and still answers.
         """
         await self.store.set("k", b"v")
-
-        class Locked:
-            def execute(self, *args: object) -> object:
-                error = sqlite3.OperationalError("database is locked")
-                error.sqlite_errorcode = sqlite3.SQLITE_BUSY
-                raise error
-
-            def close(self) -> None:
-                pass
-
-        self.store._reader = Locked()  # type: ignore[assignment]
+        self.store._local = _Locked()  # type: ignore[assignment]
         got = Deferred.fromCoroutine(self.store.get("k"))
         self.assertNoResult(got)
         self.assertEqual(await got, b"v")
 
-    async def test_reader_waits_briefly(self) -> None:
+    async def test_reactor_connection_never_waits(self) -> None:
         await self.store.get("k")
-        assert self.store._reader is not None
-        self.assertEqual(self.store._reader.execute("PRAGMA busy_timeout").fetchone()[0], 50)
+        assert self.store._local is not None
+        self.assertEqual(self.store._local.execute("PRAGMA busy_timeout").fetchone()[0], 0)
 
     async def test_closed_reader(self) -> None:
         await self.store.get("k")
         await self.store.close()
-        self.assertIsNone(self.store._reader)
+        self.assertIsNone(self.store._local)
         with self.assertRaises(StorageError):
             await self.store.scan("")
+
+
+class CommitOnReactorTests(_StoreCase):
+    """
+    C{fsync = everysec}: commits on the reactor thread, without an fsync;
+    a checkpoint on the store's thread fsyncs them.
+    """
+
+    async def test_commits_on_the_reactor_thread(self) -> None:
+        threads = self.commit_threads()
+        await gather(self.store.set("a", b"1"), self.store.increment("n"))
+        self.assertEqual(threads, [threading.get_ident()])
+        assert self.store._local is not None
+        self.assertEqual(self.store._local.execute("PRAGMA synchronous").fetchone()[0], 1)  # NORMAL
+
+    async def test_locked_file_commits_on_the_thread(self) -> None:
+        """
+        Another process holds the write lock: the commit waits for it on
+        the store's thread, and the reactor goes on meanwhile.
+        """
+        off_reactor: Deferred[None] = Deferred()
+        threads = self.commit_threads(off_reactor)
+        other = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("BEGIN IMMEDIATE")
+        written = Deferred.fromCoroutine(self.store.set("k", b"v"))
+        await off_reactor
+        self.assertEqual(threads[0], threading.get_ident())  # tried here first
+        self.assertNoResult(written)
+        self.assertEqual(await self.store.get("k"), None)
+        other.execute("COMMIT")
+        await written
+        self.assertEqual(await self.store.get("k"), b"v")
+        self.assertEqual(len(threads), 2)
+
+    async def test_checkpoint_fsyncs_within_the_interval(self) -> None:
+        await self.store.set("k", b"v")
+        self.assertFalse(self.in_database_file("k"))
+        self.clock.advance(CHECKPOINT_INTERVAL - 0.1)
+        await self.thread_done()
+        self.assertFalse(self.in_database_file("k"))
+        self.clock.advance(0.1)
+        await self.thread_done()
+        self.assertTrue(self.in_database_file("k"))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    async def test_one_checkpoint_for_many_commits(self) -> None:
+        for i in range(5):
+            await self.store.set(f"k/{i}", b"v")
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+
+    async def test_incomplete_checkpoint_tried_again(self) -> None:
+        results = [False, True]
+        calls: list[bool] = []
+
+        def checkpoint(conn: sqlite3.Connection) -> bool:
+            calls.append(True)
+            return results.pop(0)
+
+        self.patch(sqlite_module, "checkpoint_wal", checkpoint)
+        await self.store.set("k", b"v")
+        self.clock.advance(CHECKPOINT_INTERVAL)
+        await self.thread_done()
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(CHECKPOINT_INTERVAL)
+        await self.thread_done()
+        self.assertEqual((len(calls), self.clock.getDelayedCalls()), (2, []))
+
+    async def test_failed_checkpoint_logged_and_tried_again(self) -> None:
+        def checkpoint(conn: sqlite3.Connection) -> bool:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        self.patch(sqlite_module, "checkpoint_wal", checkpoint)
+        await self.store.set("k", b"v")
+        with capturedLogs() as logs:
+            self.clock.advance(CHECKPOINT_INTERVAL)
+            await self.thread_done()
+        self.assertEqual(
+            [e["error"] for e in logs if "error" in e], [f"SQLite store {self.path}: checkpoint failed: disk I/O error"]
+        )
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+
+    async def test_close_fsyncs(self) -> None:
+        # Another connection stays open: closing is not the last one, which
+        # SQLite would checkpoint anyway.
+        other = sqlite3.connect(self.path)
+        self.addCleanup(other.close)
+        other.execute("SELECT 1 FROM kv").fetchall()
+        await self.store.set("k", b"v")
+        await self.store.close()
+        self.assertTrue(self.in_database_file("k"))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class AlwaysFsyncTests(_StoreCase):
+    """
+    C{fsync = always}: every commit on the store's thread, fsynced.
+    """
+
+    fsync = Fsync.ALWAYS
+
+    async def test_commits_on_the_thread_with_fsync(self) -> None:
+        threads = self.commit_threads()
+        await self.store.set("k", b"v")
+        self.assertEqual(len(threads), 1)
+        self.assertNotEqual(threads[0], threading.get_ident())
+        assert self.store._conn is not None
+        self.assertEqual(self.store._conn.execute("PRAGMA synchronous").fetchone()[0], 2)  # FULL
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    async def test_reactor_connection_cannot_write(self) -> None:
+        await self.store.get("k")
+        assert self.store._local is not None
+        with self.assertRaises(sqlite3.OperationalError):
+            self.store._local.execute("DELETE FROM kv")
 
 
 class WriteBatchTests(_StoreCase):
@@ -140,8 +295,8 @@ class WriteBatchTests(_StoreCase):
     async def test_batch_without_failure_runs_no_savepoint(self) -> None:
         await self.store.set("text", b"not a number")
         statements: list[str] = []
-        assert self.store._conn is not None
-        self.store._conn.set_trace_callback(statements.append)
+        assert self.store._local is not None
+        self.store._local.set_trace_callback(statements.append)
         await gather(self.store.set("a", b"1"), self.store.increment("n", ttl=60), self.store.add("a", b"2"))
         self.assertEqual(self.batches[-1], 3)
         self.assertEqual([s for s in statements if "SAVEPOINT" in s or "ROLLBACK" in s], [])

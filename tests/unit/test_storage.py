@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from acme_appliance.storage import (
+    Fsync,
     MemoryStore,
     RedisAddress,
     SQLiteStore,
@@ -404,8 +405,10 @@ class MemoryStoreTests(StoreContract, SynchronousTestCase):
 
 
 class SQLiteStoreTests(StoreContract, TestCase):
+    fsync = Fsync.EVERYSEC
+
     async def _open(self, path: str | None = None) -> SQLiteStore:
-        store = await SQLiteStore.open(path or self.path, reactor=reactor, clock=self.clock)
+        store = await SQLiteStore.open(path or self.path, reactor=reactor, clock=self.clock, fsync=self.fsync)
         self.addCleanup(lambda: Deferred.fromCoroutine(store.close()))
         return store
 
@@ -435,10 +438,10 @@ class SQLiteStoreTests(StoreContract, TestCase):
         self.assertEqual(columns, {"key": ("TEXT", 0, 1), "value": ("BLOB", 1, 0), "expires_at": ("REAL", 0, 0)})
         self.assertEqual(self._rows(), [("k", b"v", 7.0)])
 
-    async def test_writes_run_off_the_reactor_thread(self) -> None:
-        # The result comes back through callFromThread, so it cannot be
-        # there before the reactor turns: the call did not block.  (Reads
-        # run on the reactor thread: tests/unit/test_sqlite_fast.py.)
+    async def test_writes_acknowledged_after_the_turn(self) -> None:
+        # Committed on the reactor's next turn (with what else the turn
+        # issues), or on the store's thread: the call does not block.
+        # (Where each runs: tests/unit/test_sqlite_fast.py.)
         pending = Deferred.fromCoroutine(self.store.set("k", b"v"))
         self.assertNoResult(pending)
         self.assertIsNone(await pending)
@@ -530,6 +533,14 @@ class SQLiteStoreTests(StoreContract, TestCase):
         path = os.path.join(self.mktemp(), "never.db")
         await SQLiteStore(path, reactor=reactor, clock=self.clock).close()
         self.assertFalse(os.path.exists(os.path.dirname(path)))
+
+
+class SQLiteAlwaysFsyncStoreTests(SQLiteStoreTests):
+    """
+    The contract again, every commit fsynced on the store's thread.
+    """
+
+    fsync = Fsync.ALWAYS
 
 
 class PrefixEndTests(SynchronousTestCase):
