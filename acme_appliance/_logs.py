@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from string import Formatter
 from typing import IO, Any, cast
 
-from twisted.logger import FileLogObserver, ILogObserver, LogEvent, formatEventAsClassicLogText, formatTime
+from twisted.logger import FileLogObserver, ILogObserver, LogEvent, eventAsText, formatEventAsClassicLogText, formatTime
 from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 
@@ -162,28 +162,48 @@ class ClassicLogFormat:
                 parts.append(format(value, spec))
         return "".join(parts)
 
-    def __call__(self, event: LogEvent) -> str | None:
+    def _own_text(self, event: LogEvent) -> str | None:
+        """
+        The event's text, or C{None} when Twisted's code must format it.
+        """
         log_format = event.get("log_format", None)
         fields = self._fields(log_format) if type(log_format) is str else None
         if fields is None or "log_failure" in event or "log_flattened" in event:
-            return self._generic(event)
-        try:
-            text = self._text(event, fields)
-        except Exception:
-            return self._generic(event)
-        if not text:
             return None
+        try:
+            return self._text(event, fields)
+        except Exception:
+            return None
+
+    @staticmethod
+    def _system(event: LogEvent) -> str:
         system = event.get("log_system", None)
         if system is None:
             level = event.get("log_level", None)
-            system = f"{event.get('log_namespace', '-')}#{'-' if level is None else level.name}"
-        else:
-            try:
-                system = str(system)
-            except Exception:
-                system = "UNFORMATTABLE"
-        line = f"{self.time(event.get('log_time', None))} [{system}] {text}"
+            return f"{event.get('log_namespace', '-')}#{'-' if level is None else level.name}"
+        try:
+            return str(system)
+        except Exception:
+            return "UNFORMATTABLE"
+
+    def __call__(self, event: LogEvent) -> str | None:
+        text = self._own_text(event)
+        if text is None:
+            return self._generic(event)
+        if not text:
+            return None
+        line = f"{self.time(event.get('log_time', None))} [{self._system(event)}] {text}"
         return line.replace("\n", "\n\t") + "\n"
+
+    def untimed(self, event: LogEvent) -> str:
+        """
+        C{eventAsText(event, includeTimestamp=False)}: the system and the
+        text (a worker's line, which the main worker's log times).
+        """
+        text = self._own_text(event)
+        if text is None:
+            return eventAsText(event, includeTimestamp=False, includeSystem=True)
+        return f"[{self._system(event)}] {text}" if text else ""
 
     def _generic(self, event: LogEvent) -> str | None:
         return formatEventAsClassicLogText(event, formatTime=self.time)

@@ -21,11 +21,12 @@ from typing import IO, cast
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
 from twisted.internet.main import CONNECTION_DONE
-from twisted.logger import ILogObserver, LogEvent, eventAsText, globalLogBeginner
+from twisted.logger import ILogObserver, LogEvent, globalLogBeginner
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._appliance import IApplianceReactor, StartupError, open_store_now
+from ._logs import ClassicLogFormat
 from ._workers import AdoptionError, ListeningSockets
 from .config import ConfigError, load_config
 from .tap import ApplianceService
@@ -56,9 +57,11 @@ def line_observer(stream: IO[str]) -> ILogObserver:
     Log events as lines without a timestamp (the main worker's log adds it).
     """
 
+    line = ClassicLogFormat().untimed
+
     @implementer(ILogObserver)
     def observe(event: LogEvent) -> None:
-        text = eventAsText(event, includeTimestamp=False, includeSystem=True)
+        text = line(event)
         if text:
             stream.write(text.rstrip("\n") + "\n")
             stream.flush()

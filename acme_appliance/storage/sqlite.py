@@ -447,8 +447,10 @@ class SQLiteStore:
 
     def _flush(self) -> None:
         """
-        Commit every queued write in one transaction on the writer thread,
-        unless a commit is under way (its completion flushes again).
+        Commit every queued write in one transaction: here with
+        L{Fsync.EVERYSEC} unless the file is locked, else on the thread.
+        Called only while no commit is under way (its completion flushes
+        again).
         """
         batch, self._queued = self._queued, []
         self._writing = bool(batch)
@@ -465,7 +467,7 @@ class SQLiteStore:
         if self._fsync is Fsync.EVERYSEC:
             try:
                 outcomes = self._here(what, lambda conn: commit_batch(conn, self.path, writes))
-            except StorageError:
+            except Exception:
                 self._committed(Failure(), batch)
                 return
             if outcomes is not None:

@@ -21,6 +21,7 @@ from twisted.logger import (
     LogEvent,
     Logger,
     LogLevel,
+    eventAsText,
     formatEventAsClassicLogText,
     formatTime,
     timeFormatRFC3339,
@@ -170,6 +171,15 @@ class SameAsTwistedTests(SynchronousTestCase):
         for event in _events():
             # Twice: the second time from the parsed format.
             self.assertEqual([format_line(event), format_line(event)], [twisted_line(event)] * 2, event)
+
+    def test_untimed_events(self) -> None:
+        """
+        A worker's line (no time) is Twisted's C{eventAsText} too.
+        """
+        format_line = ClassicLogFormat()
+        for event in [*_events(), {"log_time": 1.0}, {"log_format": "{e}", "e": ""}, {"log_format": "x\ny"}]:
+            expected = eventAsText(event, includeTimestamp=False, includeSystem=True)
+            self.assertEqual([format_line.untimed(event), format_line.untimed(event)], [expected] * 2, event)
 
     def test_format_cache_is_bounded(self) -> None:
         format_line = ClassicLogFormat()

@@ -174,6 +174,16 @@ class CommitOnReactorTests(_StoreCase):
         self.assertEqual(await self.store.get("k"), b"v")
         self.assertEqual(len(threads), 2)
 
+    async def test_failed_commit_fails_its_writes(self) -> None:
+        def broken(conn: sqlite3.Connection, path: str, writes: list[Any]) -> Any:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        self.patch(sqlite_module, "commit_batch", broken)
+        with self.assertRaises(StorageError) as caught:
+            await self.store.set("k", b"v")
+        self.assertEqual(str(caught.exception), f"SQLite store {self.path}: set 'k' failed: disk I/O error")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     async def test_checkpoint_fsyncs_within_the_interval(self) -> None:
         await self.store.set("k", b"v")
         self.assertFalse(self.in_database_file("k"))
