@@ -314,6 +314,10 @@ class SQLiteStore:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            if self._fsync is Fsync.EVERYSEC:
+                # Its commits too are fsynced by the checkpoints: one that
+                # waited for a lock does not hold it through an fsync.
+                conn.execute("PRAGMA synchronous = NORMAL")
             # Changing the mode takes a lock; skip it when another process
             # already did so (the mode is stored in the file).
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -471,7 +475,6 @@ class SQLiteStore:
                 self._committed(Failure(), batch)
                 return
             if outcomes is not None:
-                self._due_checkpoint()
                 self._committed(outcomes, batch)
                 return
         if not self._pool.started:
@@ -482,6 +485,8 @@ class SQLiteStore:
         done.addBoth(self._committed, batch)
 
     def _committed(self, outcomes: list[_Outcome] | Failure, batch: list[_Write]) -> None:
+        if self._fsync is Fsync.EVERYSEC and not isinstance(outcomes, Failure):
+            self._due_checkpoint()
         for index, (_, _, waiter) in enumerate(batch):
             if isinstance(outcomes, Failure):
                 waiter.errback(outcomes)
@@ -552,7 +557,10 @@ class SQLiteStore:
         """
         now = self._clock.seconds()
         self._last_purge = now
-        return await self._run("purge", lambda conn: self._transaction(conn, lambda c: _purge(c, now)))
+        purged = await self._run("purge", lambda conn: self._transaction(conn, lambda c: _purge(c, now)))
+        if self._fsync is Fsync.EVERYSEC:
+            self._due_checkpoint()
+        return purged
 
     async def get(self, key: str) -> bytes | None:
         check_entry(key, None)

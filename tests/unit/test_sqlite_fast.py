@@ -173,6 +173,10 @@ class CommitOnReactorTests(_StoreCase):
         await written
         self.assertEqual(await self.store.get("k"), b"v")
         self.assertEqual(len(threads), 2)
+        # Not fsynced there either: the checkpoint does it.
+        assert self.store._conn is not None
+        self.assertEqual(self.store._conn.execute("PRAGMA synchronous").fetchone()[0], 1)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
 
     async def test_failed_commit_fails_its_writes(self) -> None:
         def broken(conn: sqlite3.Connection, path: str, writes: list[Any]) -> Any:
