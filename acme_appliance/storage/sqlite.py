@@ -503,9 +503,10 @@ class SQLiteStore:
 
     def _due_checkpoint(self) -> None:
         """
-        A commit was not fsynced: have a checkpoint do it.
+        A commit was not fsynced: have a checkpoint do it (L{close} does
+        one anyway).
         """
-        if self._checkpoint_call is None:
+        if self._checkpoint_call is None and not self._closed:
             self._checkpoint_call = self._clock.callLater(CHECKPOINT_INTERVAL, self._checkpoint)
 
     def _checkpoint(self) -> None:
@@ -655,10 +656,11 @@ class SQLiteStore:
         if self._local is not None:
             self._local.close()
             self._local = None
-        pending, self._checkpoint_call = self._checkpoint_call, None
-        checkpoint = pending is not None
-        if pending is not None:
-            pending.cancel()
+        if self._checkpoint_call is not None:
+            self._checkpoint_call.cancel()
+            self._checkpoint_call = None
+        # A checkpoint may be under way, and find it could not copy all.
+        checkpoint = self._fsync is Fsync.EVERYSEC
         try:
             if self._pool.started:
                 await deferToThreadPool(self._reactor, self._pool, self._close_connection, checkpoint)

@@ -235,6 +235,22 @@ class CommitOnReactorTests(_StoreCase):
         )
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
 
+    async def test_checkpoint_under_way_at_close(self) -> None:
+        """
+        A checkpoint that could not copy everything ends after close began:
+        close checkpoints again, and nothing is left scheduled.
+        """
+        results = [False, True]
+
+        def checkpoint(conn: sqlite3.Connection) -> bool:
+            return results.pop(0)
+
+        self.patch(sqlite_module, "checkpoint_wal", checkpoint)
+        await self.store.set("k", b"v")
+        self.clock.advance(CHECKPOINT_INTERVAL)
+        await self.store.close()
+        self.assertEqual((results, self.clock.getDelayedCalls()), ([], []))
+
     async def test_close_fsyncs(self) -> None:
         # Another connection stays open: closing is not the last one, which
         # SQLite would checkpoint anyway.
