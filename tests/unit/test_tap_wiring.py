@@ -5,6 +5,7 @@ file on a memory reactor (nothing listens, nothing is sent).
 
 from __future__ import annotations
 
+import gc
 import os
 
 from twisted.internet.defer import Deferred
@@ -108,6 +109,19 @@ class NotifierWiringTests(SynchronousTestCase):
         service.events.emit(Event, name=EventName.ORDER_PROCESSING, order_id="o2")
         self.successResultOf(service.stopService())
         self.assertEqual([value for _, value in totals()], [b"2"])
+
+    def test_start_up_objects_frozen_while_running(self) -> None:
+        """
+        What start-up built is moved out of the collector's way while the
+        service runs (a full collection would scan it all again).
+        """
+        store = _OpenStore(self.reactor)
+        service = ApplianceService(self.service.config, store, self.reactor)  # type: ignore[arg-type]
+        self.addCleanup(gc.unfreeze)
+        service.startService()
+        self.assertGreater(gc.get_freeze_count(), 0)
+        self.successResultOf(service.stopService())
+        self.assertEqual(gc.get_freeze_count(), 0)
 
     def test_order_deadline_reaches_issuance(self) -> None:
         self.assertEqual(self.service.issuance._deadline, self.service.config.issuance.order_deadline)
