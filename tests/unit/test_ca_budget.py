@@ -7,6 +7,7 @@ and issuance jobs that wait for budget instead of failing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
 from acme_appliance.ca import CAError, IssueRequest
+from acme_appliance.ca.local import LocalCA
 from acme_appliance.ca.upstream._replies import Reply, problem_error
 from acme_appliance.config import load_config
 from acme_appliance.core import ProblemType
@@ -303,6 +305,32 @@ class FailoverBudgetTests(LedgerTestCase):
         self.assertEqual((event.ca, event.limit, event.order_id), ("primary", NAME_SET.value, "o1"))
         self.assertEqual(event.free_at, "2027-01-22T08:00:00Z")
         self.assertEqual(event.to_json()["event"], "ca.budget_exhausted")
+
+    def test_built_in_ca_without_limits_reads_no_ledger(self) -> None:
+        """
+        A built-in CA refuses nothing by rate: an order for it reserves
+        nothing, and reads no block from the store.
+        """
+        ledger = BudgetLedger(self.store, self.clock, {"primary": (CALimit(ORDERS, 1, 50),)})
+        reserved: list[str] = []
+        real = ledger.reserve
+
+        async def reserve(ca: str, names: Sequence[str]) -> Any:
+            reserved.append(ca)
+            return await real(ca, names)
+
+        self.patch(ledger, "reserve", reserve)
+        builtin = LocalCA.load_or_create("builtin", os.path.join(self.mktemp(), "builtin"), clock=self.clock)
+        primary = ScriptedCA("primary", [OK], self.clock)
+        issuer = self.issuer(ledger, primary, builtin)  # type: ignore[arg-type]
+        request = IssueRequest(csr_der=make_csr(["a.test"])[0], names=("a.test",), order_id="o1")
+        issued = issuer.issue(
+            request, order_id="o1", token_id="t1", cas=["builtin"], deadline=self.clock.seconds() + 60
+        )
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(issued)).ca_name, "builtin")
+        self.assertEqual(reserved, [])
+        self.successResultOf(self.issue(issuer, ["primary"]))
+        self.assertEqual(reserved, ["primary"])
 
     def test_no_ca_has_room(self) -> None:
         ledger = BudgetLedger(
