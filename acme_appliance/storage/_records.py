@@ -110,25 +110,38 @@ def dump_record(record: Any) -> bytes:
     return _ENCODER.encode(_plain(record)).encode()
 
 
+#: How many decoded records L{load_record} keeps, by their bytes.
+DECODED_KEPT = 512
+
+# Records are frozen: the same bytes (a token or an account read on every
+# request) give the same record, decoded once.
+_decoded: dict[tuple[type, bytes], Any] = {}
+
+
 def load_record(cls: type[R], data: bytes) -> R:
     """
     Deserialise JSON bytes written by L{dump_record}.
     """
-    try:
-        record = _build(cls, json.loads(data))
-    except (ValueError, TypeError, KeyError) as e:
-        raise StorageError(f"corrupt {cls.__name__} record: {e}") from e
-    _remember(record, data)
+    data = bytes(data)
+    record = _decoded.get((cls, data))
+    if record is None:
+        try:
+            record = _build(cls, json.loads(data))
+        except (ValueError, TypeError, KeyError) as e:
+            raise StorageError(f"corrupt {cls.__name__} record: {e}") from e
+        _keep(_decoded, DECODED_KEPT, (cls, data), record)
+    _keep(_loaded, LOADED_KEPT, id(record), (record, data))
     return record  # type: ignore[no-any-return]
 
 
-def _remember(record: Any, data: bytes) -> None:
-    if len(_loaded) >= LOADED_KEPT:
+def _keep(kept: dict[Any, Any], most: int, key: Any, value: Any) -> None:
+    """Add C{key} to C{kept}, first forgetting the oldest key if full."""
+    if len(kept) >= most and key not in kept:
         try:
-            del _loaded[next(iter(_loaded))]
+            del kept[next(iter(kept))]
         except (KeyError, RuntimeError, StopIteration):  # pragma: no cover - another thread trimmed it
             pass
-    _loaded[id(record)] = (record, data)
+    kept[key] = value
 
 
 def record_bytes(record: Any) -> bytes:

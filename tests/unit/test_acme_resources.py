@@ -7,12 +7,14 @@ sent as compact JSON.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from attrs import evolve
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.acme import _resources as r
 from acme_appliance.acme._paths import DirectoryUrls, resource_url
+from acme_appliance.core import rfc3339
 from acme_appliance.orders import Account, AccountStatus, Authorization, Order, OrderStatus
 from acme_appliance.policy import Profile
 from acme_appliance.testing import World
@@ -118,6 +120,18 @@ class UrlAndTimeTests(SynchronousTestCase):
             self.assertEqual(urls("directory"), f"{D}/directory")
             self.assertEqual(urls("chall", "z1", "dns-01"), resource_url(base, "s3cret", "chall", "z1", "dns-01"))
         self.assertEqual(DirectoryUrls("https://acme.test/", "s3cret"), URLS)
+
+    def test_times_as_datetime_formats_them(self) -> None:
+        """
+        The per-second cache formats every time as C{datetime} does,
+        rounding to the microsecond the same way, in either order.
+        """
+        samples = [0.0, -1.5, -0.0000004, 1_800_000_000.9999996, 1_800_000_000.0000005, 1_800_000_001.25]
+        samples += [1_700_000_000 + i * 0.3337 for i in range(50)] + [1_700_000_100 - i * 0.77 for i in range(50)]
+        for seconds in samples:
+            moment = datetime.fromtimestamp(seconds, UTC)
+            self.assertEqual(rfc3339(seconds), moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), seconds)
+            self.assertEqual(rfc3339(seconds, fraction=False), moment.strftime("%Y-%m-%dT%H:%M:%SZ"), seconds)
 
     def test_times_remembered(self) -> None:
         before = r.rfc3339.cache_info().hits

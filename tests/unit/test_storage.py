@@ -753,6 +753,12 @@ class _Sample:
     size: int = 0
 
 
+@frozen
+class _Other:
+    name: str
+    size: int = 0
+
+
 class RecordBytesTests(SynchronousTestCase):
     """
     L{record_bytes}: the bytes a record was loaded from, without
@@ -770,6 +776,32 @@ class RecordBytesTests(SynchronousTestCase):
         self.assertIs(record_bytes(loaded), data)
         self.assertEqual(record_bytes(_Sample("a", 1)), dump_record(loaded))
         self.assertNotEqual(dump_record(loaded), data)
+
+    def test_decoded_once(self) -> None:
+        """
+        The same bytes load as the same (frozen) record, decoded once;
+        other bytes, or another record type, decode afresh.
+        """
+        data = b'{"name": "once", "size": 2}'
+        first = load_record(_Sample, data)
+        self.assertIs(load_record(_Sample, bytes(bytearray(data))), first)
+        self.assertIsNot(load_record(_Sample, b'{"name": "once", "size": 3}'), first)
+        self.assertIsNot(load_record(_Other, data), first)
+        self.assertEqual(load_record(_Other, data), _Other("once", 2))
+
+    def test_decoded_bounded(self) -> None:
+        """
+        At most L{DECODED_KEPT} decoded records are kept; a forgotten one is
+        decoded again, equal.
+        """
+        data = b'{"name": "early"}'
+        early = load_record(_Sample, data)
+        for i in range(records_module.DECODED_KEPT):
+            load_record(_Sample, b'{"name": "d%d"}' % i)
+        self.assertLessEqual(len(records_module._decoded), records_module.DECODED_KEPT)
+        again = load_record(_Sample, data)
+        self.assertIsNot(again, early)
+        self.assertEqual(again, early)
 
     def test_bounded(self) -> None:
         """
