@@ -23,11 +23,14 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProcessTransport, IReactorProcess, IReactorTime
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.posixbase import PosixReactorBase
+from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
+from twisted.protocols.policies import WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
+from ._balance import BalancedPort, ConnectionShares
 from .core import Backoff
 
 #: Delays before restarting a worker that died, after each quick death in a row.
@@ -38,6 +41,8 @@ STABLE_SECONDS = 60.0
 STOP_TIMEOUT = 10.0
 #: The first file descriptor of a worker's listening sockets.
 FIRST_FD = 3
+#: The name under which a worker inherits the L{ConnectionShares} table.
+SHARES = "connection-shares"
 
 R = TypeVar("R")
 
@@ -59,9 +64,23 @@ class ListeningSockets:
     the inherited descriptors of C{adopted} instead of binding.
     """
 
-    def __init__(self, adopted: Mapping[str, int] | None = None) -> None:
+    def __init__(self, adopted: Mapping[str, int] | None = None, *, processes: int = 1, process: int = 0) -> None:
+        """
+        @param adopted: In a worker, the inherited descriptors by name (the
+            listeners', and L{SHARES}, the connection shares table).
+        @param processes: How many processes serve the listeners; with
+            more than one, their TCP connections are shared out evenly
+            (L{BalancedPort}).
+        @param process: This process's number (C{0}: the main worker).
+        """
         self.adopted = dict(adopted) if adopted is not None else None
         self.ports: dict[str, IListeningPort] = {}
+        self.shares: ConnectionShares | None = None
+        if processes > 1:
+            if self.adopted is None:
+                self.shares = ConnectionShares.create(processes)
+            elif SHARES in self.adopted:
+                self.shares = ConnectionShares(self.adopted.pop(SHARES), processes, process)
 
     def reactor_for(self, name: str, reactor: R) -> R:
         """
@@ -73,7 +92,10 @@ class ListeningSockets:
         """
         The file descriptor of each listener's socket.
         """
-        return {name: port.fileno() for name, port in self.ports.items()}  # type: ignore[attr-defined]
+        fds = {name: port.fileno() for name, port in self.ports.items()}  # type: ignore[attr-defined]
+        if self.shares is not None:
+            fds[SHARES] = self.shares.fileno()
+        return fds
 
     def listen(self, name: str, bind: Callable[[], IListeningPort], adopt: Callable[[int], IListeningPort]) -> Any:
         """
@@ -120,6 +142,8 @@ class _ListeningReactor:
         return getattr(self._reactor, name)
 
     def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
+        if self._balancing() and isinstance(factory, WrappingFactory):
+            return self._balanced(port, factory, backlog, interface)
         return self._sockets.listen(
             self._name,
             lambda: self._reactor.listenTCP(port, factory, backlog, interface),
@@ -128,11 +152,39 @@ class _ListeningReactor:
 
     def listenSSL(self, port: int, factory: Any, contextFactory: Any, backlog: int = 50, interface: str = "") -> Any:
         # What the reactor's listenSSL does on top of listenTCP.
+        if self._balancing():
+            tls = TLSMemoryBIOFactory(contextFactory, False, factory)
+            return self._balanced(port, tls, backlog, interface)
         return self._sockets.listen(
             self._name,
             lambda: self._reactor.listenSSL(port, factory, contextFactory, backlog, interface),
             lambda fd: self._reactor.adoptStreamPort(
                 fd, family_of(fd), TLSMemoryBIOFactory(contextFactory, False, factory)
+            ),
+        )
+
+    def _balancing(self) -> bool:
+        # A BalancedPort is a POSIX reactor's own TCP port.
+        return self._sockets.shares is not None and isinstance(self._reactor, PosixReactorBase)
+
+    def _balanced(self, port: int, factory: Factory[Any], backlog: int, interface: str) -> BalancedPort:
+        """
+        Listen (or adopt) as the reactor does, with a L{BalancedPort}.
+        """
+        shares = self._sockets.shares
+        assert shares is not None
+
+        def started(listening: BalancedPort) -> BalancedPort:
+            listening.startListening()
+            listening.balance(shares, self._name)
+            return listening
+
+        return cast(
+            BalancedPort,
+            self._sockets.listen(
+                self._name,
+                lambda: started(BalancedPort(port, factory, backlog, interface, self._reactor)),
+                lambda fd: started(BalancedPort._fromListeningDescriptor(self._reactor, fd, family_of(fd), factory)),
             ),
         )
 

@@ -191,7 +191,7 @@ class ApplianceService(MultiService):
         super().__init__()
         self.config = config
         self.worker = worker
-        self.sockets = sockets if sockets is not None else ListeningSockets()
+        self.sockets = sockets if sockets is not None else ListeningSockets(processes=config.acme.workers)
         #: The file twistd logs to (C{"-"}: stdout), bounded by L{install_log_observer}.
         self.log_file: str | None = None
         self.limits = listener_limits(config)

@@ -107,7 +107,11 @@ def build(argv: list[str], reactor: IApplianceReactor) -> ApplianceService:
         config = load_config(args.config)
         store = open_store_now(config, reactor)
         service = ApplianceService(
-            config, store, reactor, worker=args.worker, sockets=ListeningSockets(dict(args.listener))
+            config,
+            store,
+            reactor,
+            worker=args.worker,
+            sockets=ListeningSockets(dict(args.listener), processes=config.acme.workers, process=args.worker),
         )
         service.privilegedStartService()
     except (ConfigError, StartupError, AdoptionError, OSError) as e:
