@@ -4,7 +4,7 @@ node on Redis, and two nodes on one Redis behind the nginx load balancer,
 all with the built-in CA and a policy without validation, the same client
 processes (bench.issuance's) for each.
 
-    python -m bench.cluster [--seconds S] [--processes N] [--poll SECONDS]
+    python -m bench.cluster [--seconds S] [--rounds R] [--processes N] [--poll SECONDS]
 
 Redis runs as production would (AOF, C{appendfsync everysec}).  Prints the
 flows/s of each side and their ratios to one node on SQLite and to one node
@@ -14,15 +14,15 @@ on Redis.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
-from collections.abc import Callable
 
 from tests.integration.appliance import Appliance
 from tests.integration.test_cluster import Node
 from tests.integration.world import LoadBalancer, RedisServer
 
 from .fleet import Harness
-from .issuance import _side
+from .issuance import Server, add_arguments, measure
 
 SIDES = ("1 node, SQLite", "1 node, Redis", "2 nodes, Redis, nginx LB")
 
@@ -55,15 +55,8 @@ def _two_nodes(harness: Harness, storage: str) -> tuple[str, str, list[Appliance
     return nodes[0].directory("shop"), lb.tls_ca, nodes
 
 
-def _measure(label: str, make: Callable[[], tuple[str, str, list[Appliance]]], args: argparse.Namespace) -> float:
-    """
-    The flows/s (bench.issuance's warm-up and measurement) of the nodes
-    C{make} starts, stopped afterwards.
-    """
-    rate, nodes = _side(label, make, args)
-    for node in nodes:
-        node.stop()
-    return float(rate)
+def _pids(nodes: list[Appliance]) -> list[int]:
+    return [node.process.pid for node in nodes if node.process is not None]
 
 
 def table(rates: dict[str, float], processes: int, seconds: float) -> list[str]:
@@ -81,21 +74,24 @@ def table(rates: dict[str, float], processes: int, seconds: float) -> list[str]:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per side (15)")
-    parser.add_argument("--processes", type=int, default=4, help="client processes (4)")
-    parser.add_argument("--poll", type=float, default=0.02, help="client poll interval in seconds (0.02)")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     harness = Harness()
-    rates: dict[str, float] = {}
     try:
         redis = _redis(harness)
-        makers: dict[str, Callable[[], tuple[str, str, list[Appliance]]]] = {
-            SIDES[0]: lambda: _one_node(harness, "sqlite:state.db"),
-            SIDES[1]: lambda: _one_node(harness, redis.url(db=0)),
-            SIDES[2]: lambda: _two_nodes(harness, redis.url(db=1)),
+        started = {
+            SIDES[0]: _one_node(harness, "sqlite:state.db"),
+            SIDES[1]: _one_node(harness, redis.url(db=0)),
+            SIDES[2]: _two_nodes(harness, redis.url(db=1)),
         }
-        for label, make in makers.items():
-            rates[label] = _measure(label, make, args)
+        servers = [
+            Server(label, directory, verify, functools.partial(_pids, nodes))
+            for label, (directory, verify, nodes) in started.items()
+        ]
+        rates = {label: side.rate for label, side in measure(servers, args).items()}
+        for _, _, nodes in started.values():
+            for node in nodes:
+                node.stop()
     finally:
         harness.close()
     print()

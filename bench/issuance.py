@@ -3,23 +3,28 @@ Issuance throughput: certificate flows per second through the appliance
 with its built-in CA and a policy without validation, versus Pebble with
 always-valid validation, the same client processes for both.
 
-    python -m bench.issuance [--seconds S] [--processes N] [--poll SECONDS] [--workers 1,2]
+    python -m bench.issuance [--seconds S] [--rounds R] [--processes N] [--poll SECONDS] [--workers 1,2]
 
-Each of N processes (certbot's C{acme} library) registers one account, then
-repeats the flow for S seconds: new order (a name not ordered before) →
+Every server is started first.  Then, in each of R rounds (5), for each
+server in turn (the order reversed every other round), N processes
+(certbot's C{acme} library) register one account each and repeat the flow
+for S/R seconds: new order (a name not ordered before) →
 authorizations → answer the challenge where one is pending (Pebble) →
 finalize → poll the order every C{--poll} seconds → download the
 certificate.  Prints flows/s of each side, the ratio appliance/Pebble, the
 CPU time each server used per flow, and the appliance's resident memory
-(VmRSS, all its processes) after its run.
-C{--workers 1,2} runs the appliance once per C{[acme] workers} count given.
+(VmRSS, all its processes) after the runs.  Alternating the sides makes a
+slow spell of the machine fall on all of them.
+C{--workers 1,2} runs an appliance per C{[acme] workers} count given.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
+import queue
 import time
 import uuid
 from collections.abc import Callable
@@ -88,8 +93,16 @@ def _worker(directory_url: str, verify: str, seconds: float, poll: float, start:
         results.put((0, f"{e.__class__.__name__}: {e}"))
 
 
-def run_clients(directory_url: str, verify: str, processes: int, seconds: float, poll: float) -> float:
-    """Flows per second of C{processes} client processes over C{seconds}."""
+@frozen
+class Run:
+    """What the client processes did in one run: flows, in seconds."""
+
+    flows: int
+    seconds: float
+
+
+def run_clients(directory_url: str, verify: str, processes: int, seconds: float, poll: float) -> Run:
+    """The flows C{processes} client processes completed in about C{seconds}."""
     context = multiprocessing.get_context("fork")
     start = context.Event()
     results = context.Queue()
@@ -99,17 +112,25 @@ def run_clients(directory_url: str, verify: str, processes: int, seconds: float,
     ]
     for w in workers:
         w.start()
-    time.sleep(1.0)  # let the processes register their accounts before the clock starts
-    started = time.monotonic()
-    start.set()
-    outcomes = [results.get(timeout=seconds + 120) for _ in workers]
-    elapsed = time.monotonic() - started
-    for w in workers:
-        w.join()
+    try:
+        time.sleep(1.0)  # let the processes register their accounts before the clock starts
+        started = time.monotonic()
+        start.set()
+        try:
+            outcomes = [results.get(timeout=seconds + 120) for _ in workers]
+        except queue.Empty:
+            raise RuntimeError(f"a client process was still busy {seconds + 120:g} s after the start") from None
+        elapsed = time.monotonic() - started
+    finally:
+        for w in workers:
+            w.join(5)
+            if w.is_alive():
+                w.kill()
+                w.join()
     errors = [e for _, e in outcomes if e is not None]
     if errors:
         raise RuntimeError(f"{len(errors)} client process(es) failed: {errors[0]}")
-    return sum(n for n, _ in outcomes) / elapsed
+    return Run(sum(n for n, _ in outcomes), elapsed)
 
 
 def vm_rss_mib(pid: int) -> float:
@@ -179,6 +200,19 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 @frozen
+class Server:
+    """
+    One side of the comparison: its directory, the CA file that verifies
+    its TLS certificate, and its processes (for their CPU time).
+    """
+
+    label: str
+    directory: str
+    verify: str
+    pids: Callable[[], list[int]]
+
+
+@frozen
 class Side:
     """
     One side's figures: flows/s, and the CPU its server used per flow.
@@ -188,75 +222,89 @@ class Side:
     cpu_ms: float
 
 
-def _side(
-    label: str, make: Callable[[], tuple[str, str, Any]], pids: Callable[[Any], list[int]], args: argparse.Namespace
-) -> tuple[Side, Any]:
-    url, verify, handle = make()
-    run_clients(url, verify, args.processes, min(2.0, args.seconds), args.poll)  # warm-up, not counted
-    before, started = cpu_seconds(pids(handle)), time.monotonic()
-    rate = run_clients(url, verify, args.processes, args.seconds, args.poll)
-    flows = rate * (time.monotonic() - started)
-    side = Side(rate, 1000 * (cpu_seconds(pids(handle)) - before) / max(flows, 1.0))
-    print(f"{label}: {rate:.1f} flows/s, server CPU {side.cpu_ms:.1f} ms a flow", flush=True)
-    return side, handle
+def measure(servers: list[Server], args: argparse.Namespace) -> dict[str, Side]:
+    """
+    Warm every server up, then run the clients against each in turn,
+    C{args.rounds} rounds of C{args.seconds / args.rounds} seconds (the
+    order reversed every other round), so that a slow spell of the machine
+    falls on every side alike.
+    """
+    for server in servers:
+        run_clients(server.directory, server.verify, args.processes, min(2.0, args.seconds), args.poll)
+    flows = dict.fromkeys((s.label for s in servers), 0)
+    seconds = dict.fromkeys(flows, 0.0)
+    cpu = dict.fromkeys(flows, 0.0)
+    for round_number in range(args.rounds):
+        for server in servers if round_number % 2 == 0 else servers[::-1]:
+            before = cpu_seconds(server.pids())
+            run = run_clients(server.directory, server.verify, args.processes, args.seconds / args.rounds, args.poll)
+            cpu[server.label] += cpu_seconds(server.pids()) - before
+            flows[server.label] += run.flows
+            seconds[server.label] += run.seconds
+    sides = {}
+    for label in flows:
+        sides[label] = Side(flows[label] / seconds[label], 1000 * cpu[label] / max(flows[label], 1))
+        print(f"{label}: {sides[label].rate:.1f} flows/s, server CPU {sides[label].cpu_ms:.1f} ms a flow", flush=True)
+    return sides
 
 
-def _appliance_side(harness: Harness, args: argparse.Namespace, workers: int) -> tuple[Side, float]:
-    """
-    The figures and VmRSS (MiB, all processes) of the appliance with
-    C{workers} processes.
-    """
-    label = f"appliance (built-in CA, validation none, workers = {workers})"
-    side, app = _side(
-        label,
-        lambda: (lambda a: (a.directory("shop"), a.tls_cert, a))(appliance(harness, args.extra, args.profile, workers)),
-        appliance_pids,
-        args,
-    )
-    rss = sum(vm_rss_mib(pid) for pid in appliance_pids(app))
-    app.stop()
-    return side, rss
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The client options bench.issuance and bench.cluster share."""
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per side (15)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds the seconds are split into (5)")
+    parser.add_argument("--processes", type=int, default=4, help="client processes (4)")
+    parser.add_argument("--poll", type=float, default=0.02, help="client poll interval in seconds (0.02)")
+
+
+def _label(workers: int) -> str:
+    return f"appliance (built-in CA, validation none, workers = {workers})"
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.issuance", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per side (15)")
-    parser.add_argument("--processes", type=int, default=4, help="client processes (4)")
-    parser.add_argument("--poll", type=float, default=0.02, help="client poll interval in seconds (0.02)")
+    add_arguments(parser)
     parser.add_argument("--profile", metavar="FILE", help="run the appliance under cProfile, statistics to FILE")
     parser.add_argument("--extra", default="", help="more appliance configuration (TOML)")
     parser.add_argument(
         "--workers", type=_counts, default=[1], help="[acme] workers counts to run, comma-separated (1)"
     )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
     harness = Harness()
     try:
-        sides = {workers: _appliance_side(harness, args, workers) for workers in args.workers}
-        ca, _ = _side(
-            "Pebble (always-valid)",
-            lambda: (lambda p: (p.directory_url, p.tls_ca, p))(pebble(harness)),
-            lambda p: [p.process.popen.pid],
-            args,
-        )
+        appliances = {w: appliance(harness, args.extra, args.profile, w) for w in args.workers}
+        ca = pebble(harness)
+        servers = [
+            Server(_label(w), app.directory("shop"), app.tls_cert, functools.partial(appliance_pids, app))
+            for w, app in appliances.items()
+        ]
+        servers.append(Server("Pebble (always-valid)", ca.directory_url, ca.tls_ca, lambda: [ca.process.popen.pid]))  # type: ignore[union-attr]
+        sides = measure(servers, args)
+        rss = {w: sum(vm_rss_mib(pid) for pid in appliance_pids(app)) for w, app in appliances.items()}
+        for app in appliances.values():
+            app.stop()
     finally:
         harness.close()
+    pebble_side = sides["Pebble (always-valid)"]
     print()
     print("| measure | appliance | Pebble | ratio | target |")
     print("|---|---:|---:|---:|---|")
-    for workers, (side, rss) in sides.items():
-        ratio = side.rate / ca.rate
+    for workers in args.workers:
+        side = sides[_label(workers)]
+        ratio = side.rate / pebble_side.rate
         print(
-            f"| issuance flows/s, workers = {workers} ({args.processes} processes, {args.seconds:g} s) "
-            f"| {side.rate:.1f} | {ca.rate:.1f} "
+            f"| issuance flows/s, workers = {workers} ({args.processes} processes, {args.seconds:g} s "
+            f"in {args.rounds} rounds) | {side.rate:.1f} | {pebble_side.rate:.1f} "
             f"| {ratio:.2f}x | ≥ {TARGET}x ({'meets' if ratio >= TARGET else 'misses'}) |"
         )
         print(
-            f"| server CPU a flow, workers = {workers} | {side.cpu_ms:.1f} ms | {ca.cpu_ms:.1f} ms "
-            f"| {side.cpu_ms / max(ca.cpu_ms, 0.001):.1f}x | |"
+            f"| server CPU a flow, workers = {workers} | {side.cpu_ms:.1f} ms | {pebble_side.cpu_ms:.1f} ms "
+            f"| {side.cpu_ms / max(pebble_side.cpu_ms, 0.001):.1f}x | |"
         )
         print(
-            f"| appliance VmRSS after the run, workers = {workers} (all processes) | {rss:.0f} MiB | | "
-            f"| < {RSS_TARGET_MIB} MiB ({'meets' if rss < RSS_TARGET_MIB else 'misses'}) |"
+            f"| appliance VmRSS after the run, workers = {workers} (all processes) | {rss[workers]:.0f} MiB | | "
+            f"| < {RSS_TARGET_MIB} MiB ({'meets' if rss[workers] < RSS_TARGET_MIB else 'misses'}) |"
         )
 
 

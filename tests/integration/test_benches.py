@@ -1,0 +1,52 @@
+"""
+The throughput benches still run: a short C{bench.issuance} and
+C{bench.cluster} print their tables (their figures are for the README, not
+for tests).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from .tools import require
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def bench(name: str, *args: str) -> str:
+    """Run C{python -m bench.NAME ARGS} from the checkout; its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"bench.{name} exited with {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+class BenchesTests(SynchronousTestCase):
+    def test_issuance(self) -> None:
+        """
+        Two workers counts and Pebble, in alternating rounds: a figure and a
+        ratio for each.
+        """
+        require("pebble")
+        out = bench("issuance", "--seconds", "2", "--rounds", "2", "--processes", "2", "--workers", "1,2")
+        for workers in (1, 2):
+            self.assertIn(f"| issuance flows/s, workers = {workers} (2 processes, 2 s in 2 rounds) |", out)
+            self.assertIn(f"| appliance VmRSS after the run, workers = {workers} (all processes) |", out)
+        self.assertIn("Pebble (always-valid): ", out)
+
+    def test_cluster(self) -> None:
+        """
+        One node on SQLite, one on Redis, two behind nginx: their rates and
+        ratios.
+        """
+        require("redis-server")
+        require("nginx")
+        out = bench("cluster", "--seconds", "1", "--rounds", "1", "--processes", "2")
+        self.assertIn("| issuance flows/s |", out)
+        self.assertIn("| ratio to 1 node, Redis |", out)
