@@ -75,6 +75,7 @@ class ListeningSockets:
         """
         self.adopted = dict(adopted) if adopted is not None else None
         self.ports: dict[str, IListeningPort] = {}
+        self._handed_down: dict[str, int] = {}
         self.shares: ConnectionShares | None = None
         if processes > 1:
             if self.adopted is None:
@@ -95,7 +96,23 @@ class ListeningSockets:
         fds = {name: port.fileno() for name, port in self.ports.items()}  # type: ignore[attr-defined]
         if self.shares is not None:
             fds[SHARES] = self.shares.fileno()
-        return fds
+        return fds | self._handed_down
+
+    def hand_down(self, name: str, fd: int) -> None:
+        """
+        In the main worker: give the workers descriptor C{fd} too, as C{name}.
+        """
+        self._handed_down[name] = fd
+
+    def handed_down(self, name: str) -> int:
+        """
+        In a worker: the descriptor the main worker handed down as C{name}.
+
+        @raise AdoptionError: it handed down none.
+        """
+        if self.adopted is None or name not in self.adopted:
+            raise AdoptionError(f"no inherited descriptor for {name}")
+        return self.adopted[name]
 
     def listen(self, name: str, bind: Callable[[], IListeningPort], adopt: Callable[[int], IListeningPort]) -> Any:
         """

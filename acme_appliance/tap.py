@@ -34,8 +34,8 @@ from ._appliance import (
 )
 from ._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_max_connections
 from ._logs import install_log_observer, log_target_of
-from ._workers import ListeningSockets, WorkerSupervisor
-from .acme import AcmeServer, NonceSource, endpoint_of, redact_token, redact_uri
+from ._workers import AdoptionError, ListeningSockets, WorkerSupervisor
+from .acme import AcmeServer, NonceSource, NonceTable, endpoint_of, redact_token, redact_uri
 from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .core import ProblemType
@@ -47,6 +47,9 @@ from .stats import Metrics
 from .storage import Store
 from .tls import TLSSetupError, ensure_self_signed
 from .validation import DcvAuthority, DcvDNSServerFactory, FileProxy, ValidationValues, make_dns_services
+
+#: The name the nonce table of the worker processes is handed down under.
+NONCE_TABLE = "nonces"
 
 
 class Options(usage.Options):
@@ -255,11 +258,30 @@ class ApplianceService(MultiService):
             )
             self.supervisor.setServiceParent(self)
 
+    def _nonce_table(self) -> NonceTable:
+        """
+        The nonce table of the worker processes: made by the main worker,
+        handed down to the others.
+        """
+        if self.worker == 0:
+            table = NonceTable.create()
+            self.sockets.hand_down(NONCE_TABLE, table.fileno())
+            return table
+        try:
+            return NonceTable(self.sockets.handed_down(NONCE_TABLE))
+        except AdoptionError as e:
+            raise StartupError(str(e)) from None
+
     def _acme(self, config: Config, reactor: IApplianceReactor, *, revoker: Revoker, limiter: RateLimiter) -> None:
-        # Nonces are shared through the store only where another process
-        # may redeem them: in memory, redeeming one costs no store write.
-        shared = config.acme.workers > 1 or not config.storage.url.startswith(("memory:", "sqlite:"))
-        self.nonces = NonceSource(reactor, store=self.store if shared else None)
+        # Nonces go through the store only where another node may redeem
+        # them; the processes of one box share a table in memory instead:
+        # redeeming a nonce costs no store write.
+        if not config.storage.url.startswith(("memory:", "sqlite:")):
+            self.nonces = NonceSource(reactor, store=self.store)
+        elif config.acme.workers > 1:
+            self.nonces = NonceSource(reactor, table=self._nonce_table())
+        else:
+            self.nonces = NonceSource(reactor)
         self.acme = AcmeServer(
             repository=self.repository,
             tokens=self.tokens,

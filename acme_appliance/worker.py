@@ -47,7 +47,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="the appliance's TOML configuration file")
     parser.add_argument("--worker", type=int, required=True, help="this worker's number (1 and up)")
     parser.add_argument(
-        "--listener", type=_listener, action="append", default=[], help="NAME=FD: an inherited listening socket"
+        "--listener",
+        type=_listener,
+        action="append",
+        default=[],
+        help="NAME=FD: an inherited listening socket (or shared table)",
     )
     return parser.parse_args(argv)
 

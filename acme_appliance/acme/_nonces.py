@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from ..core import AcmeProblem
 from ..storage import Store, keys
 from ..wire import b64decode
+from ._nonce_table import NonceTable
 
 _BODY = 12 + 8
 _MAC = 16
@@ -29,6 +30,10 @@ class NonceSource:
     C{badNonce} once and retry with a fresh one, which every ACME client
     does.  The number held is bounded; the oldest are forgotten first.
 
+    With a C{table} (shared by the worker processes of one box), nonces
+    are numbered and signed by the table, and redeeming one sets its bit
+    there: any process accepts it once, and no store write is made.
+
     With a C{store} (shared by the nodes of a cluster), a nonce carries its
     expiry and a MAC under a secret the nodes share through the store
     (L{share}), and redeeming it records it there: a nonce from any node is
@@ -38,13 +43,20 @@ class NonceSource:
     _log = Logger()
 
     def __init__(
-        self, clock: IReactorTime, *, lifetime: float = 3600.0, limit: int = 100_000, store: Store | None = None
+        self,
+        clock: IReactorTime,
+        *,
+        lifetime: float = 3600.0,
+        limit: int = 100_000,
+        store: Store | None = None,
+        table: NonceTable | None = None,
     ) -> None:
         self._clock = clock
         self._lifetime = lifetime
         self._limit = limit
         self._issued: OrderedDict[str, float] = OrderedDict()
         self._store = store
+        self._table = table
         # Until the shared secret is known, this node's own (still accepted after).
         self._secrets = [secrets.token_bytes(32)]
 
@@ -61,6 +73,8 @@ class NonceSource:
             self._secrets.insert(0, shared)
 
     def new(self) -> str:
+        if self._table is not None:
+            return self._table.new(self._clock.seconds() + self._lifetime)
         if self._store is not None:
             body = secrets.token_bytes(12) + int(self._clock.seconds() + self._lifetime).to_bytes(8, "big")
             return urlsafe_b64encode(body + self._mac(self._secrets[0], body)).decode("ascii").rstrip("=")
@@ -79,6 +93,8 @@ class NonceSource:
         C{True} exactly once for a nonce this source (or, with a store,
         another node of the cluster) issued and that has not expired.
         """
+        if self._table is not None:
+            return self._table.redeem(nonce, self._clock.seconds())
         if self._store is None:
             expires = self._issued.pop(nonce, None)
             return expires is not None and expires > self._clock.seconds()

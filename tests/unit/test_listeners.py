@@ -23,8 +23,10 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
+from acme_appliance._appliance import StartupError
 from acme_appliance._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_max_connections
 from acme_appliance._logs import ClassicLogFormat
+from acme_appliance._workers import ListeningSockets
 from acme_appliance.acme import endpoint_of
 from acme_appliance.acme._paths import ACME_RESOURCES, OTHER_ENDPOINT, ROOT_ENDPOINT, TOP_SEGMENTS
 from acme_appliance.stats import Metrics
@@ -434,30 +436,57 @@ class WiringTests(ConfigTestCase):
 
 class NonceWiringTests(ConfigTestCase):
     """
-    Nonces go through the store only where another process may redeem
-    them: a Redis store, or worker processes.
+    Nonces go through the store only where another node may redeem them
+    (a Redis store); worker processes share a table in memory.
     """
 
-    def redeemed_in_store(self, url: str, workers: int = 1) -> bool:
+    def service(
+        self, url: str, workers: int = 1, worker: int = 0, fds: dict[str, int] | None = None
+    ) -> ApplianceService:
         def change(data: dict[str, Any]) -> None:
             data["storage"]["url"] = url
             data["validation"]["preflight"] = False
             data["acme"]["workers"] = workers
 
         reactor = MemoryReactorClock()
-        store = MemoryStore(reactor)
-        service = ApplianceService(self.load(change), store, reactor)  # type: ignore[arg-type]
+        sockets = None if fds is None else ListeningSockets(fds, processes=workers, process=worker)
+        return ApplianceService(
+            self.load(change),
+            MemoryStore(reactor),
+            reactor,  # type: ignore[arg-type]
+            worker=worker,
+            sockets=sockets,
+        )
+
+    def redeemed_in_store(self, url: str, workers: int = 1) -> bool:
+        service = self.service(url, workers)
         nonce = service.nonces.new()
         self.assertTrue(self.successResultOf(Deferred.fromCoroutine(service.nonces.redeem(nonce))))
         self.assertFalse(self.successResultOf(Deferred.fromCoroutine(service.nonces.redeem(nonce))))
-        return bool(self.successResultOf(Deferred.fromCoroutine(store.scan("nonce/"))))
+        return bool(self.successResultOf(Deferred.fromCoroutine(service.store.scan("nonce/"))))
 
     def test_one_process_on_a_local_store(self) -> None:
         self.assertFalse(self.redeemed_in_store("memory:"))
         self.assertFalse(self.redeemed_in_store("sqlite:state.db"))
 
     def test_workers(self) -> None:
-        self.assertTrue(self.redeemed_in_store("sqlite:state.db", workers=2))
+        """
+        The worker processes of one box share a nonce table, not the store:
+        a nonce the main worker gave is redeemed once, by a worker.
+        """
+        self.assertFalse(self.redeemed_in_store("sqlite:state.db", workers=2))
+        main = self.service("sqlite:state.db", workers=2)
+        worker = self.service("sqlite:state.db", workers=2, worker=1, fds={"nonces": main.sockets.fds()["nonces"]})
+        nonce = main.nonces.new()
+        self.assertTrue(self.successResultOf(Deferred.fromCoroutine(worker.nonces.redeem(nonce))))
+        self.assertFalse(self.successResultOf(Deferred.fromCoroutine(main.nonces.redeem(nonce))))
+
+    def test_worker_without_table(self) -> None:
+        """
+        A worker not handed the nonce table does not start.
+        """
+        e = self.assertRaises(StartupError, self.service, "sqlite:state.db", 2, 1, {})
+        self.assertEqual(str(e), "no inherited descriptor for nonces")
 
     def test_redis(self) -> None:
         self.assertTrue(self.redeemed_in_store("redis://127.0.0.1:6379/0"))

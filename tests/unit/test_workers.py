@@ -29,6 +29,7 @@ from acme_appliance._workers import (
     exit_reason,
     worker_command,
 )
+from acme_appliance.acme import NonceTable
 from acme_appliance.config import load_config
 from acme_appliance.core import Backoff
 from acme_appliance.storage import MemoryStore
@@ -506,7 +507,9 @@ class WiringTests(SynchronousTestCase):
         the renewal mirror nor a supervisor.
         """
         fd = listening_socket(self)
-        service = self.service(2, worker=1, sockets=ListeningSockets({"acme": fd}))
+        nonces = NonceTable.create()
+        self.addCleanup(nonces.close)
+        service = self.service(2, worker=1, sockets=ListeningSockets({"acme": fd, "nonces": nonces.fileno()}))
         names = self.names(service)
         for main_only in ("admin", "UpstreamRenewalMirror", "WorkerSupervisor"):
             self.assertNotIn(main_only, names)
