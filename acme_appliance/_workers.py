@@ -67,7 +67,8 @@ class ListeningSockets:
     def __init__(self, adopted: Mapping[str, int] | None = None, *, processes: int = 1, process: int = 0) -> None:
         """
         @param adopted: In a worker, the inherited descriptors by name (the
-            listeners', and L{SHARES}, the connection shares table).
+            listeners', and those handed down: L{SHARES}, the connection
+            shares table, and the nonce table).
         @param processes: How many processes serve the listeners; with
             more than one, their TCP connections are shared out evenly
             (L{BalancedPort}).
@@ -80,8 +81,9 @@ class ListeningSockets:
         if processes > 1:
             if self.adopted is None:
                 self.shares = ConnectionShares.create(processes)
+                self.hand_down(SHARES, self.shares.fileno())
             elif SHARES in self.adopted:
-                self.shares = ConnectionShares(self.adopted.pop(SHARES), processes, process)
+                self.shares = ConnectionShares(self.adopted[SHARES], processes, process)
 
     def reactor_for(self, name: str, reactor: R) -> R:
         """
@@ -91,11 +93,10 @@ class ListeningSockets:
 
     def fds(self) -> dict[str, int]:
         """
-        The file descriptor of each listener's socket.
+        The file descriptor of each listener's socket, and of what else
+        the workers are handed down.
         """
         fds = {name: port.fileno() for name, port in self.ports.items()}  # type: ignore[attr-defined]
-        if self.shares is not None:
-            fds[SHARES] = self.shares.fileno()
         return fds | self._handed_down
 
     def hand_down(self, name: str, fd: int) -> None:
@@ -220,7 +221,7 @@ def worker_command(
     The command line of worker C{number} and its file descriptors: stdin
     a pipe (its end tells the worker that the main worker is gone), stdout
     and stderr pipes to the main worker's log, then the listening sockets
-    from L{FIRST_FD} on.
+    and the shared tables (connection shares, nonces) from L{FIRST_FD} on.
     """
     args = [executable, "-m", "acme_appliance.worker", "--config", config, "--worker", str(number)]
     child_fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
