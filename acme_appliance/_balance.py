@@ -60,7 +60,7 @@ class ConnectionShares:
         A new table for C{processes} processes, seen from the main one;
         every slot unknown until its process publishes.
         """
-        fd = os.memfd_create("acme-appliance-connection-shares", 0)
+        fd = os.memfd_create("acme-appliance-connection-shares", os.MFD_CLOEXEC)
         size = _SLOT.size * processes * MAX_LISTENERS
         os.ftruncate(fd, size)
         shares = cls(fd, processes, 0)

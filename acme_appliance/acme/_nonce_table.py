@@ -52,7 +52,7 @@ class NonceTable:
     @classmethod
     def create(cls) -> NonceTable:
         """A new table, with a new secret; no nonce issued yet."""
-        fd = os.memfd_create("acme-appliance-nonces", 0)
+        fd = os.memfd_create("acme-appliance-nonces", os.MFD_CLOEXEC)
         os.ftruncate(fd, _SIZE)
         table = cls(fd)
         table._secret = secrets.token_bytes(32)
