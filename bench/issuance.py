@@ -248,12 +248,25 @@ def measure(servers: list[Server], args: argparse.Namespace) -> dict[str, Side]:
     return sides
 
 
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
+        return value
+
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The client options bench.issuance and bench.cluster share."""
-    parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per side (15)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds the seconds are split into (5)")
-    parser.add_argument("--processes", type=int, default=4, help="client processes (4)")
-    parser.add_argument("--poll", type=float, default=0.02, help="client poll interval in seconds (0.02)")
+    parser.add_argument("--seconds", type=_positive(float), default=15.0, help="measured seconds per side (15)")
+    parser.add_argument("--rounds", type=_positive(int), default=5, help="rounds the seconds are split into (5)")
+    parser.add_argument("--processes", type=_positive(int), default=4, help="client processes (4)")
+    parser.add_argument("--poll", type=_positive(float), default=0.02, help="client poll interval in seconds (0.02)")
 
 
 def _label(workers: int) -> str:
@@ -269,8 +282,6 @@ def main(argv: list[str]) -> None:
         "--workers", type=_counts, default=[1], help="[acme] workers counts to run, comma-separated (1)"
     )
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be 1 or more")
     harness = Harness()
     try:
         appliances = {w: appliance(harness, args.extra, args.profile, w) for w in args.workers}

@@ -17,11 +17,16 @@ from .tools import require
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def bench(name: str, *args: str) -> str:
-    """Run C{python -m bench.NAME ARGS} from the checkout; its output."""
-    done = subprocess.run(
+def run(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run C{python -m bench.NAME ARGS} from the checkout."""
+    return subprocess.run(
         [sys.executable, "-m", f"bench.{name}", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
+
+
+def bench(name: str, *args: str) -> str:
+    """Run C{python -m bench.NAME ARGS}; its output."""
+    done = run(name, *args)
     if done.returncode != 0:
         raise AssertionError(f"bench.{name} exited with {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done.stdout
@@ -50,3 +55,14 @@ class BenchesTests(SynchronousTestCase):
         out = bench("cluster", "--seconds", "1", "--rounds", "1", "--processes", "2")
         self.assertIn("| issuance flows/s |", out)
         self.assertIn("| ratio to 1 node, Redis |", out)
+
+    def test_bad_options(self) -> None:
+        """
+        Counts and times must be positive: a one-line usage error, before
+        anything starts.
+        """
+        for name, option, value in (("issuance", "--rounds", "0"), ("cluster", "--seconds", "-1")):
+            done = run(name, option, value)
+            self.assertEqual(done.returncode, 2)
+            self.assertIn(f"argument {option}: must be more than 0, got '{value}'", done.stderr)
+            self.assertNotIn("Traceback", done.stderr)
