@@ -191,6 +191,11 @@ class IssuanceService(Service):
         self._sweep = LoopingCall(self._sweep_once)
         self._sweep.clock = clock
         self._sweep_interval = sweep if sweep is not None else lease / 3
+        # Entries younger than a lease may be a finalize (here or on another
+        # node) that queued its order and has not yet made it processing:
+        # its own job issues it, and a job started now would find the order
+        # still ready and drop the entry.
+        self._queue_grace = lease
         self.reuse = UpstreamReuse(repository.store, clock, self.locks, reuse_window)
         self._running: dict[str, Deferred[None]] = {}
         self._submitted: dict[str, float] = {}
@@ -222,7 +227,7 @@ class IssuanceService(Service):
         except Exception:
             report_failure(self._log, "cannot read the CA health shared by the cluster")
         try:
-            queued = await self._repo.queued()
+            queued = await self._repo.queued(before=self._clock.seconds() - self._queue_grace)
         except Exception:
             report_failure(self._log, "cannot read the issuance queue")
             return
@@ -326,6 +331,15 @@ class IssuanceService(Service):
         """
         return sum(len(waiters) for waiters in self._waiters.values())
 
+    async def _finalizing(self, order_id: str) -> bool:
+        """
+        Whether the ready order C{order_id} was queued less than a lease
+        ago: a finalize queued it and will make it processing (its own job
+        issues it, or the sweep).
+        """
+        queued_at = await self._repo.queued_at(order_id)
+        return queued_at is not None and queued_at > self._clock.seconds() - self._queue_grace
+
     async def _leased_job(self, order_id: str, domains: tuple[str, ...] | None) -> None:
         """
         The job under its lease: not at all while another node runs it.
@@ -374,6 +388,8 @@ class IssuanceService(Service):
             # The job that made it valid died before it was done: announce
             # it unless the journal has.
             await self._announce_again(order)
+        if order is not None and order.status is OrderStatus.READY and await self._finalizing(order_id):
+            return
         if order is None or order.status is not OrderStatus.PROCESSING:
             await self._repo.dequeue(order_id)
             if order is not None:

@@ -504,12 +504,39 @@ class AcmeRepository:
 
     # the issuance queue: orders whose finalize was accepted but not finished
 
-    async def enqueue(self, order_id: str) -> None:
-        await self.store.set(keys.issue_queue(order_id), b"")
+    async def enqueue(self, order_id: str, at: float = 0.0) -> None:
+        """
+        Queue the issuance of C{order_id}, at clock time C{at}.
+        """
+        await self.store.set(keys.issue_queue(order_id), repr(at).encode("ascii"))
+
+    async def queued_at(self, order_id: str) -> float | None:
+        """
+        When C{order_id} was queued (C{0.0}: at an unknown time), or
+        C{None} when it is not queued.
+        """
+        value = await self.store.get(keys.issue_queue(order_id))
+        return None if value is None else _queued_at(value)
 
     async def dequeue(self, order_id: str) -> None:
         await self.store.delete(keys.issue_queue(order_id))
 
-    async def queued(self) -> list[str]:
+    async def queued(self, before: float | None = None) -> list[str]:
+        """
+        The orders queued for issuance; with C{before}, only those queued
+        at that clock time or earlier (an entry without a time counts as
+        old).
+        """
         prefix = keys.ISSUE_QUEUE_PREFIX
-        return [key[len(prefix) :] for key, _ in await self.store.scan(prefix)]
+        return [
+            key[len(prefix) :]
+            for key, value in await self.store.scan(prefix)
+            if before is None or _queued_at(value) <= before
+        ]
+
+
+def _queued_at(value: bytes) -> float:
+    try:
+        return float(value.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return 0.0

@@ -395,7 +395,7 @@ class OrderService:
         now = self._clock.seconds()
         # Queued before the state change so that a crash in between cannot
         # leave a processing order that nothing will ever issue.
-        await self._repo.enqueue(order.id)
+        await self._repo.enqueue(order.id, now)
         updated = await self._repo.update_order(
             order.id,
             lambda o: (

@@ -15,6 +15,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.ca import CAError, IssuedCertificate, IssueRequest
+from acme_appliance.issuance._locks import LEASE
 from acme_appliance.notify import Event, EventJournal, EventName
 from acme_appliance.notify.testing import MemoryNotifier
 from acme_appliance.storage import StorageError, keys
@@ -24,7 +25,13 @@ DOWN = CAError("primary is down", transient=True)
 DEADLINE = 600.0  # IssuanceService's default, as World builds it
 
 
-class JobTests(SynchronousTestCase):
+class JobFixture(SynchronousTestCase):
+    """A world with a scripted primary and backup CA, and its helpers."""
+
+    primary: ScriptedCA
+    backup: ScriptedCA
+    notes: MemoryNotifier
+
     def world(self, primary: list[CAError | str], backup: list[CAError | str]) -> tuple[World, StubAcmeClient]:
         clock = Clock()
         clock.advance(1_800_000_000)
@@ -54,6 +61,8 @@ class JobTests(SynchronousTestCase):
         order: dict[str, Any] = client.post(url, None).json()
         return order
 
+
+class JobTests(JobFixture):
     def test_primary_down_backup_issues(self) -> None:
         world, client = self.world([DOWN], ["issue"])
         url = self.finalize(client)
@@ -86,7 +95,7 @@ class JobTests(SynchronousTestCase):
         self.assertLess(max(calls), finalized_at + DEADLINE)
 
 
-class StoreAwayTests(JobTests):
+class StoreAwayTests(JobFixture):
     """
     The store goes away (Redis restarting) while a job runs: the job waits
     instead of failing the order, and a certificate the CA issued is not
@@ -219,7 +228,7 @@ class StoreAwayTests(JobTests):
         self.assertEqual(len(calls), 2)
 
 
-class AnnouncedOnceTests(JobTests):
+class AnnouncedOnceTests(JobFixture):
     """
     A node that made an order valid and died before it was journaled (and
     dequeued): the node that resumes the order announces it, once.
@@ -254,3 +263,67 @@ class AnnouncedOnceTests(JobTests):
         [event] = announced()
         self.assertEqual(getattr(event, "mode", None), "new")
         self.assertEqual(len(self.primary.calls), 1)
+
+
+class QueuedBeforeProcessingTests(JobFixture):
+    """
+    A finalize queues its order, then makes it C{processing}: a job that
+    starts in between (another node's sweep, a restart) finds the order
+    still C{ready} and must not drop the queue entry, or the order would
+    stay C{processing} with nothing to issue it.
+    """
+
+    def ready(self, world: World, client: StubAcmeClient) -> tuple[str, dict[str, Any]]:
+        response = client.new_order(["example.com"])
+        self.assertEqual(response.json()["status"], "ready")
+        return response.location.rsplit("/", 1)[1], response.json()
+
+    def queued(self, world: World) -> list[str]:
+        return self.successResultOf(Deferred.fromCoroutine(world.repo.queued()))
+
+    def test_entry_of_a_finalize_under_way_kept(self) -> None:
+        """
+        The job leaves the entry of a ready order queued less than a lease
+        ago; the finalize then goes on and the order is issued.
+        """
+        world, client = self.world(["issue"], [])
+        order_id, body = self.ready(world, client)
+        self.successResultOf(Deferred.fromCoroutine(world.repo.enqueue(order_id, world.clock.seconds())))
+        world.issuance.submit(order_id)
+        world.clock.advance(0)
+        self.assertEqual(self.queued(world), [order_id])
+        self.assertEqual(client.finalize(body, make_csr(["example.com"])[0]).json()["status"], "processing")
+        url = body["finalize"].rsplit("/", 1)[0]
+        self.assertEqual(self.order_at(world, client, url, 2)["status"], "valid")
+        self.assertEqual(self.queued(world), [])
+
+    def test_stale_entry_dropped(self) -> None:
+        """
+        An entry of a ready order older than a lease is a finalize that
+        never went on (its node died in between): the job drops it.
+        """
+        world, client = self.world(["issue"], [])
+        order_id, _ = self.ready(world, client)
+        self.successResultOf(Deferred.fromCoroutine(world.repo.enqueue(order_id, world.clock.seconds())))
+        world.clock.advance(LEASE + 1)
+        world.issuance.submit(order_id)
+        world.clock.advance(0)
+        self.assertEqual(self.queued(world), [])
+        self.assertEqual(self.primary.calls, [])
+
+    def test_sweep_leaves_young_entries(self) -> None:
+        """
+        The sweep resumes only entries queued a lease ago or more (and
+        those without a time, written before entries had one).
+        """
+        world, _ = self.world(["issue"], [])
+        now = world.clock.seconds()
+        for order_id, at in (("young", now - LEASE + 1), ("old", now - LEASE), ("untimed", 0.0)):
+            self.successResultOf(Deferred.fromCoroutine(world.repo.enqueue(order_id, at)))
+        self.successResultOf(Deferred.fromCoroutine(world.store.set(keys.issue_queue("garbled"), b"\xff")))
+        before = self.successResultOf(Deferred.fromCoroutine(world.repo.queued(before=now - LEASE)))
+        self.assertEqual(sorted(before), ["garbled", "old", "untimed"])
+        submitted: list[str] = []
+        self.patch(world.issuance, "submit", submitted.append)
+        self.successResultOf(Deferred.fromCoroutine(world.issuance._sweep_once()))
+        self.assertEqual(sorted(submitted), ["garbled", "old", "untimed"])
