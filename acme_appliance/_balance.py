@@ -36,6 +36,10 @@ UNKNOWN = 2**62
 _SLOT = struct.Struct("=q")
 
 
+def _table_size(processes: int) -> int:
+    return _SLOT.size * processes * MAX_LISTENERS
+
+
 class ConnectionShares:
     """
     The open connections of each process on each listener, in memory that
@@ -51,7 +55,7 @@ class ConnectionShares:
         self._fd = fd
         self._processes = processes
         self._process = process
-        self._table = mmap.mmap(fd, _SLOT.size * processes * MAX_LISTENERS)
+        self._table = mmap.mmap(fd, _table_size(processes))
         self._listeners: list[str] = []
 
     @classmethod
@@ -61,10 +65,9 @@ class ConnectionShares:
         every slot unknown until its process publishes.
         """
         fd = os.memfd_create("acme-appliance-connection-shares", os.MFD_CLOEXEC)
-        size = _SLOT.size * processes * MAX_LISTENERS
-        os.ftruncate(fd, size)
+        os.ftruncate(fd, _table_size(processes))
         shares = cls(fd, processes, 0)
-        for offset in range(0, size, _SLOT.size):
+        for offset in range(0, _table_size(processes), _SLOT.size):
             _SLOT.pack_into(shares._table, offset, UNKNOWN)
         return shares
 
@@ -131,13 +134,14 @@ class BalancedPort(tcp.Port):
         self.row = shares.listener(name)
         self._publish()
 
-    def _publish(self) -> None:
-        self.shares.publish(self.row, _open_connections(self.factory))
-
-    def doRead(self) -> Any:
+    def _publish(self) -> int:
+        """Publish this process's open connections; how many."""
         mine = _open_connections(self.factory)
         self.shares.publish(self.row, mine)
-        if mine > self.shares.fewest_elsewhere(self.row):
+        return mine
+
+    def doRead(self) -> Any:
+        if self._publish() > self.shares.fewest_elsewhere(self.row):
             self.stopReading()
             self._deferred = cast(IReactorTime, self.reactor).callLater(ACCEPT_DEFER, self._take_left_over)
             return None

@@ -17,6 +17,7 @@ import os
 import secrets
 import struct
 from base64 import urlsafe_b64encode
+from collections.abc import Iterable
 
 from ..core import AcmeProblem
 from ..wire import b64decode
@@ -33,6 +34,39 @@ _HEADER = struct.Struct("=Q32s")
 _BODY = struct.Struct(">QI")
 _MAC = 16
 _SIZE = _HEADER.size + RING // 8
+
+
+def _mac(secret: bytes, body: bytes) -> bytes:
+    return hmac.new(secret, body, hashlib.sha256).digest()[:_MAC]
+
+
+def signed_nonce(secret: bytes, body: bytes) -> str:
+    """
+    The nonce carrying C{body} and its MAC under C{secret} (base64url, no
+    padding).
+    """
+    return urlsafe_b64encode(body + _mac(secret, body)).decode("ascii").rstrip("=")
+
+
+def nonce_bytes(nonce: str) -> bytes | None:
+    """
+    What a nonce decodes to, or C{None} when it is not base64url.
+    """
+    try:
+        return b64decode(nonce, "nonce")
+    except AcmeProblem:
+        return None
+
+
+def signed_body(raw: bytes, size: int, secret_keys: Iterable[bytes]) -> bytes | None:
+    """
+    The C{size}-byte body of a decoded L{signed_nonce} whose MAC is under
+    one of C{secret_keys}, or C{None}.
+    """
+    body, mac = raw[:size], raw[size:]
+    if len(raw) != size + _MAC or not any(hmac.compare_digest(mac, _mac(s, body)) for s in secret_keys):
+        return None
+    return body
 
 
 class NonceTable:
@@ -85,25 +119,18 @@ class NonceTable:
         self._next += 1
         return sequence
 
-    def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._secret, body, hashlib.sha256).digest()[:_MAC]
-
     def new(self, expires: float) -> str:
         """A nonce that expires at C{expires} (seconds since the epoch)."""
-        body = _BODY.pack(self._sequence(), int(expires))
-        return urlsafe_b64encode(body + self._mac(body)).decode("ascii").rstrip("=")
+        return signed_nonce(self._secret, _BODY.pack(self._sequence(), int(expires)))
 
     def redeem(self, nonce: str, now: float) -> bool:
         """
         C{True} exactly once for a nonce of this table that has not
         expired by C{now} and is among the last L{RING} issued.
         """
-        try:
-            raw = b64decode(nonce, "nonce")
-        except AcmeProblem:
-            return False
-        body, mac = raw[: _BODY.size], raw[_BODY.size :]
-        if len(mac) != _MAC or not hmac.compare_digest(mac, self._mac(body)):
+        raw = nonce_bytes(nonce)
+        body = None if raw is None else signed_body(raw, _BODY.size, [self._secret])
+        if body is None:
             return False
         sequence, expires = _BODY.unpack(body)
         if expires <= now:

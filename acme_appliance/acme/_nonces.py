@@ -4,22 +4,16 @@ Anti-replay nonces (RFC 8555 section 6.5).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
-from base64 import urlsafe_b64encode
 from collections import OrderedDict
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ..core import AcmeProblem
 from ..storage import Store, keys
-from ..wire import b64decode
-from ._nonce_table import NonceTable
+from ._nonce_table import NonceTable, nonce_bytes, signed_body, signed_nonce
 
 _BODY = 12 + 8
-_MAC = 16
 
 
 class NonceSource:
@@ -77,16 +71,12 @@ class NonceSource:
             return self._table.new(self._clock.seconds() + self._lifetime)
         if self._store is not None:
             body = secrets.token_bytes(12) + int(self._clock.seconds() + self._lifetime).to_bytes(8, "big")
-            return urlsafe_b64encode(body + self._mac(self._secrets[0], body)).decode("ascii").rstrip("=")
+            return signed_nonce(self._secrets[0], body)
         nonce = secrets.token_urlsafe(16)
         self._issued[nonce] = self._clock.seconds() + self._lifetime
         while len(self._issued) > self._limit:
             self._issued.popitem(last=False)
         return nonce
-
-    @staticmethod
-    def _mac(secret: bytes, body: bytes) -> bytes:
-        return hmac.new(secret, body, hashlib.sha256).digest()[:_MAC]
 
     async def redeem(self, nonce: str) -> bool:
         """
@@ -98,12 +88,11 @@ class NonceSource:
         if self._store is None:
             expires = self._issued.pop(nonce, None)
             return expires is not None and expires > self._clock.seconds()
-        try:
-            raw = b64decode(nonce, "nonce")
-        except AcmeProblem:
+        raw = nonce_bytes(nonce)
+        if raw is None:
             return False
-        body, mac = raw[:_BODY], raw[_BODY:]
-        if len(raw) != _BODY + _MAC or not any(hmac.compare_digest(mac, self._mac(s, body)) for s in self._secrets):
+        body = signed_body(raw, _BODY, self._secrets)
+        if body is None:
             if len(self._secrets) == 1:
                 # Perhaps another node's, signed with the shared secret this node has not read yet.
                 await self.share()

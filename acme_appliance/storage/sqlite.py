@@ -485,7 +485,7 @@ class SQLiteStore:
         done.addBoth(self._committed, batch)
 
     def _committed(self, outcomes: list[_Outcome] | Failure, batch: list[_Write]) -> None:
-        if self._fsync is Fsync.EVERYSEC and not isinstance(outcomes, Failure):
+        if not isinstance(outcomes, Failure):
             self._due_checkpoint()
         for index, (_, _, waiter) in enumerate(batch):
             if isinstance(outcomes, Failure):
@@ -503,10 +503,10 @@ class SQLiteStore:
 
     def _due_checkpoint(self) -> None:
         """
-        A commit was not fsynced: have a checkpoint do it (L{close} does
-        one anyway).
+        A commit was made: with L{Fsync.EVERYSEC} it was not fsynced, so
+        have a checkpoint do it (L{close} does one anyway).
         """
-        if self._checkpoint_call is None and not self._closed:
+        if self._fsync is Fsync.EVERYSEC and self._checkpoint_call is None and not self._closed:
             self._checkpoint_call = self._clock.callLater(CHECKPOINT_INTERVAL, self._checkpoint)
 
     def _checkpoint(self) -> None:
@@ -559,8 +559,7 @@ class SQLiteStore:
         now = self._clock.seconds()
         self._last_purge = now
         purged = await self._run("purge", lambda conn: self._transaction(conn, lambda c: _purge(c, now)))
-        if self._fsync is Fsync.EVERYSEC:
-            self._due_checkpoint()
+        self._due_checkpoint()
         return purged
 
     async def get(self, key: str) -> bytes | None:
