@@ -12,8 +12,9 @@ for S/R seconds: new order (a name not ordered before) →
 authorizations → answer the challenge where one is pending (Pebble) →
 finalize → poll the order every C{--poll} seconds → download the
 certificate.  Prints flows/s of each side, the ratio appliance/Pebble, the
-CPU time each server used per flow, and the appliance's resident memory
-(VmRSS, all its processes) after the runs.  Alternating the sides makes a
+CPU time each server and the client processes used per flow, the share of
+the machine's CPU left idle, and the appliance's resident memory (VmRSS,
+all its processes) after the runs.  Alternating the sides makes a
 slow spell of the machine fall on all of them.
 C{--workers 1,2} runs an appliance per C{[acme] workers} count given.
 """
@@ -84,21 +85,29 @@ def _worker(directory_url: str, verify: str, seconds: float, poll: float, start:
         acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
         start.wait()
         end = time.monotonic() + seconds
+        cpu = time.process_time()
         flows = 0
         while time.monotonic() < end:
             _flow(acme, key, poll)
             flows += 1
-        results.put((flows, None))
+        results.put((flows, None, time.process_time() - cpu))
     except Exception as e:
-        results.put((0, f"{e.__class__.__name__}: {e}"))
+        results.put((0, f"{e.__class__.__name__}: {e}", 0.0))
 
 
 @frozen
 class Run:
-    """What the client processes did in one run: flows, in seconds."""
+    """
+    What the client processes did in one run: flows, in seconds, using
+    C{cpu} seconds of CPU time (all of them, flows only), while the machine
+    was idle C{idle} of C{ticks} (all cores).
+    """
 
     flows: int
     seconds: float
+    cpu: float
+    idle: int
+    ticks: int
 
 
 def run_clients(directory_url: str, verify: str, processes: int, seconds: float, poll: float) -> Run:
@@ -115,22 +124,30 @@ def run_clients(directory_url: str, verify: str, processes: int, seconds: float,
     try:
         time.sleep(1.0)  # let the processes register their accounts before the clock starts
         started = time.monotonic()
+        idle, ticks = idle_and_total()
         start.set()
         try:
             outcomes = [results.get(timeout=seconds + 120) for _ in workers]
         except queue.Empty:
             raise RuntimeError(f"a client process was still busy {seconds + 120:g} s after the start") from None
         elapsed = time.monotonic() - started
+        idle_after, ticks_after = idle_and_total()
     finally:
         for w in workers:
             w.join(5)
             if w.is_alive():
                 w.kill()
                 w.join()
-    errors = [e for _, e in outcomes if e is not None]
+    errors = [e for _, e, _ in outcomes if e is not None]
     if errors:
         raise RuntimeError(f"{len(errors)} client process(es) failed: {errors[0]}")
-    return Run(sum(n for n, _ in outcomes), elapsed)
+    return Run(
+        sum(n for n, _, _ in outcomes),
+        elapsed,
+        sum(cpu for _, _, cpu in outcomes),
+        idle_after - idle,
+        ticks_after - ticks,
+    )
 
 
 def vm_rss_mib(pid: int) -> float:
@@ -212,14 +229,28 @@ class Server:
     pids: Callable[[], list[int]]
 
 
+def idle_and_total() -> tuple[int, int]:
+    """
+    The machine's idle (and I/O wait) and total CPU time so far, in ticks
+    of all cores (the C{cpu} line of /proc/stat).
+    """
+    with open("/proc/stat") as f:
+        ticks = [int(n) for n in f.readline().split()[1:9]]
+    return ticks[3] + ticks[4], sum(ticks)
+
+
 @frozen
 class Side:
     """
-    One side's figures: flows/s, and the CPU its server used per flow.
+    One side's figures: flows/s; the CPU time its server and the client
+    processes used per flow; the share of the machine's CPU time left idle
+    while it ran.
     """
 
     rate: float
     cpu_ms: float
+    client_cpu_ms: float
+    idle: float
 
 
 def measure(servers: list[Server], args: argparse.Namespace) -> dict[str, Side]:
@@ -234,17 +265,33 @@ def measure(servers: list[Server], args: argparse.Namespace) -> dict[str, Side]:
     flows = dict.fromkeys((s.label for s in servers), 0)
     seconds = dict.fromkeys(flows, 0.0)
     cpu = dict.fromkeys(flows, 0.0)
+    client_cpu = dict.fromkeys(flows, 0.0)
+    ticks = {label: [0, 0] for label in flows}
     for round_number in range(args.rounds):
         for server in servers if round_number % 2 == 0 else servers[::-1]:
             before = cpu_seconds(server.pids())
             run = run_clients(server.directory, server.verify, args.processes, args.seconds / args.rounds, args.poll)
             cpu[server.label] += cpu_seconds(server.pids()) - before
+            ticks[server.label][0] += run.idle
+            ticks[server.label][1] += run.ticks
             flows[server.label] += run.flows
             seconds[server.label] += run.seconds
+            client_cpu[server.label] += run.cpu
     sides = {}
     for label in flows:
-        sides[label] = Side(flows[label] / seconds[label], 1000 * cpu[label] / max(flows[label], 1))
-        print(f"{label}: {sides[label].rate:.1f} flows/s, server CPU {sides[label].cpu_ms:.1f} ms a flow", flush=True)
+        count = max(flows[label], 1)
+        side = Side(
+            flows[label] / seconds[label],
+            1000 * cpu[label] / count,
+            1000 * client_cpu[label] / count,
+            ticks[label][0] / max(ticks[label][1], 1),
+        )
+        sides[label] = side
+        print(
+            f"{label}: {side.rate:.1f} flows/s, CPU a flow: server {side.cpu_ms:.1f} ms, "
+            f"clients {side.client_cpu_ms:.1f} ms; machine idle {side.idle:.0%}",
+            flush=True,
+        )
     return sides
 
 
@@ -313,6 +360,12 @@ def main(argv: list[str]) -> None:
             f"| server CPU a flow, workers = {workers} | {side.cpu_ms:.1f} ms | {pebble_side.cpu_ms:.1f} ms "
             f"| {side.cpu_ms / max(pebble_side.cpu_ms, 0.001):.1f}x | |"
         )
+        clients = side.client_cpu_ms / max(pebble_side.client_cpu_ms, 0.001)
+        print(
+            f"| client CPU a flow, workers = {workers} | {side.client_cpu_ms:.1f} ms "
+            f"| {pebble_side.client_cpu_ms:.1f} ms | {clients:.1f}x | |"
+        )
+        print(f"| machine CPU idle, workers = {workers} | {side.idle:.0%} | {pebble_side.idle:.0%} | | |")
         print(
             f"| appliance VmRSS after the run, workers = {workers} (all processes) | {rss[workers]:.0f} MiB | | "
             f"| < {RSS_TARGET_MIB} MiB ({'meets' if rss[workers] < RSS_TARGET_MIB else 'misses'}) |"

@@ -44,6 +44,8 @@ class BenchesTests(SynchronousTestCase):
             self.assertIn(f"| issuance flows/s, workers = {workers} (2 processes, 2 s in 2 rounds) |", out)
             self.assertIn(f"| appliance VmRSS after the run, workers = {workers} (all processes) |", out)
         self.assertIn("Pebble (always-valid): ", out)
+        self.assertIn("| client CPU a flow, workers = 2 |", out)
+        self.assertIn("| machine CPU idle, workers = 2 |", out)
 
     def test_cluster(self) -> None:
         """
