@@ -253,6 +253,18 @@ class Side:
     idle: float
 
 
+def _side(runs: list[tuple[Run, float]]) -> Side:
+    """One side's figures from its runs and its server's CPU seconds in each."""
+    flows = sum(run.flows for run, _ in runs)
+    counted = max(flows, 1)
+    return Side(
+        flows / sum(run.seconds for run, _ in runs),
+        1000 * sum(cpu for _, cpu in runs) / counted,
+        1000 * sum(run.cpu for run, _ in runs) / counted,
+        sum(run.idle for run, _ in runs) / max(sum(run.ticks for run, _ in runs), 1),
+    )
+
+
 def measure(servers: list[Server], args: argparse.Namespace) -> dict[str, Side]:
     """
     Warm every server up, then run the clients against each in turn,
@@ -262,30 +274,16 @@ def measure(servers: list[Server], args: argparse.Namespace) -> dict[str, Side]:
     """
     for server in servers:
         run_clients(server.directory, server.verify, args.processes, min(2.0, args.seconds), args.poll)
-    flows = dict.fromkeys((s.label for s in servers), 0)
-    seconds = dict.fromkeys(flows, 0.0)
-    cpu = dict.fromkeys(flows, 0.0)
-    client_cpu = dict.fromkeys(flows, 0.0)
-    ticks = {label: [0, 0] for label in flows}
+    # Each side's runs, with the CPU time its server used in each.
+    runs: dict[str, list[tuple[Run, float]]] = {s.label: [] for s in servers}
     for round_number in range(args.rounds):
         for server in servers if round_number % 2 == 0 else servers[::-1]:
             before = cpu_seconds(server.pids())
             run = run_clients(server.directory, server.verify, args.processes, args.seconds / args.rounds, args.poll)
-            cpu[server.label] += cpu_seconds(server.pids()) - before
-            ticks[server.label][0] += run.idle
-            ticks[server.label][1] += run.ticks
-            flows[server.label] += run.flows
-            seconds[server.label] += run.seconds
-            client_cpu[server.label] += run.cpu
+            runs[server.label].append((run, cpu_seconds(server.pids()) - before))
     sides = {}
-    for label in flows:
-        count = max(flows[label], 1)
-        side = Side(
-            flows[label] / seconds[label],
-            1000 * cpu[label] / count,
-            1000 * client_cpu[label] / count,
-            ticks[label][0] / max(ticks[label][1], 1),
-        )
+    for label, done in runs.items():
+        side = _side(done)
         sides[label] = side
         print(
             f"{label}: {side.rate:.1f} flows/s, CPU a flow: server {side.cpu_ms:.1f} ms, "
