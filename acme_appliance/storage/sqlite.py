@@ -3,7 +3,8 @@ The durable embedded L{Store}: one SQLite file in WAL mode.  The writes
 issued in one reactor turn are committed together in one transaction.  With
 L{Fsync.EVERYSEC} (the default) that commit runs on the reactor thread and
 does not wait for the disk (it takes tens of microseconds), and a checkpoint
-on a private thread fsyncs it at most L{CHECKPOINT_INTERVAL} later; with
+on a private thread fsyncs it at most L{CHECKPOINT_INTERVAL} later (and
+empties the WAL, so that it stays short under sustained writes); with
 L{Fsync.ALWAYS} every commit is fsynced on that thread before it is
 acknowledged.  Reads (point lookups and prefix scans that take
 microseconds) run on the reactor thread.  Whatever finds the file locked by
@@ -38,6 +39,10 @@ BUSY_TIMEOUT = 10.0
 #: With L{Fsync.EVERYSEC}: how long after a commit the checkpoint that
 #: fsyncs it starts.
 CHECKPOINT_INTERVAL = 1.0
+
+#: How long a checkpoint waits for other connections' writes and reads
+#: before giving up until the next one.
+CHECKPOINT_PATIENCE = 0.1
 
 
 class Fsync(Enum):
@@ -105,14 +110,24 @@ def _purge(conn: sqlite3.Connection, now: float) -> int:
 def checkpoint_wal(conn: sqlite3.Connection) -> bool:
     """
     Copy the WAL's committed pages into the database file, fsyncing the WAL
-    first and the database file after (a C{PASSIVE} checkpoint: it waits for
-    no other connection).
+    first and the database file after, then empty the WAL (a C{TRUNCATE}
+    checkpoint).  It holds off writers while it runs, and waits up to
+    L{CHECKPOINT_PATIENCE} seconds for a write under way and for readers of
+    the WAL.  A checkpoint that let writers go on (C{PASSIVE}) would, under
+    writes that never pause, end each time with newer pages it had not
+    copied: the WAL would never start over and its file would grow with
+    everything ever written.
 
-    @return: Whether every committed page was copied; if not (a reader
-        still needed old pages), the WAL may not have been fsynced.
+    @return: Whether it completed; if not (another connection kept it
+        waiting too long), the WAL may not have been fsynced.
     """
-    _, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    return bool(copied >= logged)
+    patience = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_PATIENCE * 1000)}")
+    try:
+        busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {patience}")
+    return not busy and copied >= logged
 
 
 def _is_busy(error: sqlite3.Error) -> bool:

@@ -235,6 +235,40 @@ class CommitOnReactorTests(_StoreCase):
         )
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
 
+    async def test_checkpoint_empties_the_wal(self) -> None:
+        """
+        A checkpoint leaves the WAL empty: the next writes start it over,
+        even when writes never pause long enough for a checkpoint to find
+        nothing new (its file would grow without end).
+        """
+        for i in range(20):
+            await self.store.set(f"k/{i}", b"x" * 2000)
+        self.assertGreater(os.path.getsize(self.path + "-wal"), 20 * 2000)
+        self.clock.advance(CHECKPOINT_INTERVAL)
+        await self.thread_done()
+        self.assertEqual(os.path.getsize(self.path + "-wal"), 0)
+        self.assertTrue(self.in_database_file("k/19"))
+
+    async def test_checkpoint_waits_briefly_for_readers(self) -> None:
+        """
+        A reader of the WAL that stays longer than the checkpoint's
+        patience: the checkpoint gives up until the next one (it does not
+        hold the writes queued behind it for the reader's whole read).
+        """
+        await self.store.set("k", b"v")
+        reader = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(reader.close)
+        reader.execute("BEGIN")
+        reader.execute("SELECT * FROM kv").fetchall()
+        self.clock.advance(CHECKPOINT_INTERVAL)
+        await self.thread_done()
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)  # tried again later
+        reader.execute("COMMIT")
+        self.clock.advance(CHECKPOINT_INTERVAL)
+        await self.thread_done()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(os.path.getsize(self.path + "-wal"), 0)
+
     async def test_checkpoint_under_way_at_close(self) -> None:
         """
         A checkpoint that could not copy everything ends after close began:
