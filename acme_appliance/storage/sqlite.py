@@ -119,14 +119,15 @@ def checkpoint_wal(conn: sqlite3.Connection) -> bool:
     everything ever written.
 
     @return: Whether it completed; if not (another connection kept it
-        waiting too long), the WAL may not have been fsynced.
+        waiting too long, and it copied what it could without waiting
+        more), the WAL may not have been fsynced.
     """
-    patience = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    busy_timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
     conn.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_PATIENCE * 1000)}")
     try:
         busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     finally:
-        conn.execute(f"PRAGMA busy_timeout = {patience}")
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout}")
     return not busy and copied >= logged
 
 
