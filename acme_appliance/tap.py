@@ -32,6 +32,7 @@ from ._appliance import (
     open_store_now,
     renewal_mirror,
 )
+from ._heap import HeapTrimService, malloc_trim
 from ._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_max_connections
 from ._logs import install_log_observer, log_target_of
 from ._workers import AdoptionError, ListeningSockets, WorkerSupervisor
@@ -238,11 +239,21 @@ class ApplianceService(MultiService):
         pacer = BudgetPacer(self.issuance.budgets.limits, config.policies)
         self.renewals = RenewalWindows(repository, clock, pacer)
         self._acme(config, reactor, revoker=Revoker(repository, cas, clock), limiter=limiter)
+        self._trim_heap(clock)
         if worker == 0:
             renewal_mirror(cas, repository=repository, clock=clock, events=self.events, pacer=pacer).setServiceParent(
                 self
             )
             self._main_only(config, reactor)
+
+    def _trim_heap(self, clock: IReactorTime) -> None:
+        """
+        Every process hands its C heap's free pages back now and then,
+        where the C library can.
+        """
+        trim = malloc_trim()
+        if trim is not None:
+            HeapTrimService(trim, clock).setServiceParent(self)
 
     def _main_only(self, config: Config, reactor: IApplianceReactor) -> None:
         """
