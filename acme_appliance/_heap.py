@@ -24,7 +24,7 @@ TRIM_INTERVAL = 60.0
 def malloc_trim() -> Callable[[], object] | None:
     """
     glibc's C{malloc_trim(0)}, or C{None} where the C library has none
-    (musl, macOS): their allocators return memory by themselves.
+    (musl, macOS).
     """
     try:
         trim = ctypes.CDLL(None).malloc_trim
