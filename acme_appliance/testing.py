@@ -548,6 +548,14 @@ class RefusingCA:
         return await self._ca.supports_profile(name)
 
 
+def as_upstream(world: World) -> None:
+    """
+    Make C{world}'s CA count as an upstream one, not built-in: its
+    validations are shared and re-used, and its jobs take finalize slots.
+    """
+    world.issuance._upstream._cas = {world.ca.name: RefusingCA(world.ca, [], lambda: False)}
+
+
 class AlternateChainCA:
     """
     Wraps a CA: every certificate it issues also comes with one alternate

@@ -393,7 +393,7 @@ class IssuanceService(Service):
         if order is None or order.status is not OrderStatus.PROCESSING:
             await self._repo.dequeue(order_id)
             if order is not None:
-                await self._release(order.token_id, order_id)
+                await self._release(order)
             return
         policy = self._policies.get(order.policy)
         if policy is None:
@@ -402,7 +402,10 @@ class IssuanceService(Service):
             token = None if self._tokens is None else await self._tokens.get(order.token_id)
             domains = () if token is None else token.domains
         recheck_names(domains, policy, order.names)
-        await self._slot(order)
+        cas = policy.cas
+        built_in = self._upstream.built_in(cas)
+        if not built_in:
+            await self._slot(order)
         assert order.csr is not None
         request = IssueRequest(
             csr_der=b64decode(order.csr, "csr"),
@@ -411,7 +414,6 @@ class IssuanceService(Service):
             challenge_type=CHALLENGE_FOR_METHOD[policy.validation],
             profile=order.profile,
         )
-        cas = [policy.primary_ca] + ([policy.backup_ca] if policy.backup_ca else [])
         since = self._deadline_start(order, budget_wait is not None)
 
         async def reissue(fresh: UpstreamOrder) -> IssuedCertificate:
@@ -431,7 +433,7 @@ class IssuanceService(Service):
                     validate=validate,
                     # A built-in CA validates nothing: no validation to
                     # share, so no turns under the order key's lock.
-                    exclusive=not self._upstream.built_in(cas),
+                    exclusive=not built_in,
                 )
             except BudgetExhausted as e:
                 since = await self._wait_for_budget(order, e.until)
@@ -500,7 +502,7 @@ class IssuanceService(Service):
                 await self._journal.written(order.id)
         # The finalize slot is given back in the same round trip: it only
         # waits for the order to be valid, which it is.
-        await self._stored(lambda: both(self._repo.dequeue(order.id), self._release(order.token_id, order.id)))
+        await self._stored(lambda: both(self._repo.dequeue(order.id), self._release(order)))
 
     async def _announce_again(self, order: Order) -> None:
         if self._journal is None or order.certificate_id is None:
@@ -565,9 +567,11 @@ class IssuanceService(Service):
                 )
             await deferLater(self._clock, self._slot_poll, lambda: None)
 
-    async def _release(self, token_id: str, order_id: str) -> None:
-        if self._limiter is not None:
-            await self._limiter.release_slot(token_id, order_id)
+    async def _release(self, order: Order) -> None:
+        # The job of a policy whose CAs are all built-in took no slot.
+        policy = self._policies.get(order.policy)
+        if self._limiter is not None and (policy is None or not self._upstream.built_in(policy.cas)):
+            await self._limiter.release_slot(order.token_id, order.id)
 
     async def _fail(self, order_id: str, problem: AcmeProblem, ca: str | None = None) -> None:
         now = self._clock.seconds()
@@ -582,7 +586,7 @@ class IssuanceService(Service):
         self._settle(order_id, failed)
         await self._repo.dequeue(order_id)
         if failed is not None:
-            await self._release(failed.token_id, order_id)
+            await self._release(failed)
         self._log.warn("order {order_id} failed: {detail}", order_id=order_id, detail=problem.detail)
         self.events.emit(
             Event,

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 
 from attrs import frozen
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -92,20 +91,17 @@ class UpstreamReuse:
             L{ValidationRequired} when the CA wants a new validation.
         @param validate: Asks the CA, validating as needed.
         @param exclusive: C{False} when C{validate} validates nothing (the
-            built-in CA): there is no validation to share, so jobs of the
-            key do not take turns under its lock, and the issue is
-            remembered in the background.
+            built-in CA): there is no validation to share or re-use, so
+            C{validate} issues at once, with no lock, no store read and
+            nothing remembered.
         """
+        if not exclusive:
+            # Nothing to re-use or to remember: a new certificate each time.
+            return await validate(), IssueMode.NEW
         while True:
             issued = await self._reissue(key, reissue)
             if issued is not None:
                 return issued, IssueMode.REISSUE
-            if not exclusive:
-                issued = await validate()
-                # Nobody waits for it: it shares the next store round trip
-                # of the job (recording the certificate) instead of adding one.
-                Deferred.fromCoroutine(self._remember(key, issued.ca_name, order_id))
-                return issued, IssueMode.NEW
             async with self.locks.hold(key):
                 if await self.fresh(key) is None:
                     issued = await validate()

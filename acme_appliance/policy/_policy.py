@@ -60,6 +60,13 @@ class Policy:
     profiles: tuple[Profile, ...] = ()
 
     @property
+    def cas(self) -> list[str]:
+        """
+        The CAs to ask, in order: the primary, then the backup if any.
+        """
+        return [self.primary_ca] + ([self.backup_ca] if self.backup_ca else [])
+
+    @property
     def default_profile(self) -> str | None:
         """
         The profile of an order that asks for none: the first listed.

@@ -18,7 +18,8 @@ from acme_appliance.issuance._failover import FailoverIssuer
 from acme_appliance.issuance._health import CAHealth
 from acme_appliance.notify import CaFailover, CertificateIssued, EventBus
 from acme_appliance.notify.testing import MemoryNotifier
-from acme_appliance.testing import RefusingCA, ScriptedCA, StubAcmeClient, World, issued, make_csr
+from acme_appliance.storage import keys
+from acme_appliance.testing import RefusingCA, ScriptedCA, StubAcmeClient, World, as_upstream, issued, make_csr
 
 DOWN = CAError("connection refused", transient=True)
 OK = "ok"
@@ -154,6 +155,7 @@ class ReuseTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.world = World(self)
+        as_upstream(self.world)
         self.notes = MemoryNotifier()
         self.world.issuance.events.subscribe(self.notes)
 
@@ -205,7 +207,7 @@ class ReuseTests(SynchronousTestCase):
         that is not a built-in one), the others wait for it, then re-issue.
         """
         world = World(self, issue_delay=10)
-        world.issuance._upstream._cas = {"builtin": RefusingCA(world.ca, [], lambda: False)}
+        as_upstream(world)
         notes, directory, clients, orders = self.finalized_together(world)
         self.assertEqual(len(world.issuance.locks), 1)
         world.clock.advance(10)
@@ -230,10 +232,11 @@ class ReuseTests(SynchronousTestCase):
         self.assertEqual([e.mode for e in notes.of_kind(CertificateIssued)], ["new", "new", "new"])
         for client, url in zip(clients, orders):
             self.assertEqual(client.post(url, None).json()["status"], "valid")
-        # Remembered all the same: a later order re-issues.
+        # Nothing remembered (no store write for it): a later order is new too.
+        self.assertEqual([k for k in world.store._entries if k.startswith(keys.upstream_order(""))], [])
         order, _ = issued(world, world.client(directory), ["example.com"])
         world.clock.advance(10)
-        self.assertEqual(notes.of_kind(CertificateIssued)[-1].mode, "reissue")
+        self.assertEqual(notes.of_kind(CertificateIssued)[-1].mode, "new")
 
     def test_ca_wants_validation_again(self) -> None:
         """

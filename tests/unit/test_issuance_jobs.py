@@ -18,6 +18,7 @@ from acme_appliance.ca import CAError, IssuedCertificate, IssueRequest
 from acme_appliance.issuance._locks import LEASE
 from acme_appliance.notify import Event, EventJournal, EventName
 from acme_appliance.notify.testing import MemoryNotifier
+from acme_appliance.orders import Order
 from acme_appliance.storage import StorageError, keys
 from acme_appliance.testing import ScriptedCA, StubAcmeClient, World, make_csr, self_signed_pem
 
@@ -213,11 +214,11 @@ class StoreAwayTests(JobFixture):
         real_release = world.issuance._release
         calls = []
 
-        async def release_away_once(token_id: str, order_id: str) -> None:
-            calls.append(order_id)
+        async def release_away_once(order: Order) -> None:
+            calls.append(order.id)
             if len(calls) == 1:
                 raise StorageError("redis 127.0.0.1:6379/0 unavailable: Connection refused")
-            await real_release(token_id, order_id)
+            await real_release(order)
 
         self.patch(world.issuance, "_release", release_away_once)
         url = self.finalize(client)

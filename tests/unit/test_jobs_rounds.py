@@ -149,15 +149,16 @@ class FinalizeRoundsTests(SynchronousTestCase):
 
     def test_rounds_until_valid(self) -> None:
         """
-        From the request to its C{valid} answer: 13 round trips (30 before
+        From the request to its C{valid} answer: 10 round trips (30 before
         writes issued together shared them, 14 before the built-in CA
-        skipped the budget ledger), 7 of them with writes (17 before); the
-        tidying up after the answer takes 4 more.
+        skipped the budget ledger, 13 before it skipped the finalize slots
+        and the re-use record), 6 of them with writes (17 before); the
+        tidying up after the answer takes 3 more.
         """
         before, after, answer = self.finalize_rounds()
         self.assertEqual(answer["status"], "valid")
-        self.assertEqual((len(before), write_rounds(before), writes(before)), (13, 7, 14))
-        self.assertEqual((len(after), write_rounds(after), writes(after)), (4, 4, 5))
+        self.assertEqual((len(before), write_rounds(before), writes(before)), (10, 6, 12))
+        self.assertEqual((len(after), write_rounds(after), writes(after)), (3, 3, 4))
 
     def test_crash_safe_order_kept(self) -> None:
         """

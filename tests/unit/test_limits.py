@@ -29,7 +29,7 @@ from acme_appliance.orders import (
 from acme_appliance.policy import Token, TokenRegistry
 from acme_appliance.stats import Metrics
 from acme_appliance.storage import MemoryStore, keys
-from acme_appliance.testing import World, add_account, make_csr, sample_policy
+from acme_appliance.testing import World, add_account, as_upstream, make_csr, sample_policy
 from acme_appliance.wire import messages as m
 
 from .test_order_service import FakeRevoker, Queue
@@ -304,8 +304,10 @@ class ServerLimitTests(SynchronousTestCase):
         """
         With 2 slots, a token's third finalized order stays C{processing}
         until one of the first two is issued, then it is issued too; another
-        token's order does not wait.
+        token's order does not wait.  (The CA is an upstream one: the
+        built-in CA takes no slot.)
         """
+        as_upstream(self.world)
         client = self.world.client()
         client.register()
         names = ["example.com", "a.example.com", "b.example.com"]
@@ -324,3 +326,20 @@ class ServerLimitTests(SynchronousTestCase):
         self.assertEqual(self.metrics.value("acme_appliance_rate_limited_total", limit="token_finalizes"), 1)
         self.world.clock.advance(30)
         self.assertEqual(client.post(finalized[2].header("Location") or "", None).json()["status"], "valid")
+
+    def test_built_in_ca_takes_no_slot(self) -> None:
+        """
+        The built-in CA asks nobody upstream: its jobs take no finalize
+        slot, so a token's orders beyond C{token_finalizes} are issued
+        together, and no slot is written.
+        """
+        client = self.world.client()
+        client.register()
+        names = ["example.com", "a.example.com", "b.example.com"]
+        orders = [client.new_order([name]).json() for name in names]
+        finalized = [client.finalize(order, make_csr([name])[0]) for order, name in zip(orders, names, strict=True)]
+        self.assertEqual([k for k in self.world.store._entries if k.startswith(keys.finalize_slots(""))], [])
+        self.world.clock.advance(30)
+        statuses = [client.post(f.header("Location") or "", None).json()["status"] for f in finalized]
+        self.assertEqual(statuses, ["valid"] * 3)
+        self.assertEqual(self.metrics.value("acme_appliance_rate_limited_total", limit="token_finalizes"), 0)
