@@ -163,14 +163,9 @@ class LocalCA:
             raise CAError("the request has no names", transient=False, problem_type=ProblemType.BAD_CSR)
         public_key = _csr_public_key(request.csr_der)
         now = _now(self._clock)
+        # Not logged here: the issuance job logs the order issued, with the
+        # CA and the serial.
         leaf = self._sign(self._leaf(request.names, public_key, now, self._profiles.get(request.profile or "")))
-        self._log.info(
-            "local CA {ca} issued serial {serial:x} for {names} (order {order_id})",
-            ca=self._name,
-            serial=leaf.serial_number,
-            names=",".join(request.names),
-            order_id=request.order_id,
-        )
         chain = leaf.public_bytes(serialization.Encoding.PEM) + self._intermediate_pem
         return IssuedCertificate(chain_pem=chain, ca_name=self._name, leaf=leaf)
 
