@@ -55,11 +55,9 @@ async def _store_valid(
     repo: AcmeRepository, order: Order, record: CertificateRecord, mode: IssueMode, now: float, leaf: x509.Certificate
 ) -> Order | None:
     """
-    Store C{record}, then its indexes together with the order made valid
-    with it (the order points to the record, not to its indexes); the
-    order as stored afterwards.
+    Store C{record} and its indexes, then the order made valid with it (it
+    points to the record); the order as stored afterwards.
     """
-    outcome: list[Order | None] = []
 
     def valid(o: Order) -> Order | None:
         if o.status is not OrderStatus.PROCESSING:
@@ -73,12 +71,8 @@ async def _store_valid(
             issue_mode=mode.value,
         )
 
-    async def mark() -> None:
-        # The order as this job read it: no second read to change it.
-        outcome.append(await repo.update_order(order.id, valid, known=order))
-
-    await repo.put_certificate(record, along=mark, leaf=leaf)
-    return outcome[0]
+    # The order as this job read it: no second read to change it.
+    return await repo.put_certificate_of(record, order, valid, leaf)
 
 
 class DurationEstimate:

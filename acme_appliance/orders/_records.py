@@ -6,7 +6,7 @@ kept as records in a L{Store}.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -14,8 +14,7 @@ from attrs import evolve, frozen
 from cryptography import x509
 from twisted.internet.interfaces import IReactorTime
 
-from ..core import together
-from ..storage import Store, dump_record, get_record, keys, load_record, put_record, record_bytes
+from ..storage import Put, Store, Swap, Write, dump_record, get_record, keys, load_record, put_record, record_bytes
 from ._certid import BadCertId, cert_id_of, cert_id_of_pem, names_digest, parse_cert_id
 
 R = TypeVar("R")
@@ -287,20 +286,21 @@ class AcmeRepository:
 
     async def add_order(self, order: Order, authorizations: list[Authorization]) -> None:
         ttl = self._order_ttl(order)
-        # The authorizations before the order, the order before its indexes:
-        # whatever a crash leaves, nothing points to a record not stored.
-        await together(*(put_record(self.store, keys.authorization(a.id), a, ttl=ttl) for a in authorizations))
-        await put_record(self.store, keys.order(order.id), order, ttl=ttl)
-        await together(
-            self.store.set(keys.account_orders(order.account_id) + order.id, b"", ttl=ttl), self._index(order, ttl)
+        # The authorizations before the order, the order before its indexes
+        # (one write in order): whatever a crash leaves, nothing points to a
+        # record not stored.
+        await self.store.write_in_order(
+            [
+                *(Put(keys.authorization(a.id), dump_record(a), ttl) for a in authorizations),
+                Put(keys.order(order.id), dump_record(order), ttl),
+                Put(keys.account_orders(order.account_id) + order.id, b"", ttl),
+                *self._time_index(order, ttl),
+            ]
         )
 
-    async def _index(self, order: Order, ttl: float | None) -> None:
+    def _time_index(self, order: Order, ttl: float | None) -> list[Write]:
         day = int(order.created // 86400)
-        await together(
-            self.store.set(keys.order_by_time(day, order_cursor(order)), b"", ttl=ttl),
-            self.store.set(keys.order_day(day), b"", ttl=ttl),
-        )
+        return [Put(keys.order_by_time(day, order_cursor(order)), b"", ttl), Put(keys.order_day(day), b"", ttl)]
 
     async def index_stored_orders(self) -> int:
         """
@@ -316,14 +316,19 @@ class AcmeRepository:
             ttl = self._order_ttl(order)
             if await self.store.get(keys.order_by_time(int(order.created // 86400), order_cursor(order))) is None:
                 # Only the expiry changes, and only if no job changed the order meanwhile.
-                await self.store.compare_and_set(key, value, value, ttl=ttl)
-                await self._index(order, ttl)
+                await self.store.write_in_order([Swap(key, value, value, ttl), *self._time_index(order, ttl)])
                 count += 1
         await self.store.set(keys.ORDER_INDEX_BUILT, b"1")
         return count
 
     async def update_order(
-        self, order_id: str, change: Callable[[Order], Order | None], *, attempts: int = 20, known: Order | None = None
+        self,
+        order_id: str,
+        change: Callable[[Order], Order | None],
+        *,
+        attempts: int = 20,
+        known: Order | None = None,
+        before: Sequence[Write] = (),
     ) -> Order | None:
         """
         Atomically replace an order by C{change(order)}.
@@ -332,9 +337,11 @@ class AcmeRepository:
         as stored afterwards, or C{None} if it does not exist.  C{known} is
         the order as the caller last read it: the first compare-and-set
         expects it without reading the order again (a stale one costs the
-        read it saved).
+        read it saved).  C{before}: writes that must come first, whatever
+        happens (see L{Store.write_in_order}); with C{known}, they go in one
+        write with the first compare-and-set.
         """
-        return await self._update(keys.order(order_id), Order, change, self._order_ttl, attempts, known)
+        return await self._update(keys.order(order_id), Order, change, self._order_ttl, attempts, known, before)
 
     async def _update(
         self,
@@ -344,20 +351,27 @@ class AcmeRepository:
         ttl: Callable[[R], float | None],
         attempts: int,
         known: R | None = None,
+        before: Sequence[Write] = (),
     ) -> R | None:
         """
         Replace the record at C{key} by C{change(record)} with a
-        compare-and-set, reading again when another writer came first.
+        compare-and-set, reading again when another writer came first;
+        C{before} are written first, in order (with the first
+        compare-and-set when C{known} is given).
         """
         if known is not None:
-            # The stored bytes of the record as it was read (kept from the
-            # read, not serialised again), so the compare-and-set matches if
-            # nobody wrote it since.
             guessed = change(known)
-            if guessed is not None and await self.store.compare_and_set(
-                key, record_bytes(known), dump_record(guessed), ttl=ttl(guessed)
-            ):
-                return guessed
+            if guessed is not None:
+                # The stored bytes of the record as it was read (kept from
+                # the read, not serialised again), so the compare-and-set
+                # matches if nobody wrote it since.
+                swap = Swap(key, record_bytes(known), dump_record(guessed), ttl(guessed))
+                done = await self.store.write_in_order([*before, swap])
+                if done[-1]:
+                    return guessed
+                before = ()
+        if before:
+            await self.store.write_in_order(before)
         for _ in range(attempts):
             raw = await self.store.get(key)
             if raw is None:
@@ -387,30 +401,38 @@ class AcmeRepository:
         return None if certificate_id is None else await self.certificate(certificate_id.decode())
 
     async def put_certificate(
-        self,
-        record: CertificateRecord,
-        *,
-        along: Callable[[], Coroutine[Any, Any, object]] | None = None,
-        leaf: x509.Certificate | None = None,
+        self, record: CertificateRecord, *, leaf: x509.Certificate | None = None
     ) -> CertificateRecord:
         """
         Store a certificate with its indexes; a new one gets its L{slot}.
         Returns it as stored.
 
-        @param along: a write started together with the indexes, once the
-            record is stored (one that points to it: the order it makes
-            valid).
         @param leaf: the first certificate of C{record.chain_pem}, when the
             caller has it parsed already.
         """
         record = await self.numbered(record)
-        await put_record(self.store, keys.certificate(record.id), record)
-        await together(
-            self.store.set(keys.certificate_by_serial(record.serial), record.id.encode()),
-            self._index_certificate(record, leaf),
-            *([along()] if along is not None else []),
-        )
+        await self.store.write_in_order(self._certificate_writes(record, leaf))
         return record
+
+    async def put_certificate_of(
+        self, record: CertificateRecord, order: Order, change: Callable[[Order], Order | None], leaf: x509.Certificate
+    ) -> Order | None:
+        """
+        L{put_certificate}, then L{update_order} of C{order} (as last read)
+        by C{change}: the order that points to the certificate comes after
+        it, in the same write when the order was not changed since.
+        Returns the order as stored afterwards.
+        """
+        record = await self.numbered(record)
+        return await self.update_order(order.id, change, known=order, before=self._certificate_writes(record, leaf))
+
+    def _certificate_writes(self, record: CertificateRecord, leaf: x509.Certificate | None) -> list[Write]:
+        """The certificate record, then its indexes."""
+        return [
+            Put(keys.certificate(record.id), dump_record(record)),
+            Put(keys.certificate_by_serial(record.serial), record.id.encode()),
+            *self._certificate_index(record, leaf),
+        ]
 
     async def numbered(self, record: CertificateRecord) -> CertificateRecord:
         """
@@ -422,21 +444,21 @@ class AcmeRepository:
         sequence = await self.store.increment(keys.certificate_sequence(names_digest(record.names)))
         return evolve(record, slot=sequence - 1)
 
-    async def _index_certificate(self, record: CertificateRecord, leaf: x509.Certificate | None = None) -> None:
+    def _certificate_index(self, record: CertificateRecord, leaf: x509.Certificate | None = None) -> list[Write]:
         """
         The renewal indexes of C{record} (whose first certificate is
         C{leaf}, when known): by certID, by each name, by token.
         """
-        writes = [self.store.set(keys.certificates_of_token(record.token_id) + record.id, b"")]
+        writes: list[Write] = [Put(keys.certificates_of_token(record.token_id) + record.id, b"")]
         try:
             cert_id = cert_id_of_pem(record.chain_pem) if leaf is None else cert_id_of(leaf)
-            writes.append(self.store.set(keys.certificate_by_cert_id(cert_id), record.id.encode()))
+            writes.append(Put(keys.certificate_by_cert_id(cert_id), record.id.encode()))
         except (BadCertId, ValueError):
             pass  # no AKI: looked up by serial only
         cursor = f"{int(record.issued * 1000):016d}-{record.id}"
         digest = names_digest(record.names).encode()
-        writes.extend(self.store.set(keys.certificates_of_name(name) + cursor, digest) for name in record.names)
-        await together(*writes)
+        writes.extend(Put(keys.certificates_of_name(name) + cursor, digest) for name in record.names)
+        return writes
 
     async def update_certificate(
         self,
@@ -497,7 +519,7 @@ class AcmeRepository:
             return 0
         count = 0
         for record in await self.all_certificates():
-            await self._index_certificate(record)
+            await self.store.write_in_order(self._certificate_index(record))
             count += 1
         await self.store.set(keys.CERTIFICATE_INDEX_BUILT, b"1")
         return count
@@ -508,7 +530,13 @@ class AcmeRepository:
         """
         Queue the issuance of C{order_id}, at clock time C{at}.
         """
-        await self.store.set(keys.issue_queue(order_id), repr(at).encode("ascii"))
+        await self.store.write_in_order([self.queue_entry(order_id, at)])
+
+    def queue_entry(self, order_id: str, at: float = 0.0) -> Put:
+        """
+        The write of L{enqueue}, for a L{Store.write_in_order}.
+        """
+        return Put(keys.issue_queue(order_id), repr(at).encode("ascii"))
 
     async def queued_at(self, order_id: str) -> float | None:
         """

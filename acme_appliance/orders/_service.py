@@ -393,9 +393,9 @@ class OrderService:
             key_rules=KeyRules(key_types=frozenset(policy.key_types), rsa_min_bits=policy.rsa_min_bits),
         )
         now = self._clock.seconds()
-        # Queued before the state change so that a crash in between cannot
-        # leave a processing order that nothing will ever issue.
-        await self._repo.enqueue(order.id, now)
+        # Queued before the state change (in the same write, see
+        # Store.write_in_order) so that a crash cannot leave a processing
+        # order that nothing will ever issue.
         updated = await self._repo.update_order(
             order.id,
             lambda o: (
@@ -404,6 +404,7 @@ class OrderService:
                 else None
             ),
             known=order,
+            before=[self._repo.queue_entry(order.id, now)],
         )
         if updated is None or updated.processing_since != now or updated.csr != csr:
             raise AcmeProblem(ProblemType.ORDER_NOT_READY, "order was finalized by another request")

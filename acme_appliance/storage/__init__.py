@@ -14,7 +14,7 @@ import attrs
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTCP, IReactorTime
 
 from . import keys, redis
-from ._interface import StorageError, Store
+from ._interface import Put, StorageError, Store, Swap, Write
 from ._records import dump_record, get_record, load_record, put_record, record_bytes
 from .memory import MemoryStore
 from .redis import RedisAddress, RedisStore
@@ -23,11 +23,14 @@ from .sqlite import Fsync, SQLiteStore
 __all__ = [
     "Fsync",
     "MemoryStore",
+    "Put",
     "RedisAddress",
     "RedisStore",
     "SQLiteStore",
     "StorageError",
     "Store",
+    "Swap",
+    "Write",
     "check_store_url",
     "dump_record",
     "get_record",

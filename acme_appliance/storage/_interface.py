@@ -5,7 +5,10 @@ appliance needs, shaped so that SQLite, memory and Redis can all provide it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
+
+from attrs import frozen
 
 from ..core import Unavailable
 
@@ -19,6 +22,34 @@ class StorageError(Unavailable):
 
 #: A stored value, or C{None} for none (absent, or delete).
 Entry = bytes | None
+
+
+@frozen
+class Put:
+    """
+    A write of L{Store.write_in_order}: store C{value} at C{key}
+    (C{None}: delete it), expiring after C{ttl} seconds.
+    """
+
+    key: str
+    value: Entry
+    ttl: float | None = None
+
+
+@frozen
+class Swap:
+    """
+    A write of L{Store.write_in_order}: L{Store.compare_and_set}.
+    """
+
+    key: str
+    expected: Entry
+    value: Entry
+    ttl: float | None = None
+
+
+#: One write of L{Store.write_in_order}.
+Write = Put | Swap
 
 
 @runtime_checkable
@@ -74,7 +105,35 @@ class Store(Protocol):
         by key.
         """
 
+    async def write_in_order(self, writes: Sequence[Write]) -> list[bool]:
+        """
+        Apply ``writes`` one after the other, a later one never without the
+        earlier ones, whatever fails or dies (a record before the index
+        that points to it): SQLite and memory apply them together, in one
+        transaction; Redis one after another.  Each result is ``True`` for a
+        L{Put}, and whether the swap happened for a L{Swap} (one that does
+        not happen does not stop the writes after it).
+        """
+
     async def close(self) -> None:
         """
         Release connections and threads.  The store is unusable afterwards.
         """
+
+
+async def write_in_turn(store: Store, writes: Sequence[Write]) -> list[bool]:
+    """
+    L{Store.write_in_order} by the store's single writes, each awaited
+    before the next starts (an error stops the rest).
+    """
+    done: list[bool] = []
+    for write in writes:
+        if isinstance(write, Swap):
+            done.append(await store.compare_and_set(write.key, write.expected, write.value, ttl=write.ttl))
+        elif write.value is None:
+            await store.delete(write.key)
+            done.append(True)
+        else:
+            await store.set(write.key, write.value, ttl=write.ttl)
+            done.append(True)
+    return done

@@ -5,10 +5,12 @@ for C{memory:} configurations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from ._interface import Entry, StorageError
+from ._interface import Entry, StorageError, Swap, Write, write_in_turn
 
 # How often (in clock seconds) a write sweeps out every expired entry, so that
 # keys nobody reads again (unused nonces, say) do not pile up forever.
@@ -43,6 +45,18 @@ def check_entry(key: str, value: bytes | None) -> None:
         raise ValueError(f"store keys must be valid Unicode text, not {key!r}") from None
     if value is not None and not isinstance(value, bytes):
         raise TypeError(f"store values are bytes, not {type(value).__name__} (key {key!r})")
+
+
+def check_writes(clock: IReactorTime, writes: Sequence[Write]) -> None:
+    """
+    L{check_entry} and the TTL of every write of a
+    L{Store.write_in_order}, before any of them is applied.
+    """
+    for write in writes:
+        check_entry(write.key, write.value)
+        if isinstance(write, Swap):
+            check_entry(write.key, write.expected)
+        expires_at(clock, write.ttl)
 
 
 def incremented(key: str, current: bytes | None, amount: int) -> int:
@@ -178,6 +192,11 @@ class MemoryStore:
             if entry is not None:
                 found.append((key, entry.value))
         return sorted(found)
+
+    async def write_in_order(self, writes: Sequence[Write]) -> list[bool]:
+        # Each single write completes at once: nothing runs in between.
+        check_writes(self._clock, writes)
+        return await write_in_turn(self, writes)
 
     async def close(self) -> None:
         self._closed = True

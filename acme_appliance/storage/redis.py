@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -27,8 +27,8 @@ from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFrom
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ._interface import Entry, StorageError
-from .memory import check_entry, expires_at, incremented
+from ._interface import Entry, StorageError, Write, write_in_turn
+from .memory import check_entry, check_writes, expires_at, incremented
 
 #: Seconds a call waits for Redis (a connection, then the answer) at most.
 TIMEOUT = 5.0
@@ -480,6 +480,12 @@ class RedisStore:
         if found:
             await self._replicated(key)
         return bool(found)
+
+    async def write_in_order(self, writes: Sequence[Write]) -> list[bool]:
+        # One after another: each reaches the server (and the replicas
+        # waited for) before the next is sent.
+        check_writes(self._clock, writes)
+        return await write_in_turn(self, writes)
 
     async def _keys(self, prefix: str) -> list[bytes]:
         """

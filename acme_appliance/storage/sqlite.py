@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, TypeVar, cast
 
@@ -27,8 +27,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from ._interface import Entry, StorageError
-from .memory import PURGE_INTERVAL, check_entry, expires_at, incremented
+from ._interface import Entry, StorageError, Swap, Write
+from .memory import PURGE_INTERVAL, check_entry, check_writes, expires_at, incremented
 
 T = TypeVar("T")
 
@@ -101,6 +101,14 @@ def _put(conn: sqlite3.Connection, key: str, value: bytes | None, expires: float
         conn.execute("DELETE FROM kv WHERE key = ?", (key,))
     else:
         conn.execute("INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)", (key, value, expires))
+
+
+def _swap(conn: sqlite3.Connection, now: float, key: str, expected: Entry, value: Entry, expires: float | None) -> bool:
+    current = _live_value(conn, key, now)
+    if (None if current is None else current[0]) != expected:
+        return False
+    _put(conn, key, value, expires)
+    return True
 
 
 def _purge(conn: sqlite3.Connection, now: float) -> int:
@@ -605,15 +613,9 @@ class SQLiteStore:
         check_entry(key, expected)
         check_entry(key, value)
         expires = expires_at(self._clock, ttl)
-
-        def swap(conn: sqlite3.Connection, now: float) -> bool:
-            current = _live_value(conn, key, now)
-            if (None if current is None else current[0]) != expected:
-                return False
-            _put(conn, key, value, expires)
-            return True
-
-        return await self._write(f"compare_and_set {key!r}", swap)
+        return await self._write(
+            f"compare_and_set {key!r}", lambda conn, now: _swap(conn, now, key, expected, value, expires)
+        )
 
     async def increment(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         check_entry(key, None)
@@ -639,6 +641,23 @@ class SQLiteStore:
             return found
 
         return await self._write(f"delete {key!r}", delete)
+
+    async def write_in_order(self, writes: Sequence[Write]) -> list[bool]:
+        check_writes(self._clock, writes)
+        expiries = [expires_at(self._clock, write.ttl) for write in writes]
+
+        def apply(conn: sqlite3.Connection, now: float) -> list[bool]:
+            done = []
+            for write, expires in zip(writes, expiries, strict=True):
+                if isinstance(write, Swap):
+                    done.append(_swap(conn, now, write.key, write.expected, write.value, expires))
+                else:
+                    _put(conn, write.key, write.value, expires)
+                    done.append(True)
+            return done
+
+        # One queued write: its writes commit together or not at all.
+        return await self._write(f"{len(writes)} writes in order", apply)
 
     async def scan(self, prefix: str) -> list[tuple[str, bytes]]:
         check_entry(prefix, None)

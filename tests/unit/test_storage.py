@@ -25,10 +25,12 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from acme_appliance.storage import (
     Fsync,
     MemoryStore,
+    Put,
     RedisAddress,
     SQLiteStore,
     StorageError,
     Store,
+    Swap,
     check_store_url,
     dump_record,
     load_record,
@@ -326,6 +328,43 @@ class StoreContract(_ContractBase):
         results = await gather(*(self.store.increment("count/c") for _ in range(50)))
         self.assertEqual(sorted(results), list(range(1, 51)))
         self.assertEqual(await self.store.get("count/c"), b"50")
+
+    # -- write_in_order ---------------------------------------------------
+
+    async def test_write_in_order(self) -> None:
+        await self.store.set("queue/o", b"old")
+        await self.store.set("order/o", b"ready")
+        done = await self.store.write_in_order(
+            [
+                Put("queue/o", b"queued", ttl=60),
+                Swap("order/o", b"ready", b"processing"),
+                Swap("order/o", b"ready", b"again"),
+                Put("index/o", b""),
+                Put("gone/o", None),
+                Swap("new/o", None, b"created"),
+            ]
+        )
+        self.assertEqual(done, [True, True, False, True, True, True])
+        self.assertEqual(await self.store.get("queue/o"), b"queued")
+        self.assertEqual(await self.store.get("order/o"), b"processing")
+        self.assertEqual(await self.store.get("index/o"), b"")
+        self.assertEqual(await self.store.get("new/o"), b"created")
+        self.clock.advance(61)
+        self.assertIsNone(await self.store.get("queue/o"))
+        self.assertEqual(await self.store.write_in_order([]), [])
+
+    async def test_write_in_order_checked_first(self) -> None:
+        """
+        A write of the wrong type or with a bad TTL refuses the whole
+        ordered write: none of it is applied.
+        """
+        put: Any = Put
+        swap: Any = Swap
+        bad_writes = [put("k", "not bytes"), put(b"not str", b"v"), put("k", b"v", ttl=0), swap("k", "x", b"v")]
+        for bad in bad_writes:
+            with self.assertRaises((TypeError, ValueError)):
+                await self.store.write_in_order([Put("first", b"1"), bad])
+            self.assertIsNone(await self.store.get("first"))
 
     # -- delete -----------------------------------------------------------
 
