@@ -25,7 +25,7 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.python import log as legacy_log
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 # Chunked framing on top of the body limit: a chunk-size line per chunk.
@@ -36,6 +36,9 @@ _MAX_DISCARD = 4 * 1024 * 1024
 # File descriptors kept out of the listeners' share: the store, logs, DNS
 # resolution, outgoing CA and webhook connections.
 _RESERVED_FDS = 128
+#: The C{Server} header of every response: the product, without a version
+#: (twisted.web would name itself and its version).
+SERVER = b"acme-appliance"
 
 
 @frozen
@@ -284,6 +287,17 @@ def _problem(code: int, problem_type: str, detail: str) -> bytes:
     return head.encode() + body
 
 
+class _Request(Request):
+    """
+    twisted.web's request, whose C{Server} header names no version.
+    """
+
+    def setHeader(self, name: bytes | str, value: bytes | str) -> None:
+        if name == b"Server":
+            value = SERVER
+        super().setHeader(name, value)
+
+
 class BoundedSite(Site):
     """
     A L{Site} whose connections are L{_BoundedChannel}s; C{on_request}
@@ -304,6 +318,7 @@ class BoundedSite(Site):
         # forms into C{args} (its check of the Content-Type, through the
         # C{email} package, costs a fraction of a millisecond a POST).
         kw.setdefault("parsePOSTFormSubmission", False)
+        kw.setdefault("requestFactory", _Request)
         super().__init__(resource, timeout=limits.idle_timeout, **kw)
         self.limits = limits
         self.problem_type = problem_type

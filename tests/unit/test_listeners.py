@@ -250,6 +250,16 @@ class SizeTests(HttpCase):
         self.assertIn(b"posted 1000", transport.value())
         self.assertFalse(transport.disconnecting)
 
+    def test_server_names_no_version(self) -> None:
+        """
+        Every response names the appliance as its server, without a version
+        for a scanner to match (twisted.web would send its own name and
+        version).
+        """
+        head = self.send(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n").value().split(b"\r\n\r\n")[0]
+        self.assertIn(b"\r\nServer: acme-appliance\r\n", head + b"\r\n")
+        self.assertNotIn(b"Twisted", head)
+
     def test_form_body_not_parsed(self) -> None:
         """
         A form body stays the body: only the query becomes C{args}.
