@@ -23,12 +23,12 @@ from ..core import AcmeProblem, ProblemType, Unavailable, both, report_failure, 
 from ..notify import CertificateIssued, Event, EventBus, EventJournal, EventName
 from ..orders import AcmeRepository, CertificateRecord, Limit, Order, OrderStatus, RateLimiter, new_id, recheck_names
 from ..policy import Policy, TokenRegistry, ValidationMethod
-from ..storage import keys
+from ..storage import Write, keys
 from ..wire import b64decode
 from ._budget import MIN_WAIT, BudgetExhausted, BudgetLedger
 from ._failover import FailoverIssuer
 from ._health import CAHealth
-from ._locks import LEASE, JobLeases, OrderLocks, order_key
+from ._locks import LEASE, JobLeases, Lease, OrderLocks, order_key
 from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
 #: How much a new job duration counts in the running estimate.
@@ -350,13 +350,13 @@ class IssuanceService(Service):
         if lease is None:
             return
         try:
-            await self._job(order_id, domains)
+            await self._job(order_id, domains, lease)
         finally:
             await lease.release()
 
-    async def _job(self, order_id: str, domains: tuple[str, ...] | None) -> None:
+    async def _job(self, order_id: str, domains: tuple[str, ...] | None, lease: Lease) -> None:
         try:
-            await self._issue(order_id, domains)
+            await self._issue(order_id, domains, lease)
         except CancelledError:
             # Shutting down: the order stays queued and resumes at next start.
             raise
@@ -374,7 +374,7 @@ class IssuanceService(Service):
                 order_id, AcmeProblem(ProblemType.SERVER_INTERNAL, "issuance failed; the operator has the details")
             )
 
-    async def _issue(self, order_id: str, domains: tuple[str, ...] | None) -> None:
+    async def _issue(self, order_id: str, domains: tuple[str, ...] | None, lease: Lease) -> None:
         # Read once the lease is held (another node's job may have finished
         # the order), together with the order's budget wait mark.
         order, budget_wait = await both(self._repo.order(order_id), self._repo.store.get(keys.budget_wait(order_id)))
@@ -433,7 +433,7 @@ class IssuanceService(Service):
                 since = await self._wait_for_budget(order, e.until)
             else:
                 break
-        await self._complete(order, issued, mode)
+        await self._complete(order, issued, mode, lease)
 
     async def _ask(self, order: Order, request: IssueRequest, cas: list[str], since: float) -> IssuedCertificate:
         return await self._upstream.issue(
@@ -464,7 +464,7 @@ class IssuanceService(Service):
         await deferLater(self._clock, wait)
         return self._clock.seconds()
 
-    async def _complete(self, order: Order, issued: IssuedCertificate, mode: IssueMode) -> None:
+    async def _complete(self, order: Order, issued: IssuedCertificate, mode: IssueMode, lease: Lease) -> None:
         # Parsed once (not at all when the CA hands over what it built):
         # the serial and the certID index come from it.
         leaf = issued.leaf if issued.leaf is not None else x509.load_pem_x509_certificate(issued.chain_pem)
@@ -494,9 +494,10 @@ class IssuanceService(Service):
                 # Dequeued only once journaled: a node that dies before
                 # leaves the order to be announced by the one that resumes it.
                 await self._journal.written(order.id)
-        # The finalize slot is given back in the same round trip: it only
-        # waits for the order to be valid, which it is.
-        await self._stored(lambda: both(self._repo.dequeue(order.id), self._release(order)))
+        # Dequeued, then the lease given back, in one write; the finalize
+        # slot in the same round trip: it only waits for the order to be valid.
+        tidy: list[Write] = [self._repo.dequeue_write(order.id), lease.release_write()]
+        await self._stored(lambda: both(self._repo.store.write_in_order(tidy), self._release(order)))
 
     async def _announce_again(self, order: Order) -> None:
         if self._journal is None or order.certificate_id is None:

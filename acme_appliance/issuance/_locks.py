@@ -18,7 +18,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from ..core import report_failure
-from ..storage import Store, keys
+from ..storage import Store, Swap, keys
 
 _log = Logger()
 
@@ -38,7 +38,7 @@ def order_key(token_id: str, names: Iterable[str]) -> str:
 
 
 @define
-class _Lease:
+class Lease:
     """
     A lease held in the store under C{key} with the owner's C{token}: renewed
     every third of its C{length} until released, so that it outlives slow
@@ -52,6 +52,7 @@ class _Lease:
     _length: float
     _held: bool = field(default=True, init=False)
     _call: IDelayedCall | None = field(default=None, init=False)
+    _written_off: bool = field(default=False, init=False)
 
     _log: ClassVar[Logger] = Logger()
 
@@ -83,13 +84,29 @@ class _Lease:
         """
         Stop renewing and delete the lease if it is still this one's.
         """
+        self._stop()
+        if self._written_off:
+            return
+        # A renewal still under way was queued before this delete on the
+        # same key, so it cannot bring the lease back.
+        await drop_lease(self._store, self.key, self.token)
+
+    def release_write(self) -> Swap:
+        """
+        Stop renewing; the write that deletes the lease if it is still this
+        one's, for a L{Store.write_in_order} after the writes it guarded.
+        L{release} then writes nothing: if that write fails, the lease
+        expires on its own.
+        """
+        self._stop()
+        self._written_off = True
+        return Swap(self.key, self.token, None)
+
+    def _stop(self) -> None:
         self._held = False
         if self._call is not None:
             self._call.cancel()
             self._call = None
-        # A renewal still under way was queued before this delete on the
-        # same key, so it cannot bring the lease back.
-        await drop_lease(self._store, self.key, self.token)
 
 
 async def drop_lease(store: Store, key: str, token: bytes) -> None:
@@ -125,7 +142,7 @@ class JobLeases:
         self._node = node
         self._lease = lease
 
-    async def take(self, order_id: str) -> _Lease | None:
+    async def take(self, order_id: str) -> Lease | None:
         """
         The job lease of C{order_id}, or C{None} while another holds it.
         """
@@ -133,7 +150,7 @@ class JobLeases:
         token = lease_token(self._node)
         if not await self._store.add(key, token, ttl=self._lease):
             return None
-        return _Lease(self._store, self._clock, key, token, self._lease)
+        return Lease(self._store, self._clock, key, token, self._lease)
 
     async def holders(self) -> dict[str, str]:
         """
@@ -198,7 +215,7 @@ class OrderLocks:
                 del self._users[key]
                 del self._locks[key]
 
-    async def _take(self, key: str) -> _Lease:
+    async def _take(self, key: str) -> Lease:
         token = lease_token(self._node)
         waited = False
         while not await self._add(key, token):
@@ -206,7 +223,7 @@ class OrderLocks:
                 self._log.info("{waiting_for} is held by another process; waiting for it", waiting_for=key)
                 waited = True
             await deferLater(self._clock, self._poll)
-        return _Lease(self._store, self._clock, key, token, self._lease)
+        return Lease(self._store, self._clock, key, token, self._lease)
 
     async def _add(self, key: str, token: bytes) -> bool:
         try:

@@ -530,13 +530,19 @@ class AcmeRepository:
         """
         Queue the issuance of C{order_id}, at clock time C{at}.
         """
-        await self.store.write_in_order([self.queue_entry(order_id, at)])
+        await self.store.write_in_order([self.enqueue_write(order_id, at)])
 
-    def queue_entry(self, order_id: str, at: float = 0.0) -> Put:
+    def enqueue_write(self, order_id: str, at: float = 0.0) -> Put:
         """
         The write of L{enqueue}, for a L{Store.write_in_order}.
         """
         return Put(keys.issue_queue(order_id), repr(at).encode("ascii"))
+
+    def dequeue_write(self, order_id: str) -> Put:
+        """
+        The write of L{dequeue}, for a L{Store.write_in_order}.
+        """
+        return Put(keys.issue_queue(order_id), None)
 
     async def queued_at(self, order_id: str) -> float | None:
         """
@@ -547,7 +553,7 @@ class AcmeRepository:
         return None if value is None else _queued_at(value)
 
     async def dequeue(self, order_id: str) -> None:
-        await self.store.delete(keys.issue_queue(order_id))
+        await self.store.write_in_order([self.dequeue_write(order_id)])
 
     async def queued(self, before: float | None = None) -> list[str]:
         """

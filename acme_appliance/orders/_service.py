@@ -404,7 +404,7 @@ class OrderService:
                 else None
             ),
             known=order,
-            before=[self._repo.queue_entry(order.id, now)],
+            before=[self._repo.enqueue_write(order.id, now)],
         )
         if updated is None or updated.processing_since != now or updated.csr != csr:
             raise AcmeProblem(ProblemType.ORDER_NOT_READY, "order was finalized by another request")

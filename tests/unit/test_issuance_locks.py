@@ -12,7 +12,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.issuance._health import CAHealth
-from acme_appliance.issuance._locks import OrderLocks, order_key
+from acme_appliance.issuance._locks import JobLeases, OrderLocks, order_key
 from acme_appliance.storage import MemoryStore, keys
 
 
@@ -147,6 +147,29 @@ class _LateStore(MemoryStore):
             await super().add(key, value, ttl=ttl)
             raise
         return await super().add(key, value, ttl=ttl)
+
+
+class JobLeaseTests(SynchronousTestCase):
+    def test_release_write(self) -> None:
+        """
+        A job's lease given back by a write of its own (in one ordered
+        write after the queue entry): renewals stop, the write deletes the
+        lease, and C{release} afterwards writes nothing more.
+        """
+        clock = Clock()
+        store = MemoryStore(clock)
+        leases = JobLeases(store, clock, lease=30)
+        lease = self.successResultOf(Deferred.fromCoroutine(leases.take("o1")))
+        assert lease is not None
+        write = lease.release_write()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(store.write_in_order([write]))), [True])
+        self.assertIsNone(self.successResultOf(Deferred.fromCoroutine(store.get(keys.job_lease("o1")))))
+        # release() writes nothing now: not even a lease that looks like
+        # this one's goes.
+        self.successResultOf(Deferred.fromCoroutine(store.set(keys.job_lease("o1"), lease.token)))
+        self.successResultOf(Deferred.fromCoroutine(lease.release()))
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(store.get(keys.job_lease("o1")))), lease.token)
 
 
 class OrderLeaseTests(SynchronousTestCase):

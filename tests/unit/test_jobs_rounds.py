@@ -215,12 +215,14 @@ class FinalizeRoundsTests(SynchronousTestCase):
         skipped the budget ledger, 13 before it skipped the finalize slots
         and the re-use record, 10 before the writes that must follow one
         another went in one ordered write), 4 of them with writes (17
-        before); the tidying up after the answer takes 3 more.
+        before); the tidying up after the answer takes 2 more (the event
+        journaled; the queue entry and the job's lease deleted in one
+        ordered write).
         """
         before, after, answer = self.finalize_rounds()
         self.assertEqual(answer["status"], "valid")
         self.assertEqual((len(before), write_rounds(before), writes(before)), (8, 4, 12))
-        self.assertEqual((len(after), write_rounds(after), writes(after)), (3, 3, 4))
+        self.assertEqual((len(after), write_rounds(after), writes(after)), (2, 2, 4))
 
     def test_crash_safe_order_kept(self) -> None:
         """
