@@ -109,8 +109,8 @@ class Store(Protocol):
         """
         Apply ``writes`` one after the other, a later one never without the
         earlier ones, whatever fails or dies (a record before the index
-        that points to it): SQLite and memory apply them together, in one
-        transaction; Redis one after another.  Each result is ``True`` for a
+        that points to it): SQLite applies them in one transaction, Redis
+        in one script, memory at once.  Each result is ``True`` for a
         L{Put}, and whether the swap happened for a L{Swap} (one that does
         not happen does not stop the writes after it).
         """
@@ -119,21 +119,3 @@ class Store(Protocol):
         """
         Release connections and threads.  The store is unusable afterwards.
         """
-
-
-async def write_in_turn(store: Store, writes: Sequence[Write]) -> list[bool]:
-    """
-    L{Store.write_in_order} by the store's single writes, each awaited
-    before the next starts (an error stops the rest).
-    """
-    done: list[bool] = []
-    for write in writes:
-        if isinstance(write, Swap):
-            done.append(await store.compare_and_set(write.key, write.expected, write.value, ttl=write.ttl))
-        elif write.value is None:
-            await store.delete(write.key)
-            done.append(True)
-        else:
-            await store.set(write.key, write.value, ttl=write.ttl)
-            done.append(True)
-    return done

@@ -27,7 +27,7 @@ from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFrom
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ._interface import Entry, StorageError, Write, write_in_turn
+from ._interface import Entry, StorageError, Swap, Write
 from .memory import check_entry, check_writes, expires_at, incremented
 
 #: Seconds a call waits for Redis (a connection, then the answer) at most.
@@ -106,6 +106,26 @@ local out = {}
 for i, key in ipairs(KEYS) do
   local r = live(key, ARGV[1])
   if r then out[i] = r[1] else out[i] = false end
+end
+return out
+""")
+# One ordered write, atomic: ARGV[1] is now, then 7 for each key: is_swap,
+# value ('' when deleting), expires, gc_ms, has_expected, expected, has_value.
+_IN_ORDER = _Script.of("""
+local out = {}
+for i, key in ipairs(KEYS) do
+  local a = 2 + (i - 1) * 7
+  local ok = true
+  if ARGV[a] == '1' then
+    local r = live(key, ARGV[1])
+    if ARGV[a + 4] == '0' then ok = not r else ok = (r ~= nil) and r[1] == ARGV[a + 5] end
+  end
+  if ok then
+    if ARGV[a + 6] == '0' then redis.call('DEL', key) else put(key, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]) end
+    out[i] = 1
+  else
+    out[i] = 0
+  end
 end
 return out
 """)
@@ -482,10 +502,26 @@ class RedisStore:
         return bool(found)
 
     async def write_in_order(self, writes: Sequence[Write]) -> list[bool]:
-        # One after another: each reaches the server (and the replicas
-        # waited for) before the next is sent.
+        # One script: Redis runs it whole, with nothing in between.
         check_writes(self._clock, writes)
-        return await write_in_turn(self, writes)
+        if not writes:
+            return []
+        args: list[object] = [self._now()]
+        for write in writes:
+            expected = write.expected if isinstance(write, Swap) else None
+            args += [
+                b"1" if isinstance(write, Swap) else b"0",
+                b"" if write.value is None else write.value,
+                *self._expiry(write.ttl),
+                b"0" if expected is None else b"1",
+                b"" if expected is None else expected,
+                b"0" if write.value is None else b"1",
+            ]
+        keys = [write.key.encode() for write in writes]
+        done = [bool(n) for n in await self._run(f"{len(writes)} writes in order", _IN_ORDER, keys, args)]
+        if any(done):
+            await self._replicated(writes[0].key)
+        return done
 
     async def _keys(self, prefix: str) -> list[bytes]:
         """

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
-from acme_appliance.storage import RedisStore, StorageError, open_store, redis_store
+from acme_appliance.storage import Put, RedisStore, StorageError, Swap, open_store, redis_store
 from acme_appliance.storage.redis import GC_MARGIN
 from tests.unit.test_storage import StoreContract, gather
 
@@ -164,6 +164,31 @@ class RedisStoreTests(RedisCase):
             await store.increment("rate/c", 2**70, ttl=60)
         self.assertIsNone(await store.get("rate/c"))
         self.assertEqual(int(await pttl("rate/c")), -2)
+
+    async def test_write_in_order_is_one_script(self) -> None:
+        """
+        An ordered write is one command (one round trip, which Redis runs
+        whole); a swap that does not happen leaves the writes around it.
+        """
+        store = self.open()
+        await store.set("order/o", b"ready")
+        # Once, so that the server has the script (the first is sent whole).
+        await store.write_in_order([Put("warm", b"")])
+        sent: list[str] = []
+        call = store._call
+
+        def counted(what: str, command: Any) -> Any:
+            sent.append(what)
+            return call(what, command)
+
+        self.patch(store, "_call", counted)
+        done = await store.write_in_order(
+            [Put("queue/o", b"1", ttl=60), Swap("order/o", b"other", b"x"), Swap("order/o", b"ready", None)]
+        )
+        self.assertEqual(sent, ["3 writes in order"])
+        self.assertEqual(done, [True, False, True])
+        self.assertEqual(await store.get("queue/o"), b"1")
+        self.assertIsNone(await store.get("order/o"))
 
     async def test_wait_replicas_without_replicas(self) -> None:
         store = self.open(timeout=0.5, wait_replicas=1)
