@@ -196,6 +196,11 @@ class RedisStoreTests(RedisCase):
             await store.set("k", b"v")
         self.assertIn("reached 0 of 1 replicas", str(caught.exception))
         self.assertFalse(await store.add("k", b"w"))
+        with self.assertRaises(StorageError) as caught:
+            await store.write_in_order([Put("k2", b"v"), Swap("k", b"other", None)])
+        self.assertIn("reached 0 of 1 replicas", str(caught.exception))
+        # Nothing applied, nothing to wait for.
+        self.assertEqual(await store.write_in_order([Swap("k", b"other", None)]), [False])
 
 
 class RedisTLSTests(RedisCase):
