@@ -45,7 +45,7 @@ class BudgetPacer:
         self._rates = {ca: certificate_rate(found) for ca, found in limits.items()}
         self._partners: dict[str, set[str]] = {}
         for policy in policies:
-            group = {policy.primary_ca} | ({policy.backup_ca} if policy.backup_ca is not None else set())
+            group = set(policy.cas)
             for ca in group:
                 self._partners.setdefault(ca, set()).update(group)
 

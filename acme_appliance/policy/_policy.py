@@ -64,7 +64,7 @@ class Policy:
         """
         The CAs to ask, in order: the primary, then the backup if any.
         """
-        return [self.primary_ca] + ([self.backup_ca] if self.backup_ca else [])
+        return [self.primary_ca] + ([self.backup_ca] if self.backup_ca is not None else [])
 
     @property
     def default_profile(self) -> str | None:

@@ -47,16 +47,18 @@ def check_entry(key: str, value: bytes | None) -> None:
         raise TypeError(f"store values are bytes, not {type(value).__name__} (key {key!r})")
 
 
-def check_writes(clock: IReactorTime, writes: Sequence[Write]) -> None:
+def check_writes(clock: IReactorTime, writes: Sequence[Write]) -> list[float | None]:
     """
     L{check_entry} and the TTL of every write of a
     L{Store.write_in_order}, before any of them is applied.
+
+    @return: Each write's absolute expiry (L{expires_at}).
     """
     for write in writes:
         check_entry(write.key, write.value)
         if isinstance(write, Swap):
             check_entry(write.key, write.expected)
-        expires_at(clock, write.ttl)
+    return [expires_at(clock, write.ttl) for write in writes]
 
 
 def incremented(key: str, current: bytes | None, amount: int) -> int:

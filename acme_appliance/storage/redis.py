@@ -58,6 +58,16 @@ local function put(key, value, expires, gc_ms)
     redis.call('PEXPIRE', key, gc_ms)
   end
 end
+local function swap(key, now, value, expires, gc_ms, has_expected, expected, has_value)
+  local r = live(key, now)
+  if has_expected == '0' then
+    if r then return 0 end
+  elseif not r or r[1] ~= expected then
+    return 0
+  end
+  if has_value == '0' then redis.call('DEL', key) else put(key, value, expires, gc_ms) end
+  return 1
+end
 """
 
 
@@ -77,16 +87,7 @@ _GET = _Script.of("local r = live(KEYS[1], ARGV[1]) if r then return r[1] end re
 _SET = _Script.of("put(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) return 1")
 _ADD = _Script.of("if live(KEYS[1], ARGV[1]) then return 0 end put(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) return 1")
 # ARGV: now, value ('' when deleting), expires, gc_ms, has_expected, expected, has_value.
-_CAS = _Script.of("""
-local r = live(KEYS[1], ARGV[1])
-if ARGV[5] == '0' then
-  if r then return 0 end
-elseif not r or r[1] ~= ARGV[6] then
-  return 0
-end
-if ARGV[7] == '0' then redis.call('DEL', KEYS[1]) else put(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) end
-return 1
-""")
+_CAS = _Script.of("return swap(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])")
 # ARGV: now, amount, expires ('' for none), gc_ms.  Like Redis INCR, a live
 # counter keeps its expiry (field e and the PEXPIRE); a new one gets ARGV[3],
 # set after HINCRBY so that a refused amount writes nothing.
@@ -110,21 +111,16 @@ end
 return out
 """)
 # One ordered write, atomic: ARGV[1] is now, then 7 for each key: is_swap,
-# value ('' when deleting), expires, gc_ms, has_expected, expected, has_value.
+# then the last six of _CAS's (a put is a swap that expects nothing).
 _IN_ORDER = _Script.of("""
 local out = {}
 for i, key in ipairs(KEYS) do
   local a = 2 + (i - 1) * 7
-  local ok = true
-  if ARGV[a] == '1' then
-    local r = live(key, ARGV[1])
-    if ARGV[a + 4] == '0' then ok = not r else ok = (r ~= nil) and r[1] == ARGV[a + 5] end
-  end
-  if ok then
+  if ARGV[a] == '0' then
     if ARGV[a + 6] == '0' then redis.call('DEL', key) else put(key, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]) end
     out[i] = 1
   else
-    out[i] = 0
+    out[i] = swap(key, ARGV[1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
   end
 end
 return out
@@ -445,6 +441,21 @@ class RedisStore:
         gc_ms = math.ceil((expires - self._clock.seconds() + GC_MARGIN) * 1000)
         return repr(expires).encode(), str(gc_ms).encode()
 
+    def _swap_args(self, expected: Entry, value: Entry, ttl: float | None) -> list[bytes]:
+        """
+        The arguments of C{swap} (the scripts' helper) after C{now}:
+        value, expires, gc_ms, has_expected, expected, has_value.
+        """
+        expires, gc_ms = self._expiry(ttl)
+        return [
+            b"" if value is None else value,
+            expires,
+            gc_ms,
+            b"0" if expected is None else b"1",
+            b"" if expected is None else expected,
+            b"0" if value is None else b"1",
+        ]
+
     async def get(self, key: str) -> bytes | None:
         check_entry(key, None)
         value = await self._run(f"get {key!r}", _GET, [key.encode()], [self._now()])
@@ -467,16 +478,7 @@ class RedisStore:
     async def compare_and_set(self, key: str, expected: Entry, value: Entry, *, ttl: float | None = None) -> bool:
         check_entry(key, expected)
         check_entry(key, value)
-        expires, gc_ms = self._expiry(ttl)
-        args = [
-            self._now(),
-            b"" if value is None else value,
-            expires,
-            gc_ms,
-            b"0" if expected is None else b"1",
-            b"" if expected is None else expected,
-            b"0" if value is None else b"1",
-        ]
+        args = [self._now(), *self._swap_args(expected, value, ttl)]
         swapped = await self._run(f"compare_and_set {key!r}", _CAS, [key.encode()], args)
         if swapped:
             await self._replicated(key)
@@ -508,15 +510,10 @@ class RedisStore:
             return []
         args: list[object] = [self._now()]
         for write in writes:
-            expected = write.expected if isinstance(write, Swap) else None
-            args += [
-                b"1" if isinstance(write, Swap) else b"0",
-                b"" if write.value is None else write.value,
-                *self._expiry(write.ttl),
-                b"0" if expected is None else b"1",
-                b"" if expected is None else expected,
-                b"0" if write.value is None else b"1",
-            ]
+            if isinstance(write, Swap):
+                args += [b"1", *self._swap_args(write.expected, write.value, write.ttl)]
+            else:
+                args += [b"0", *self._swap_args(None, write.value, write.ttl)]
         keys = [write.key.encode() for write in writes]
         done = [bool(n) for n in await self._run(f"{len(writes)} writes in order", _IN_ORDER, keys, args)]
         if any(done):

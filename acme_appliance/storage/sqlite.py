@@ -643,8 +643,7 @@ class SQLiteStore:
         return await self._write(f"delete {key!r}", delete)
 
     async def write_in_order(self, writes: Sequence[Write]) -> list[bool]:
-        check_writes(self._clock, writes)
-        expiries = [expires_at(self._clock, write.ttl) for write in writes]
+        expiries = check_writes(self._clock, writes)
 
         def apply(conn: sqlite3.Connection, now: float) -> list[bool]:
             done = []
