@@ -347,6 +347,23 @@ class WriteBatchTests(_StoreCase):
         self.assertEqual(self.batches, [13])
         self.assertEqual(len(await self.store.scan("k/")), 10)
 
+    async def test_commits_do_not_wake_the_reactor(self) -> None:
+        # callFromThread, from the reactor thread, would write to the
+        # reactor's waker pipe for every commit.
+        wakes: list[None] = []
+        real = _reactor.wakeUp  # type: ignore[attr-defined]
+
+        def wake_up() -> None:
+            wakes.append(None)
+            real()
+
+        self.patch(_reactor, "wakeUp", wake_up)
+        await self.store.set("a", b"1")
+        # Issued by a waiter of the first commit: the second one.
+        await gather(self.store.set("b", b"2"), self.store.set("c", b"3"))
+        self.assertEqual(self.batches, [1, 2])
+        self.assertEqual(wakes, [])
+
     async def test_one_failure_fails_alone(self) -> None:
         await self.store.set("text", b"not a number")
         self.batches.clear()
