@@ -23,7 +23,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger, LoggingFile
 from twisted.protocols.policies import WrappingFactory
 from twisted.python import log as legacy_log
-from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+from twisted.web.http import NO_BODY_CODES, HTTPChannel, _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 from zope.interface import implementer
@@ -289,13 +289,39 @@ def _problem(code: int, problem_type: str, detail: str) -> bytes:
 
 class _Request(Request):
     """
-    twisted.web's request, whose C{Server} header names no version.
+    twisted.web's request, whose C{Server} header names no version, that
+    adds no C{Content-Type} of its own (twisted.web would call a response
+    without one, even an empty one, C{text/html}), and whose body, written
+    at once (every response of the appliance is), goes with its
+    C{Content-Length} instead of in chunks.
     """
+
+    defaultContentType = None
+    # The first write waits for the next one or for finish(), which then
+    # knows the whole body.
+    _held: bytes | None = None
 
     def setHeader(self, name: bytes | str, value: bytes | str) -> None:
         if name == b"Server":
             value = SERVER
         super().setHeader(name, value)
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting and self._held is None and not self.finished:
+            self._held = data
+            return
+        if self._held is not None:
+            held, self._held = self._held, None
+            super().write(held)
+        super().write(data)
+
+    def finish(self) -> None:
+        if not self.startedWriting and not self.finished and not self._disconnected:
+            body, self._held = self._held or b"", None
+            if self.code not in NO_BODY_CODES and not self.responseHeaders.hasHeader(b"Content-Length"):
+                self.setHeader(b"Content-Length", b"%d" % len(body))
+            super().write(body)
+        super().finish()
 
 
 class BoundedSite(Site):

@@ -22,6 +22,7 @@ from twisted.python import log as legacy_log
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 
 from acme_appliance._appliance import StartupError
 from acme_appliance._listeners import BoundedSite, ConnectionLimit, ListenerLimits, default_max_connections
@@ -276,6 +277,68 @@ class SizeTests(HttpCase):
     def test_garbage_never_5xx(self, data: bytes) -> None:
         transport = self.send(data + b"\r\n\r\n")
         self.assertNotRegex(transport.value()[:12], rb"^HTTP/1\.1 5")
+
+
+class _Written(Resource):
+    """
+    Writes its body as Klein does, with C{write} and C{finish}: the parts
+    in the query (C{?part=a&part=b}), with status C{?code=}.
+    """
+
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> object:
+        request.setResponseCode(int(request.args.get(b"code", [b"200"])[0]))
+        for part in request.args.get(b"part", []):
+            request.write(part)
+        request.finish()
+        return NOT_DONE_YET
+
+
+class ResponseFramingTests(HttpCase):
+    """
+    A body written at once goes with its length, not in chunks, and no
+    response gets a C{Content-Type} the app did not set.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.site = site(_Written())
+        self.site.reactor = self.clock
+
+    def response(self, request: bytes) -> tuple[bytes, bytes]:
+        head, _, body = self.send(request).value().partition(b"\r\n\r\n")
+        return head.lower() + b"\r\n", body
+
+    def test_one_write_has_a_length(self) -> None:
+        head, body = self.response(b"GET /?part=hello HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertIn(b"\r\ncontent-length: 5\r\n", head)
+        self.assertNotIn(b"transfer-encoding", head)
+        self.assertNotIn(b"content-type", head)
+        self.assertEqual(body, b"hello")
+
+    def test_empty_body_has_length_zero(self) -> None:
+        head, body = self.response(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertIn(b"\r\ncontent-length: 0\r\n", head)
+        self.assertNotIn(b"content-type", head)
+        self.assertEqual(body, b"")
+
+    def test_head_has_the_length_of_get(self) -> None:
+        head, body = self.response(b"HEAD /?part=hello HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertIn(b"\r\ncontent-length: 5\r\n", head)
+        self.assertEqual(body, b"")
+
+    def test_no_content_has_no_length(self) -> None:
+        head, body = self.response(b"GET /?code=204 HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertTrue(head.startswith(b"http/1.1 204 "), head)
+        self.assertNotIn(b"content-length", head)
+        self.assertNotIn(b"content-type", head)
+        self.assertEqual(body, b"")
+
+    def test_several_writes_are_chunked(self) -> None:
+        head, body = self.response(b"GET /?part=ab&part=cde HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertIn(b"\r\ntransfer-encoding: chunked\r\n", head)
+        self.assertEqual(body, b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n")
 
 
 class AcmeProblemTests(SynchronousTestCase):
