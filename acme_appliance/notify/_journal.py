@@ -13,8 +13,8 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ..core import UNAVAILABLE_RETRY, Backoff, report_failure, together, while_unavailable
-from ..storage import Store, keys
+from ..core import UNAVAILABLE_RETRY, Backoff, report_failure, while_unavailable
+from ..storage import Put, Store, keys
 from ._events import EVENT_TYPES, Event, EventName
 
 RETENTION = 30 * 86400.0
@@ -170,17 +170,13 @@ class EventJournal:
     async def _write(self, event: Event, key: str) -> None:
         data = _dump(event)
         # Grouped by hour, so that the recent past is read without scanning
-        # the whole retention period.  Both writes start at once (one store
-        # round trip, one commit): neither points to the other, and an event
-        # half written is written again, under the same key, by the retry.
-        await together(
-            self._store.set(f"{_hour_prefix(event.time)}{key}", data, ttl=self._retention),
-            *(
-                [self._store.set(keys.order_events(event.order_id) + key, data, ttl=self._retention)]
-                if event.order_id is not None
-                else []
-            ),
-        )
+        # the whole retention period.  One write (one round trip, one
+        # commit); an event not written is written again, under the same
+        # key, by the retry.
+        puts = [Put(f"{_hour_prefix(event.time)}{key}", data, self._retention)]
+        if event.order_id is not None:
+            puts.append(Put(keys.order_events(event.order_id) + key, data, self._retention))
+        await self._store.write_in_order(puts)
 
     async def order_history(self, order_id: str) -> list[Event]:
         """

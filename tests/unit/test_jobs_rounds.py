@@ -266,7 +266,8 @@ class FinalizeRoundsTests(SynchronousTestCase):
 class JournalRoundsTests(SynchronousTestCase):
     def test_event_in_one_round(self) -> None:
         """
-        An order's event is written by hour and by order in one round trip.
+        An order's event is written by hour and by order in one round trip,
+        in one store call.
         """
         clock = World(self).clock
         store = RoundStore(MemoryStore(clock))
@@ -277,6 +278,7 @@ class JournalRoundsTests(SynchronousTestCase):
             pass
         self.assertEqual(len(store.rounds), 1)
         self.assertEqual(sorted(key.split("/")[0] for _, key in store.rounds[0]), ["event", "order-event"])
+        self.assertEqual(len(set(store.groups[0])), 1)
         store.gating = False
         history = self.successResultOf(Deferred.fromCoroutine(journal.order_history("o1")))
         self.assertEqual([e.name for e in history], [EventName.ORDER_PROCESSING])
