@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from twisted.application.service import Service
@@ -46,6 +47,11 @@ _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.
 FLUSH_INTERVAL = 2.0
 
 
+#: Counter children kept looked up at most (a bound should a label value
+#: ever come from outside a closed set).
+MAX_CHILDREN = 4096
+
+
 class Metrics(Service):
     """
     Counters in a registry of their own (never the process-global one, so
@@ -75,6 +81,8 @@ class Metrics(Service):
         self.registry = CollectorRegistry()
         r = self.registry
         self._counters: dict[str, Counter] = {}
+        #: Each counter's children by labels, with their totals' store keys.
+        self._children: dict[tuple[object, ...], tuple[Any, str]] = {}
         self.upstream_orders = self._counter("upstream_orders", "Orders placed at upstream CAs.", ["ca"])
         self.validations = self._counter("validations", "Upstream validations, by outcome.", ["ca", "method", "result"])
         self.certificates_issued = self._counter(
@@ -202,7 +210,7 @@ class Metrics(Service):
 
     def request(self, listener: str, endpoint: str, status: int) -> None:
         # Not persisted: a busy ACME listener would write on every request.
-        self.requests.labels(listener=listener, endpoint=endpoint, status=str(status)).inc()
+        self._child("http_requests", {"listener": listener, "endpoint": endpoint, "status": str(status)})[0].inc()
 
     def upstream_request(self, ca: str, result: str) -> None:
         # Not persisted, like the request counts.
@@ -228,11 +236,26 @@ class Metrics(Service):
         return [row for _, row in sorted(self._budget_rows.items())]
 
     def _count(self, counter: str, labels: dict[str, str]) -> None:
-        self._counters[counter].labels(**labels).inc()
+        child, key = self._child(counter, labels)
+        child.inc()
         if self._store is not None:
-            key = keys.COUNTER_PREFIX + counter + "/" + json.dumps(labels, sort_keys=True, separators=(",", ":"))
             self._deltas[key] = self._deltas.get(key, 0) + 1
             self._schedule_flush()
+
+    def _child(self, counter: str, labels: dict[str, str]) -> tuple[Any, str]:
+        """
+        C{counter}'s child for C{labels} and the store key of its total,
+        looked up once (label values come from closed sets: listeners,
+        endpoints, statuses, event fields, configured CAs).
+        """
+        memo = (counter, *labels.items())
+        found = self._children.get(memo)
+        if found is None:
+            if len(self._children) >= MAX_CHILDREN:
+                self._children.clear()
+            key = keys.COUNTER_PREFIX + counter + "/" + json.dumps(labels, sort_keys=True, separators=(",", ":"))
+            found = self._children[memo] = (self._counters[counter].labels(**labels), key)
+        return found
 
     # writing the totals
 

@@ -31,6 +31,7 @@ from acme_appliance._workers import ListeningSockets
 from acme_appliance.acme import endpoint_of
 from acme_appliance.acme._paths import ACME_RESOURCES, OTHER_ENDPOINT, ROOT_ENDPOINT, TOP_SEGMENTS
 from acme_appliance.stats import Metrics
+from acme_appliance.stats import _metrics as stats_metrics
 from acme_appliance.storage import MemoryStore
 from acme_appliance.tap import ApplianceService, redacting_log_formatter, site
 from acme_appliance.validation import DcvAuthority, DcvDNSServerFactory, ValidationValues
@@ -452,6 +453,23 @@ class EndpointLabelTests(SynchronousTestCase):
             if line.startswith(b"acme_appliance_http_requests_total{")
         ]
         self.assertLessEqual(len(series), len(LABELS))
+
+    def test_counts_beyond_the_kept_children(self) -> None:
+        """
+        Counting stays right when more label sets were counted than the
+        children kept looked up.
+        """
+        self.patch(stats_metrics, "MAX_CHILDREN", 2)
+        metrics = Metrics()
+        for status in (200, 201, 404, 200, 404, 200):
+            metrics.request("acme", "new-order", status)
+        counts = {
+            line.split(b'status="')[1][:3]: float(line.rsplit(b" ", 1)[1])
+            for line in metrics.exposition().splitlines()
+            if line.startswith(b"acme_appliance_http_requests_total{")
+        }
+        self.assertEqual(counts, {b"200": 3.0, b"201": 1.0, b"404": 2.0})
+        self.assertLessEqual(len(metrics._children), 2)
 
 
 class ListenersConfigTests(ConfigTestCase):
