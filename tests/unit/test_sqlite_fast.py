@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
 from acme_appliance.storage import Fsync, StorageError
 from acme_appliance.storage import sqlite as sqlite_module
@@ -30,6 +31,14 @@ from acme_appliance.storage.sqlite import BUSY_TIMEOUT, CHECKPOINT_INTERVAL, SQL
 from .test_storage import gather
 
 reactor = IReactorFromThreads(_reactor)
+
+
+@implementer(IReactorFromThreads)
+class _FromThreadsOnly:
+    """The global reactor as an L{IReactorFromThreads} and nothing more."""
+
+    def callFromThread(self, callable: Callable[..., Any], *args: object, **kwargs: object) -> None:
+        _reactor.callFromThread(callable, *args, **kwargs)  # type: ignore[attr-defined]
 
 
 class _StoreCase(TestCase):
@@ -363,6 +372,22 @@ class WriteBatchTests(_StoreCase):
         await gather(self.store.set("b", b"2"), self.store.set("c", b"3"))
         self.assertEqual(self.batches, [1, 2])
         self.assertEqual(wakes, [])
+
+    async def test_reactor_without_timed_calls(self) -> None:
+        """
+        A reactor that only calls from threads still gets every batch
+        flushed (the store then asks it with C{callFromThread}).
+        """
+        store = await SQLiteStore.open(self.path, reactor=_FromThreadsOnly(), clock=self.clock)
+        self.addCleanup(lambda: Deferred.fromCoroutine(store.close()))
+        self.batches.clear()
+        await store.set("a", b"1")
+        await gather(store.set("b", b"2"), store.increment("n"))
+        self.assertEqual(self.batches, [1, 2])
+        self.assertEqual(await store.get("b"), b"2")
+
+    # A batch never flushed would leave the test waiting.
+    test_reactor_without_timed_calls.timeout = 10  # type: ignore[attr-defined]
 
     async def test_one_failure_fails_alone(self) -> None:
         await self.store.set("text", b"not a number")
