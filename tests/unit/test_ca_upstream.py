@@ -17,9 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web._newclient import RequestNotSent
+from twisted.web.client import RequestTransmissionFailed
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 from zope.interface import implementer
@@ -64,13 +67,17 @@ class OnceUpstream(RecordingUpstream):
 @implementer(IAgent)
 class Refused:
     """
-    An agent for a CA nobody answers at.
+    An agent for a CA nobody answers at: every request fails with
+    C{error} (by default, the connection is refused).
     """
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self._error = error
 
     def request(
         self, method: bytes, uri: bytes, headers: Headers | None = None, bodyProducer: Any = None
     ) -> Deferred[IResponse]:
-        return fail(ConnectionRefusedError("nobody home"))
+        return fail(self._error or ConnectionRefusedError("nobody home"))
 
 
 class TransportTests(SynchronousTestCase):
@@ -155,19 +162,36 @@ class TransportTests(SynchronousTestCase):
         A CA that cannot be reached is a transient error, counted as a
         C{network-error}.
         """
-
         calls: list[tuple[str, str]] = []
-        http = HTTPClient(
-            upstream_agent(Refused(), ca="down", on_request=lambda ca, r: calls.append((ca, r))),
-            data_to_body_producer=BytesProducer,
-        )
-        transport = AcmeTransport(
-            ca="down", directory_url="https://ca.test/dir", http=http, clock=Clock(), store=MemoryStore(Clock())
-        )
-        error = self.failureResultOf(Deferred.fromCoroutine(transport.directory()), CAError).value
+        error = self.failureResultOf(Deferred.fromCoroutine(self.down(Refused(), calls).directory()), CAError).value
         self.assertTrue(error.transient)
         self.assertIn("ConnectionRefusedError", error.detail)
         self.assertEqual(calls, [("down", "network-error")])
+
+    def test_lost_while_sending(self) -> None:
+        """
+        A CA that goes away while a request is sent (it stops), or whose
+        connection was gone before, is a transient error too: the request
+        fails over like any other to a CA that cannot be reached.
+        """
+        for lost in [RequestTransmissionFailed([Failure(ConnectionLost())]), RequestNotSent()]:
+            calls: list[tuple[str, str]] = []
+            transport = self.down(Refused(lost), calls)
+            error = self.failureResultOf(Deferred.fromCoroutine(transport.directory()), CAError).value
+            self.assertTrue(error.transient)
+            self.assertIn(type(lost).__name__, error.detail)
+            self.assertEqual(calls, [("down", "network-error")])
+
+    @staticmethod
+    def down(agent: IAgent, calls: list[tuple[str, str]]) -> AcmeTransport:
+        """A transport to a CA called C{down} through C{agent}, its requests counted in C{calls}."""
+        http = HTTPClient(
+            upstream_agent(agent, ca="down", on_request=lambda ca, r: calls.append((ca, r))),
+            data_to_body_producer=BytesProducer,
+        )
+        return AcmeTransport(
+            ca="down", directory_url="https://ca.test/dir", http=http, clock=Clock(), store=MemoryStore(Clock())
+        )
 
 
 def _chain() -> bytes:

@@ -15,7 +15,17 @@ from twisted.internet.interfaces import IProtocol, IReactorPluggableNameResolver
 from twisted.internet.protocol import Protocol
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseDone, ResponseFailed
+
+# Not exported by twisted.web.client, which raises it.
+from twisted.web._newclient import RequestNotSent
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseFailed,
+)
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IResponse
@@ -31,6 +41,10 @@ NETWORK_ERRORS = (
     net_error.TimeoutError,
     net_error.ConnectionLost,
     net_error.ConnectionClosed,
+    # The connection went away while the request was being sent (a CA
+    # stopping), or was known gone before it was.
+    RequestTransmissionFailed,
+    RequestNotSent,
     ResponseFailed,
     CancelledError,
 )
