@@ -307,39 +307,39 @@ class ResponseFramingTests(HttpCase):
         self.site = site(_Written())
         self.site.reactor = self.clock
 
-    def response(self, request: bytes) -> tuple[bytes, bytes]:
-        head, _, body = self.send(request).value().partition(b"\r\n\r\n")
-        return head.lower() + b"\r\n", body
+    def framed(self, request_line: bytes, *, status: int = 200, length: int | None, body: bytes) -> bytes:
+        """
+        Send C{request_line}; check the answer's status, its
+        C{Content-Length} (C{None}: none) and its body, and that it has no
+        C{Content-Type}.  Returns its lower-cased head.
+        """
+        head, _, got = self.send(request_line + b"\r\nHost: a\r\n\r\n").value().partition(b"\r\n\r\n")
+        head = head.lower() + b"\r\n"
+        self.assertTrue(head.startswith(b"http/1.1 %d " % status), head)
+        if length is None:
+            self.assertNotIn(b"content-length", head)
+        else:
+            self.assertIn(b"\r\ncontent-length: %d\r\n" % length, head)
+        self.assertNotIn(b"content-type", head)
+        self.assertEqual(got, body)
+        return head
 
     def test_one_write_has_a_length(self) -> None:
-        head, body = self.response(b"GET /?part=hello HTTP/1.1\r\nHost: a\r\n\r\n")
-        self.assertIn(b"\r\ncontent-length: 5\r\n", head)
+        head = self.framed(b"GET /?part=hello HTTP/1.1", length=5, body=b"hello")
         self.assertNotIn(b"transfer-encoding", head)
-        self.assertNotIn(b"content-type", head)
-        self.assertEqual(body, b"hello")
 
     def test_empty_body_has_length_zero(self) -> None:
-        head, body = self.response(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        self.assertIn(b"\r\ncontent-length: 0\r\n", head)
-        self.assertNotIn(b"content-type", head)
-        self.assertEqual(body, b"")
+        self.framed(b"GET / HTTP/1.1", length=0, body=b"")
 
     def test_head_has_the_length_of_get(self) -> None:
-        head, body = self.response(b"HEAD /?part=hello HTTP/1.1\r\nHost: a\r\n\r\n")
-        self.assertIn(b"\r\ncontent-length: 5\r\n", head)
-        self.assertEqual(body, b"")
+        self.framed(b"HEAD /?part=hello HTTP/1.1", length=5, body=b"")
 
     def test_no_content_has_no_length(self) -> None:
-        head, body = self.response(b"GET /?code=204 HTTP/1.1\r\nHost: a\r\n\r\n")
-        self.assertTrue(head.startswith(b"http/1.1 204 "), head)
-        self.assertNotIn(b"content-length", head)
-        self.assertNotIn(b"content-type", head)
-        self.assertEqual(body, b"")
+        self.framed(b"GET /?code=204 HTTP/1.1", status=204, length=None, body=b"")
 
     def test_several_writes_are_chunked(self) -> None:
-        head, body = self.response(b"GET /?part=ab&part=cde HTTP/1.1\r\nHost: a\r\n\r\n")
+        head = self.framed(b"GET /?part=ab&part=cde HTTP/1.1", length=None, body=b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n")
         self.assertIn(b"\r\ntransfer-encoding: chunked\r\n", head)
-        self.assertEqual(body, b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n")
 
 
 class AcmeProblemTests(SynchronousTestCase):
