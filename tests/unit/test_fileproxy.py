@@ -11,9 +11,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.server import Site
 
 from acme_appliance.storage import MemoryStore
+from acme_appliance.tap import site
 from acme_appliance.validation import FileProxy, ValidationValues
 
 TOKEN = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"
@@ -89,9 +89,12 @@ class FileProxyTests(SynchronousTestCase):
 
     def raw(self, request: bytes) -> bytes:
         """
-        Send bytes no well-behaved client would, and return the response.
+        Send bytes no well-behaved client would, and return the response,
+        through the site the appliance serves the file proxy with.
         """
-        protocol = Site(self.proxy.resource()).buildProtocol(None)
+        served = site(self.proxy.resource())
+        served.reactor = Clock()
+        protocol = served.buildProtocol(None)
         transport = StringTransport()
         protocol.makeConnection(transport)
         protocol.dataReceived(request)
