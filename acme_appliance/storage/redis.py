@@ -58,6 +58,9 @@ local function put(key, value, expires, gc_ms)
     redis.call('PEXPIRE', key, gc_ms)
   end
 end
+local function write(key, value, expires, gc_ms, has_value)
+  if has_value == '0' then redis.call('DEL', key) else put(key, value, expires, gc_ms) end
+end
 local function swap(key, now, value, expires, gc_ms, has_expected, expected, has_value)
   local r = live(key, now)
   if has_expected == '0' then
@@ -65,7 +68,7 @@ local function swap(key, now, value, expires, gc_ms, has_expected, expected, has
   elseif not r or r[1] ~= expected then
     return 0
   end
-  if has_value == '0' then redis.call('DEL', key) else put(key, value, expires, gc_ms) end
+  write(key, value, expires, gc_ms, has_value)
   return 1
 end
 """
@@ -111,13 +114,13 @@ end
 return out
 """)
 # One ordered write, atomic: ARGV[1] is now, then 7 for each key: is_swap,
-# then the last six of _CAS's (a put is a swap that expects nothing).
+# then the last six of _CAS's (a put ignores has_expected and expected).
 _IN_ORDER = _Script.of("""
 local out = {}
 for i, key in ipairs(KEYS) do
   local a = 2 + (i - 1) * 7
   if ARGV[a] == '0' then
-    if ARGV[a + 6] == '0' then redis.call('DEL', key) else put(key, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]) end
+    write(key, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 6])
     out[i] = 1
   else
     out[i] = swap(key, ARGV[1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
