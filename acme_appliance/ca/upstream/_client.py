@@ -51,7 +51,7 @@ class _Pending:
 #: Waits between polls of an authorization or order when the CA sends no
 #: C{Retry-After}: a CA that validates in milliseconds (as Pebble does) is
 #: seen at once, and one that takes seconds is asked only a few times more.
-POLL_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+POLL_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 
 
 class UpstreamAcmeCA:
