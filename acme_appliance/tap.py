@@ -41,7 +41,7 @@ from .admin import AdminAPI, ensure_api_key
 from .config import Config, ConfigError, load_config
 from .core import ProblemType
 from .issuance import BudgetLedger, BudgetPacer, IssuanceService, Revoker
-from .notify import EventBus, EventJournal
+from .notify import JOURNAL_WINDOW, EventBus, EventJournal
 from .orders import AcmeRepository, RateLimiter, RenewalWindows
 from .policy import TokenRegistry
 from .stats import Metrics
@@ -347,7 +347,7 @@ class ApplianceService(MultiService):
         return self.config.cluster.node_name
 
     def _notifiers(self, config: Config, reactor: IApplianceReactor) -> None:
-        self.journal = EventJournal(self.store, clock=reactor)
+        self.journal = EventJournal(self.store, clock=reactor, window=JOURNAL_WINDOW)
         self.events.subscribe(self.journal)
         for sink in make_notifiers(config, reactor, on_drop=self.metrics.dropped):
             sink.setServiceParent(self)
@@ -479,8 +479,10 @@ class ApplianceService(MultiService):
     async def _stop(self) -> None:
         gc.unfreeze()
         await super().stopService()
-        # What the stopping services counted after the metrics stopped.
+        # What the stopping services counted and told after the metrics
+        # and the journal's gathering stopped.
         await self.metrics.flush()
+        await self.journal.flush()
         await self.store.close()
 
 

@@ -16,13 +16,14 @@ from ._events import (
     UpstreamOrdered,
     ValidationEvent,
 )
-from ._journal import EventJournal
+from ._journal import JOURNAL_WINDOW, EventJournal
 from ._queue import BoundedQueue
 from ._syslog import SyslogNotifier, SyslogTarget, SyslogTransport, format_rfc5424, parse_syslog_target
 from ._webhook import Webhook, WebhookNotifier, sign
 
 __all__ = [
     "EVENT_TYPES",
+    "JOURNAL_WINDOW",
     "BoundedQueue",
     "CaBudgetExhausted",
     "CaFailover",

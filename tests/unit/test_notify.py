@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet import reactor as _reactor
@@ -19,23 +20,27 @@ from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from acme_appliance.core import UNAVAILABLE_RETRY
 from acme_appliance.notify import (
     EVENT_TYPES,
     CaFailover,
     CertificateIssued,
     Event,
     EventBus,
+    EventJournal,
     EventName,
     PolicyEvent,
     SyslogNotifier,
     SyslogTarget,
     SyslogTransport,
     ValidationEvent,
+    _journal,
     format_rfc5424,
     parse_syslog_target,
 )
 from acme_appliance.notify.testing import MemoryNotifier
 from acme_appliance.stats import Metrics
+from acme_appliance.storage import MemoryStore, StorageError, Write
 
 reactor: Any = _reactor
 
@@ -650,3 +655,165 @@ class JournalTests(SynchronousTestCase):
         self.assertEqual((validated.method, validated.seconds), ("dns-cname", None))
         self.assertEqual((failover.from_ca, failover.to_ca), ("le", "backup"))
         self.assertEqual((type(processing), processing.name), (Event, EventName.ORDER_PROCESSING))
+
+
+class _WriteLog(MemoryStore):
+    """
+    A memory store that records the keys of each ordered write, away
+    while C{away} is set, and refusing (as a bug would) a write with a
+    key containing C{refused}.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.writes: list[list[str]] = []
+        self.away = False
+        self.refused: str | None = None
+
+    async def write_in_order(self, writes: Sequence[Write]) -> list[bool]:
+        if self.away:
+            raise StorageError("the store is away")
+        if self.refused is not None and any(self.refused in w.key for w in writes):
+            raise ValueError("refused")
+        self.writes.append([w.key for w in writes])
+        return await super().write_in_order(writes)
+
+
+class JournalGatheringTests(SynchronousTestCase):
+    """
+    A journal with a window writes the events of each window together.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.store = _WriteLog(self.clock)
+        self.journal = EventJournal(self.store, clock=self.clock, window=0.02)
+        self.bus = EventBus(self.clock)
+        self.bus.subscribe(self.journal)
+
+    def history(self, order_id: str) -> list[EventName]:
+        return [e.name for e in self.successResultOf(Deferred.fromCoroutine(self.journal.order_history(order_id)))]
+
+    def test_one_write_a_window(self) -> None:
+        """
+        The events of one window are written in one store write when it
+        ends, in the order they came; waiting for an order's events lasts
+        until then.
+        """
+        self.bus.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id="o1")
+        self.clock.advance(0.01)
+        self.bus.emit(Event, name=EventName.CA_DOWN, ca="le")
+        self.bus.emit(Event, name=EventName.ORDER_PROCESSING, order_id="o1")
+        written = Deferred.fromCoroutine(self.journal.written("o1"))
+        self.assertEqual(self.store.writes, [])
+        self.assertNoResult(written)
+        self.clock.advance(0.01)
+        self.successResultOf(written)
+        [write] = self.store.writes
+        self.assertEqual(
+            [key.split("/")[0] for key in write], ["event", "order-event", "event", "event", "order-event"]
+        )
+        self.assertEqual(self.history("o1"), [EventName.ORDER_CREATED, EventName.ORDER_PROCESSING])
+        # The next event opens the next window.
+        self.bus.emit(Event, name=EventName.CA_UP, ca="le")
+        self.clock.advance(0.02)
+        self.assertEqual(len(self.store.writes), 2)
+
+    def test_full_window_written_at_once(self) -> None:
+        """
+        Once L{MAX_GATHERED} events are gathered they are written without
+        waiting for the window to end.
+        """
+        self.patch(_journal, "MAX_GATHERED", 3)
+        for _ in range(4):
+            self.bus.emit(Event, name=EventName.CA_UP, ca="le")
+        self.assertEqual([len(w) for w in self.store.writes], [3])
+        self.clock.advance(0.02)
+        self.assertEqual([len(w) for w in self.store.writes], [3, 1])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_store_away(self) -> None:
+        """
+        A window's events wait together for a store that is away, counted
+        one by one, and are written together once it is back.
+        """
+        self.store.away = True
+        self.bus.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id="o1")
+        self.bus.emit(Event, name=EventName.ORDER_PROCESSING, order_id="o1")
+        self.clock.advance(0.02)
+        self.assertEqual(self.journal.pending, 2)
+        self.store.away = False
+        self.clock.advance(UNAVAILABLE_RETRY.delay(0))
+        self.assertEqual(self.journal.pending, 0)
+        self.assertEqual(len(self.store.writes), 1)
+        self.assertEqual(self.history("o1"), [EventName.ORDER_CREATED, EventName.ORDER_PROCESSING])
+
+    def test_one_bad_event_loses_only_itself(self) -> None:
+        """
+        When a window's write fails for another reason than the store
+        being away, each event is written on its own: the one that cannot
+        be is reported, once, and the others are kept.
+        """
+        self.store.refused = "bad"
+        self.bus.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id="o1")
+        self.bus.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id="bad")
+        self.bus.emit(Event, name=EventName.ORDER_PROCESSING, order_id="o1")
+        with capturedLogs() as logs:
+            self.clock.advance(0.02)
+        self.assertEqual(self.history("o1"), [EventName.ORDER_CREATED, EventName.ORDER_PROCESSING])
+        self.assertEqual(self.history("bad"), [])
+        reported = [e for e in logs if e.get("log_format", "").startswith("cannot journal event")]
+        self.assertEqual([(e["event"], e["log_level"]) for e in reported], [("order.created", LogLevel.critical)])
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual(self.journal.pending, 0)
+
+    def test_flush(self) -> None:
+        """
+        L{EventJournal.flush} (at a stop) writes the gathered events at
+        once; a store that is away then is not waited for.
+        """
+        self.bus.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id="o1")
+        self.successResultOf(Deferred.fromCoroutine(self.journal.flush()))
+        self.assertEqual(self.history("o1"), [EventName.ORDER_CREATED])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.store.away = True
+        self.bus.emit(Event, name=EventName.ORDER_PROCESSING, order_id="o1")
+        self.bus.emit(Event, name=EventName.CA_DOWN, ca="le")
+        with capturedLogs() as logs:
+            self.successResultOf(Deferred.fromCoroutine(self.journal.flush()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.journal.pending, 0)
+        # Each event lost is reported, once.
+        lost = [(e["event"], e["log_level"]) for e in logs if "cannot journal" in e.get("log_format", "")]
+        self.assertEqual(lost, [("order.processing", LogLevel.warn), ("ca.down", LogLevel.warn)])
+        self.store.away = False
+        self.assertEqual(self.history("o1"), [EventName.ORDER_CREATED])
+
+    def test_readers_see_unwritten_events(self) -> None:
+        """
+        An order's history and the events of a time range include the
+        events handed to the journal and not written yet, once each.
+        """
+        self.bus.emit(PolicyEvent, name=EventName.ORDER_CREATED, order_id="o1")
+        self.clock.advance(0.02)
+        self.store.away = True
+        self.bus.emit(Event, name=EventName.ORDER_PROCESSING, order_id="o1")
+        self.bus.emit(Event, name=EventName.CA_DOWN, ca="le")
+        now = self.clock.seconds()
+
+        def between() -> list[EventName]:
+            found = self.successResultOf(Deferred.fromCoroutine(self.journal.between(now - 60, now)))
+            return [e.name for e in found]
+
+        everything = [EventName.ORDER_CREATED, EventName.ORDER_PROCESSING, EventName.CA_DOWN]
+        self.assertEqual(self.history("o1"), everything[:2])
+        self.assertEqual(between(), everything)
+        self.clock.advance(0.02)
+        self.assertEqual(self.journal.pending, 2)
+        self.assertEqual(between(), everything)
+        self.store.away = False
+        self.clock.advance(UNAVAILABLE_RETRY.delay(0))
+        self.assertEqual(len(self.store.writes), 2)
+        self.assertEqual(self.history("o1"), everything[:2])
+        self.assertEqual(between(), everything)

@@ -13,7 +13,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.config import load_config
-from acme_appliance.notify import Event, EventName
+from acme_appliance.notify import JOURNAL_WINDOW, Event, EventName
 from acme_appliance.stats import FLUSH_INTERVAL
 from acme_appliance.storage import MemoryStore, keys
 from acme_appliance.tap import ApplianceService
@@ -109,6 +109,26 @@ class NotifierWiringTests(SynchronousTestCase):
         service.events.emit(Event, name=EventName.ORDER_PROCESSING, order_id="o2")
         self.successResultOf(service.stopService())
         self.assertEqual([value for _, value in totals()], [b"2"])
+
+    def test_events_journaled_a_window_at_a_time(self) -> None:
+        """
+        The service's journal writes the events of each
+        L{JOURNAL_WINDOW} together, and what it gathered when it stops.
+        """
+        store = _OpenStore(self.reactor)
+        service = ApplianceService(self.service.config, store, self.reactor)  # type: ignore[arg-type]
+        service.startService()
+
+        def stored() -> int:
+            return len(self.successResultOf(Deferred.fromCoroutine(store.scan(keys.order_events("o1")))))
+
+        service.events.emit(Event, name=EventName.ORDER_PROCESSING, order_id="o1")
+        self.assertEqual(stored(), 0)
+        self.reactor.advance(JOURNAL_WINDOW)
+        self.assertEqual(stored(), 1)
+        service.events.emit(Event, name=EventName.ORDER_PROCESSING, order_id="o1")
+        self.successResultOf(service.stopService())
+        self.assertEqual(stored(), 2)
 
     def test_start_up_objects_frozen_while_running(self) -> None:
         """
