@@ -128,36 +128,30 @@ class EventJournal:
         self._window = window
         #: Events waiting for the store to come back.
         self.pending = 0
-        self._writing: dict[str, list[Deferred[None]]] = {}
         #: The events gathered for the next write, each with what it fires.
         self._gathered: list[tuple[_Entry, Deferred[None]]] = []
         self._write_call: IDelayedCall | None = None
         #: The events handed to the journal and not yet written (or given
-        #: up on), by key: its readers see them too.
-        self._unwritten: dict[str, Event] = {}
+        #: up on), by key, each with what fires once it is: its readers see
+        #: them too, and L{written} waits for them.
+        self._unwritten: dict[str, tuple[Event, Deferred[None]]] = {}
 
     def __call__(self, event: Event) -> None:
-        entry = (event, self._key(event))
-        self._unwritten[entry[1]] = event
+        key = self._key(event)
         if self._clock is not None and self._window > 0:
-            d = self._gather(self._clock, entry)
+            d = self._gather(self._clock, (event, key))
         else:
-            d = Deferred.fromCoroutine(self._keep([entry]))
+            d = Deferred.fromCoroutine(self._keep([(event, key)]))
         d.addErrback(lambda f: report_failure(self._log, "cannot journal event {event}", f, event=event.name.value))
-        if event.order_id is not None:
-            self._writing.setdefault(event.order_id, []).append(d)
-        d.addBoth(lambda _: self._forget(entry[1], event.order_id, d))
+        # Kept before the forgetting is added: a write may be done already.
+        self._unwritten[key] = (event, d)
+        d.addBoth(lambda _: self._forget(key))
 
-    def _forget(self, key: str, order_id: str | None, d: Deferred[None]) -> None:
+    def _forget(self, key: str) -> None:
         """
         The event at C{key} is written, or given up on.
         """
-        self._unwritten.pop(key, None)
-        writing = self._writing.get(order_id or "", [])
-        if d in writing:
-            writing.remove(d)
-        if not writing:
-            self._writing.pop(order_id or "", None)
+        del self._unwritten[key]
 
     def _gather(self, clock: IReactorTime, entry: _Entry) -> Deferred[None]:
         """
@@ -205,7 +199,7 @@ class EventJournal:
         Wait until the events of C{order_id} handed to the journal so far
         are written (or given up on).
         """
-        writing = list(self._writing.get(order_id, ()))
+        writing = [d for event, d in self._unwritten.values() if event.order_id == order_id]
         if writing:
             await DeferredList(writing, consumeErrors=True)
 
@@ -295,7 +289,7 @@ class EventJournal:
         The events C{found} in the store and the unwritten ones that are
         C{wanted}, by key (oldest first).
         """
-        for key, event in self._unwritten.items():
+        for key, (event, _) in self._unwritten.items():
             if wanted(event):
                 found.setdefault(key, event)
         return [found[key] for key in sorted(found)]
