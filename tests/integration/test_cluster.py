@@ -212,7 +212,13 @@ class ClusterTests(SynchronousTestCase):
     def finished(self, futures: list[Future[tuple[str, str]]]) -> list[str]:
         orders = []
         for future in futures:
-            uri, chain = future.result(timeout=120)
+            try:
+                uri, chain = future.result(timeout=120)
+            except errors.IssuanceError as e:
+                # Its message is empty: say why the order failed, and what
+                # the nodes logged about it.
+                warnings = [line for node in self.world.nodes for line in node.log().splitlines() if "failed" in line]
+                self.fail(f"an order failed: {e.error}\n" + "\n".join(warnings[-20:]))
             self.assertIn("BEGIN CERTIFICATE", chain)
             orders.append(uri.rstrip("/").rsplit("/", 1)[-1])
         return orders
