@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from . import cluster, dns, fleet, issuance, latency
+from . import cluster, dns, fleet, issuance, latency, redis_store
 
 BENCHMARKS = {
     "cluster": cluster.main,
@@ -14,6 +14,7 @@ BENCHMARKS = {
     "fleet": fleet.main,
     "issuance": issuance.main,
     "latency": latency.main,
+    "redis_store": redis_store.main,
 }
 
 

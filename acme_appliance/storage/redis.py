@@ -8,6 +8,14 @@ from the store's clock) in field C{e}.  The scripts compare C{e} with the
 C{now} they are given, as the SQLite store compares its C{expires_at}
 column: the injected clock decides what has expired.  Redis' own expiry
 (C{PEXPIRE}, the TTL plus L{GC_MARGIN}) only collects the garbage.
+
+Listings (L{RedisStore.scan}) read a lexicographic index of every key, a
+sorted set that the scripts keep with each write, so that listing a prefix
+costs what the prefix holds, not the whole keyspace.  A second sorted set
+holds each entry with a TTL by the time it may be collected, so that each
+write also deletes a few collected entries from the index.  Both, and the
+mark that says the index is complete, are under keys that begin with a NUL
+byte, which the store refuses for its entries.
 """
 
 from __future__ import annotations
@@ -40,9 +48,38 @@ GC_MARGIN = 3600.0
 SCAN_COUNT = 500
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\s*", re.DOTALL)
-_GLOB_SPECIAL = re.compile(rb"([*?\[\]\\])")
 
-_HELPERS = """
+#: The index's keys: every entry's key (all scored 0, so ordered by their
+#: bytes), the entries with a TTL (scored by when they may be collected),
+#: and the mark that the index holds every entry.
+INDEX_KEY = b"\x00index"
+EXPIRY_KEY = b"\x00expiry"
+INDEX_READY_KEY = b"\x00index-ready"
+
+#: How many collected entries a write takes out of the index at most.
+SWEEP_BATCH = 16
+
+_HELPERS = f"""
+local IDX, EXP, READY = '\\0index', '\\0expiry', '\\0index-ready'
+local MARGIN = {GC_MARGIN!r}
+local function indexed(key, expires)
+  redis.call('ZADD', IDX, 0, key)
+  if expires == '' then
+    redis.call('ZREM', EXP, key)
+  else
+    redis.call('ZADD', EXP, tonumber(expires) + MARGIN, key)
+  end
+end
+local function dropped(key)
+  redis.call('ZREM', IDX, key)
+  redis.call('ZREM', EXP, key)
+end
+local function sweep(now)
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', 0, {SWEEP_BATCH})) do
+    redis.call('DEL', key)
+    dropped(key)
+  end
+end
 local function live(key, now)
   local r = redis.call('HMGET', key, 'v', 'e')
   if not r[1] then return nil end
@@ -57,9 +94,14 @@ local function put(key, value, expires, gc_ms)
     redis.call('HSET', key, 'v', value, 'e', expires)
     redis.call('PEXPIRE', key, gc_ms)
   end
+  indexed(key, expires)
+end
+local function remove(key)
+  redis.call('DEL', key)
+  dropped(key)
 end
 local function write(key, value, expires, gc_ms, has_value)
-  if has_value == '0' then redis.call('DEL', key) else put(key, value, expires, gc_ms) end
+  if has_value == '0' then remove(key) else put(key, value, expires, gc_ms) end
 end
 local function swap(key, now, value, expires, gc_ms, has_expected, expected, has_value)
   local r = live(key, now)
@@ -85,12 +127,22 @@ class _Script:
         return cls(source, hashlib.sha1(source).hexdigest())
 
 
-# ARGV for writes: now, value, expires ('' for none), gc_ms.
+# ARGV for writes: now, value, expires ('' for none), gc_ms.  Every write
+# then takes up to SWEEP_BATCH collected entries out of the index.
 _GET = _Script.of("local r = live(KEYS[1], ARGV[1]) if r then return r[1] end return false")
-_SET = _Script.of("put(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) return 1")
-_ADD = _Script.of("if live(KEYS[1], ARGV[1]) then return 0 end put(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) return 1")
+_SET = _Script.of("put(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) sweep(ARGV[1]) return 1")
+_ADD = _Script.of("""
+if live(KEYS[1], ARGV[1]) then return 0 end
+put(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
+sweep(ARGV[1])
+return 1
+""")
 # ARGV: now, value ('' when deleting), expires, gc_ms, has_expected, expected, has_value.
-_CAS = _Script.of("return swap(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])")
+_CAS = _Script.of("""
+local done = swap(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+sweep(ARGV[1])
+return done
+""")
 # ARGV: now, amount, expires ('' for none), gc_ms.  Like Redis INCR, a live
 # counter keeps its expiry (field e and the PEXPIRE); a new one gets ARGV[3],
 # set after HINCRBY so that a refused amount writes nothing.
@@ -98,21 +150,17 @@ _INCREMENT = _Script.of("""
 local created = not live(KEYS[1], ARGV[1])
 if created then redis.call('DEL', KEYS[1]) end
 local n = redis.call('HINCRBY', KEYS[1], 'v', ARGV[2])
-if created and ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], 'e', ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if created then
+  if ARGV[3] ~= '' then
+    redis.call('HSET', KEYS[1], 'e', ARGV[3])
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  end
+  indexed(KEYS[1], ARGV[3])
 end
+sweep(ARGV[1])
 return n
 """)
-_DELETE = _Script.of("local r = live(KEYS[1], ARGV[1]) redis.call('DEL', KEYS[1]) if r then return 1 end return 0")
-_VALUES = _Script.of("""
-local out = {}
-for i, key in ipairs(KEYS) do
-  local r = live(key, ARGV[1])
-  if r then out[i] = r[1] else out[i] = false end
-end
-return out
-""")
+_DELETE = _Script.of("local r = live(KEYS[1], ARGV[1]) remove(KEYS[1]) if r then return 1 end return 0")
 # One ordered write, atomic: ARGV[1] is now, then 7 for each key: is_swap,
 # then the last six of _CAS's (a put ignores has_expected and expected).
 _IN_ORDER = _Script.of("""
@@ -126,15 +174,37 @@ for i, key in ipairs(KEYS) do
     out[i] = swap(key, ARGV[1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
   end
 end
+sweep(ARGV[1])
 return out
 """)
-_PURGE = _Script.of("""
-local n = 0
-for _, key in ipairs(KEYS) do
-  local e = redis.call('HGET', key, 'e')
-  if e and tonumber(e) <= tonumber(ARGV[1]) then redis.call('DEL', key) n = n + 1 end
+# ARGV: now, the lowest and highest key (ZRANGEBYLEX bounds), how many.  The
+# keys in that range and their live values (false for an expired one);
+# nil while the index is not complete.
+_RANGE = _Script.of("""
+if redis.call('EXISTS', READY) == 0 then return false end
+local keys = redis.call('ZRANGEBYLEX', IDX, ARGV[2], ARGV[3], 'LIMIT', 0, ARGV[4])
+local values = {}
+for i, key in ipairs(keys) do
+  local r = live(key, ARGV[1])
+  if r then values[i] = r[1] else values[i] = false end
 end
-return n
+return {keys, values}
+""")
+# KEYS: what one SCAN step found; each entry among them goes into the index.
+_INDEX = _Script.of("""
+for _, key in ipairs(KEYS) do
+  if redis.call('TYPE', key)['ok'] == 'hash' then
+    indexed(key, redis.call('HGET', key, 'e') or '')
+  end
+end
+return 1
+""")
+# ARGV: the latest collection time to delete (now + MARGIN: expired now), how
+# many at most.  How many it deleted.
+_PURGE = _Script.of("""
+local keys = redis.call('ZRANGEBYSCORE', EXP, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, key in ipairs(keys) do remove(key) end
+return #keys
 """)
 
 
@@ -264,6 +334,17 @@ class _NoScript(Exception):
     pass
 
 
+def _entry_key(key: str) -> bytes:
+    """
+    C{key} (checked by L{check_entry}) as Redis wants it.
+
+    @raise ValueError: it begins with a NUL byte, as only the index's keys do.
+    """
+    if key.startswith("\x00"):
+        raise ValueError(f"store keys that begin with a NUL byte are the Redis store's own: {key!r}")
+    return key.encode()
+
+
 def _command(*args: object) -> Callable[[Any], defer.Deferred[Any]]:
     """
     Send C{args} as one Redis command on the connection it is given.
@@ -321,6 +402,7 @@ class RedisStore:
         self._lost_reason: str | None = None
         self._closed = False
         self._pending: set[defer.Deferred[Any]] = set()
+        self._indexing = defer.DeferredLock()
 
     # -- the connection ---------------------------------------------------
 
@@ -461,19 +543,19 @@ class RedisStore:
 
     async def get(self, key: str) -> bytes | None:
         check_entry(key, None)
-        value = await self._run(f"get {key!r}", _GET, [key.encode()], [self._now()])
+        value = await self._run(f"get {key!r}", _GET, [_entry_key(key)], [self._now()])
         return None if value is None else bytes(value)
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         check_entry(key, value)
         expires, gc_ms = self._expiry(ttl)
-        await self._run(f"set {key!r}", _SET, [key.encode()], [self._now(), value, expires, gc_ms])
+        await self._run(f"set {key!r}", _SET, [_entry_key(key)], [self._now(), value, expires, gc_ms])
         await self._replicated(key)
 
     async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         check_entry(key, value)
         expires, gc_ms = self._expiry(ttl)
-        added = await self._run(f"add {key!r}", _ADD, [key.encode()], [self._now(), value, expires, gc_ms])
+        added = await self._run(f"add {key!r}", _ADD, [_entry_key(key)], [self._now(), value, expires, gc_ms])
         if added:
             await self._replicated(key)
         return bool(added)
@@ -482,7 +564,7 @@ class RedisStore:
         check_entry(key, expected)
         check_entry(key, value)
         args = [self._now(), *self._swap_args(expected, value, ttl)]
-        swapped = await self._run(f"compare_and_set {key!r}", _CAS, [key.encode()], args)
+        swapped = await self._run(f"compare_and_set {key!r}", _CAS, [_entry_key(key)], args)
         if swapped:
             await self._replicated(key)
         return bool(swapped)
@@ -493,7 +575,7 @@ class RedisStore:
         expires, gc_ms = self._expiry(ttl)
         args = [self._now(), amount, expires, gc_ms]
         try:
-            return int(await self._run(f"increment {key!r}", _INCREMENT, [key.encode()], args))
+            return int(await self._run(f"increment {key!r}", _INCREMENT, [_entry_key(key)], args))
         except StorageError as e:
             if "not an integer" in str(e) or "overflow" in str(e):
                 raise StorageError(f"cannot increment {key!r}: its value is not an integer in range") from None
@@ -501,7 +583,7 @@ class RedisStore:
 
     async def delete(self, key: str) -> bool:
         check_entry(key, None)
-        found = await self._run(f"delete {key!r}", _DELETE, [key.encode()], [self._now()])
+        found = await self._run(f"delete {key!r}", _DELETE, [_entry_key(key)], [self._now()])
         if found:
             await self._replicated(key)
         return bool(found)
@@ -517,39 +599,67 @@ class RedisStore:
                 args += [b"1", *self._swap_args(write.expected, write.value, write.ttl)]
             else:
                 args += [b"0", *self._swap_args(None, write.value, write.ttl)]
-        keys = [write.key.encode() for write in writes]
+        keys = [_entry_key(write.key) for write in writes]
         done = [bool(n) for n in await self._run(f"{len(writes)} writes in order", _IN_ORDER, keys, args)]
         if any(done):
             await self._replicated(writes[0].key)
         return done
 
-    async def _keys(self, prefix: str) -> list[bytes]:
-        """
-        Every key starting with C{prefix}, by C{SCAN} (never C{KEYS}, which
-        stops the server), with the prefix escaped as a glob pattern.
-        """
-        raw = prefix.encode()
-        pattern = _GLOB_SPECIAL.sub(rb"\\\1", raw) + b"*"
-        found: set[bytes] = set()
-        cursor = b"0"
-        while True:
-            args = (cursor, b"MATCH", pattern, b"COUNT", str(SCAN_COUNT).encode())
-            step = await self._call(f"scan {prefix!r}", _command("SCAN", *args))
-            cursor = bytes(step[0])
-            found.update(bytes(k) for k in step[1] if bytes(k).startswith(raw))
-            if cursor == b"0":
-                return sorted(found)
-
     async def scan(self, prefix: str) -> list[tuple[str, bytes]]:
         check_entry(prefix, None)
-        keys = await self._keys(prefix)
-        now = self._now()
+        raw = prefix.encode()
+        # UTF-8 never has the byte 0xFF: every key under the prefix sorts
+        # below the prefix followed by it.  Bytes sort as code points do.
+        low, high = b"[" + raw, b"(" + raw + b"\xff"
         found = []
-        for start in range(0, len(keys), SCAN_COUNT):
-            batch = keys[start : start + SCAN_COUNT]
-            values = await self._run(f"scan {prefix!r}", _VALUES, batch, [now])
-            found += [(k.decode(), bytes(v)) for k, v in zip(batch, values, strict=True) if v is not None]
-        return sorted(found)
+        while True:
+            keys, values = await self._range(f"scan {prefix!r}", low, high)
+            found += [(k.decode(), v) for k, v in zip(keys, values, strict=True) if v is not None]
+            if len(keys) < SCAN_COUNT:
+                return found
+            low = b"(" + keys[-1]
+
+    async def _range(self, what: str, low: bytes, high: bytes) -> tuple[list[bytes], list[bytes | None]]:
+        """
+        The first L{SCAN_COUNT} keys of the index from C{low} to C{high}
+        (C{ZRANGEBYLEX} bounds), and their live values; the index is
+        built first if it is not complete.
+        """
+        args = [self._now(), low, high, SCAN_COUNT]
+        step = await self._run(what, _RANGE, [], args)
+        if step is None:
+            await self._ensure_index()
+            step = await self._run(what, _RANGE, [], args)
+            if step is None:
+                raise StorageError(f"{self.name}: {what} failed: the key index was removed while it was built")
+        keys, values = step
+        return [bytes(k) for k in keys], [None if v is None else bytes(v) for v in values]
+
+    async def _ensure_index(self) -> None:
+        """
+        Index every entry unless the index is complete (its first use on a
+        database written before it existed, or after a C{FLUSHDB}): once,
+        however many calls wait for it.
+        """
+        await self._indexing.acquire()
+        try:
+            if int(await self._call("index", _command("EXISTS", INDEX_READY_KEY))):
+                return
+            self._log.info("indexing the keys of {store} (once, on a database without the index)", store=self.name)
+            cursor, seen = b"0", 0
+            while True:
+                step = await self._call("index", _command("SCAN", cursor, b"COUNT", str(SCAN_COUNT).encode()))
+                cursor = bytes(step[0])
+                batch = [bytes(k) for k in step[1] if not bytes(k).startswith(b"\x00")]
+                if batch:
+                    await self._run("index", _INDEX, batch, [])
+                    seen += len(batch)
+                if cursor == b"0":
+                    break
+            await self._call("index", _command("SET", INDEX_READY_KEY, b"1"))
+            self._log.info("indexed the {count} keys of {store}", count=seen, store=self.name)
+        finally:
+            self._indexing.release()
 
     async def purge_expired(self) -> int:
         """
@@ -558,12 +668,15 @@ class RedisStore:
 
         @return: How many entries were deleted.
         """
-        keys = await self._keys("")
-        now = self._now()
+        await self._ensure_index()
+        # An entry may be collected GC_MARGIN after it expires.
+        latest = repr(self._clock.seconds() + GC_MARGIN).encode()
         purged = 0
-        for start in range(0, len(keys), SCAN_COUNT):
-            purged += int(await self._run("purge", _PURGE, keys[start : start + SCAN_COUNT], [now]))
-        return purged
+        while True:
+            deleted = int(await self._run("purge", _PURGE, [], [latest, SCAN_COUNT]))
+            purged += deleted
+            if deleted < SCAN_COUNT:
+                return purged
 
     async def close(self) -> None:
         """

@@ -1,6 +1,6 @@
 """
-The throughput benches still run: a short C{bench.issuance} and
-C{bench.cluster} print their tables (their figures are for the README, not
+The benches still run: a short C{bench.issuance}, C{bench.cluster} and
+C{bench.redis_store} print their tables (their figures are for the README, not
 for tests).
 """
 
@@ -68,3 +68,12 @@ class BenchesTests(SynchronousTestCase):
             self.assertEqual(done.returncode, 2)
             self.assertIn(f"argument {option}: must be more than 0, got '{value}'", done.stderr)
             self.assertNotIn("Traceback", done.stderr)
+
+    def test_redis_store(self) -> None:
+        """
+        A listing, a write and the memory an entry, for each keyspace size.
+        """
+        require("redis-server")
+        out = bench("redis_store", "--keys", "10,200", "--calls", "3")
+        self.assertIn("| Redis store, 3 calls each |", out)
+        self.assertIn("| 200 other entries |", out)

@@ -13,10 +13,11 @@ from typing import Any
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
 
 from acme_appliance.storage import Put, RedisStore, StorageError, Swap, open_store, redis_store
-from acme_appliance.storage.redis import GC_MARGIN
+from acme_appliance.storage.redis import EXPIRY_KEY, GC_MARGIN, INDEX_KEY, SWEEP_BATCH
 from tests.unit.test_storage import StoreContract, gather
 
 from .tools import closed_port
@@ -201,6 +202,90 @@ class RedisStoreTests(RedisCase):
         self.assertIn("reached 0 of 1 replicas", str(caught.exception))
         # Nothing applied, nothing to wait for.
         self.assertEqual(await store.write_in_order([Swap("k", b"other", None)]), [False])
+
+
+class RedisIndexTests(RedisCase):
+    """
+    Listings read the key index that the writes keep, not the keyspace.
+    """
+
+    def command(self, store: RedisStore, *args: object) -> Any:
+        return store._call("test", lambda r: r.execute_command(*args))
+
+    def sent(self, store: RedisStore) -> list[str]:
+        calls: list[str] = []
+        call = store._call
+
+        def counted(what: str, command: Any) -> Any:
+            calls.append(what)
+            return call(what, command)
+
+        self.patch(store, "_call", counted)
+        return calls
+
+    async def test_scan_costs_what_the_prefix_holds(self) -> None:
+        store = self.open()
+        for start in range(0, 3000, 500):
+            await store.write_in_order([Put(f"other/{i:05}", b"x") for i in range(start, start + 500)])
+        for key in ("p/1", "p/2", "p0"):
+            await store.set(key, b"v", ttl=60)
+        await store.scan("p/")  # the first scan on a new database marks its index complete
+        sent = self.sent(store)
+        self.assertEqual(await store.scan("p/"), [("p/1", b"v"), ("p/2", b"v")])
+        self.assertEqual(sent, ["scan 'p/'"])
+
+    async def test_entries_written_without_the_index(self) -> None:
+        """
+        A database written before the index (or flushed) is indexed at the
+        first listing, once; entries' TTLs are kept.
+        """
+        store = self.open()
+        live = repr(self.clock.seconds() + 60).encode()
+        dead = repr(self.clock.seconds() - 1).encode()
+        await self.command(store, "HSET", "old/a", "v", "1")
+        await self.command(store, "HSET", "old/b", "v", "2", "e", live)
+        await self.command(store, "HSET", "old/c", "v", "3", "e", dead)
+        await self.command(store, "SET", "stray", "not an entry")
+        with capturedLogs() as logs:
+            self.assertEqual(await store.scan("old/"), [("old/a", b"1"), ("old/b", b"2")])
+            self.assertEqual(await store.scan(""), [("old/a", b"1"), ("old/b", b"2")])
+        self.assertEqual([e["log_format"] for e in logs].count("indexed the {count} keys of {store}"), 1)
+        self.clock.advance(61)
+        self.assertEqual(await store.purge_expired(), 2)
+        self.assertEqual(await store.scan("old/"), [("old/a", b"1")])
+        await self.command(store, "FLUSHDB")
+        await store.set("new/a", b"1")
+        self.assertEqual(await store.scan(""), [("new/a", b"1")])
+
+    async def test_collected_entries_leave_the_index(self) -> None:
+        """
+        Each write takes some entries whose collection time has come out
+        of the index (and deletes them); L{RedisStore.purge_expired} all
+        expired ones.
+        """
+        store = self.open()
+        await store.scan("")
+        for i in range(40):
+            await store.set(f"nonce/{i:02}", b"", ttl=1)
+        await store.set("token/t", b"kept")
+        self.assertEqual(int(await self.command(store, "ZCARD", INDEX_KEY)), 41)
+        self.clock.advance(2 + GC_MARGIN)
+        await store.set("token/u", b"kept")
+        self.assertEqual(int(await self.command(store, "ZCARD", INDEX_KEY)), 42 - SWEEP_BATCH)
+        self.assertEqual(int(await self.command(store, "EXISTS", "nonce/00")), 0)
+        self.assertEqual(await store.purge_expired(), 40 - SWEEP_BATCH)
+        self.assertEqual(int(await self.command(store, "ZCARD", INDEX_KEY)), 2)
+        self.assertEqual(int(await self.command(store, "ZCARD", EXPIRY_KEY)), 0)
+        self.assertEqual(await store.scan(""), [("token/t", b"kept"), ("token/u", b"kept")])
+
+    async def test_index_keys_are_not_entries(self) -> None:
+        store = self.open()
+        for key in ("\x00index", "\x00x"):
+            with self.assertRaises(ValueError):
+                await store.set(key, b"v")
+            with self.assertRaises(ValueError):
+                await store.write_in_order([Put("k", b"v"), Put(key, b"v")])
+        self.assertIsNone(await store.get("k"))
 
 
 class RedisTLSTests(RedisCase):
