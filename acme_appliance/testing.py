@@ -644,6 +644,9 @@ class ScriptedAcmeServer(Resource):
         self.profiles: dict[str, str] | None = None
         #: The C{profile} of each newOrder (C{None}: it named none).
         self.ordered_profiles: list[str | None] = []
+        #: Outcomes for the next orders of a name, one taken by each
+        #: newOrder that names it (with a fresh authorization).
+        self.queued: dict[str, list[str | dict[str, Any]]] = {}
         self._nonce = 0
         self._polled_after_answer: dict[str, int] = {}
 
@@ -686,6 +689,11 @@ class ScriptedAcmeServer(Resource):
             self.names = tuple(i["value"] for i in payload["identifiers"])
             self.ordered_profiles.append(payload.get("profile"))
             self.finalized = False
+            for name in self.names:
+                if self.queued.get(name):
+                    self.outcomes[name] = self.queued[name].pop(0)
+                    self.answered.pop(name, None)
+                    self._polled_after_answer.pop(name, None)
             return 201, "/order/1", self._order()
         if kind == "order":
             self.finalized = self.finalized or rest[-1] == "finalize"

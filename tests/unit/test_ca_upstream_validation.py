@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from acme_appliance.ca import CAError, ChallengeType, IssuedCertificate, IssueRequest
-from acme_appliance.ca.upstream import POLL_DELAYS, UpstreamAcmeCA
+from acme_appliance.ca.upstream import POLL_DELAYS, UNANSWERED_RETRY_DELAYS, UpstreamAcmeCA
 from acme_appliance.core import ProblemType
 from acme_appliance.issuance._failover import OrderEvents
 from acme_appliance.notify import EventBus, EventName
@@ -26,6 +26,12 @@ from acme_appliance.testing import RecordingResponder, ScriptedAcmeServer, http_
 
 NAME = "www.example.com"
 NO_TXT = {"type": "urn:ietf:params:acme:error:incorrectResponse", "detail": "no TXT record with the value found"}
+# As Pebble says it when its resolver does not answer in time.
+NO_ANSWER = {
+    "type": "urn:ietf:params:acme:error:unauthorized",
+    "detail": 'Error retrieving TXT records for DNS challenge ("read udp 127.0.0.1:1->127.0.0.1:2: i/o timeout")',
+}
+SERVFAIL = {"type": "urn:ietf:params:acme:error:dns", "detail": "DNS problem: SERVFAIL looking up TXT"}
 
 
 class ValidationTests(SynchronousTestCase):
@@ -139,6 +145,39 @@ class ValidationTests(SynchronousTestCase):
         self.assertEqual(
             self.event_names(), [EventName.UPSTREAM_ORDER, EventName.VALIDATION_STARTED, EventName.VALIDATION_FAILED]
         )
+
+    def test_no_answer_validated_again(self) -> None:
+        """
+        A validation in which the CA got no answer (a timeout, SERVFAIL) is
+        tried again with a new upstream order, after the first of
+        L{UNANSWERED_RETRY_DELAYS}.
+        """
+        ca = self.upstream("valid")
+        self.server.queued[NAME] = [NO_ANSWER, SERVFAIL, "valid"]
+        issued = self.successResultOf(self.issue(ca))
+        self.assertIn(b"BEGIN CERTIFICATE", issued.chain_pem)
+        tries = [EventName.UPSTREAM_ORDER, EventName.VALIDATION_STARTED]
+        self.assertEqual(
+            self.event_names(),
+            [*tries, EventName.VALIDATION_FAILED, *tries, EventName.VALIDATION_FAILED, *tries]
+            + [EventName.VALIDATION_SUCCEEDED],
+        )
+        self.assertEqual(len(self.responder.published), 3)
+        self.assertEqual(self.responder.withdrawn, self.responder.published)
+        failed, started = self.notes.events[2], self.notes.events[4]
+        self.assertGreaterEqual(started.time - failed.time, UNANSWERED_RETRY_DELAYS[0])
+
+    def test_no_answer_every_time(self) -> None:
+        """
+        After the last retry, the CA's error fails the order as any other
+        validation error.
+        """
+        ca = self.upstream("valid", unanswered_retry_delays=(1.0,))
+        self.server.queued[NAME] = [NO_ANSWER, NO_ANSWER]
+        error = self.failureResultOf(self.issue(ca), CAError).value
+        self.assertFalse(error.transient)
+        self.assertIn("i/o timeout", error.detail)
+        self.assertEqual(self.event_names().count(EventName.VALIDATION_FAILED), 2)
 
     def test_invalid_without_a_problem(self) -> None:
         ca = self.upstream("invalid")

@@ -8,7 +8,7 @@ L{UpstreamAcmeCA} (the protocol) over an L{AcmeTransport} (requests, nonces,
 JWS, the account) over a treq client from L{http_client_for}.
 """
 
-from ._client import POLL_DELAYS, UpstreamAcmeCA
+from ._client import POLL_DELAYS, UNANSWERED_RETRY_DELAYS, UpstreamAcmeCA
 from ._http import CountingAgent, IUpstreamReactor, UserAgentAgent, http_client_for, upstream_agent
 from ._replies import TRANSIENT_PROBLEMS
 from ._transport import AccountRecord, AcmeTransport, Registration
@@ -16,6 +16,7 @@ from ._transport import AccountRecord, AcmeTransport, Registration
 __all__ = [
     "POLL_DELAYS",
     "TRANSIENT_PROBLEMS",
+    "UNANSWERED_RETRY_DELAYS",
     "AccountRecord",
     "AcmeTransport",
     "CountingAgent",

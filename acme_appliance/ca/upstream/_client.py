@@ -6,6 +6,7 @@ finalization, polling, downloads and revocation.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -53,6 +54,22 @@ class _Pending:
 #: seen at once, and one that takes seconds is asked only a few times more.
 POLL_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 
+#: Waits before validating again (a new upstream order) when the CA got no
+#: answer from the appliance's validation servers: its lookup timed out or
+#: a server failed, as when a node of a cluster has just died or a packet
+#: was lost.  A CA that found no value, or a wrong one, is not asked again.
+UNANSWERED_RETRY_DELAYS = (1.0, 3.0)
+
+# What CAs say when a lookup got no answer: "i/o timeout", "query timed
+# out", "SERVFAIL looking up TXT".
+_UNANSWERED = re.compile(r"time(?:d)?[ -]?out|servfail", re.IGNORECASE)
+
+
+class _Unanswered(CAError):
+    """
+    The CA could not get the validation value's answer at all.
+    """
+
 
 class UpstreamAcmeCA:
     """
@@ -64,6 +81,9 @@ class UpstreamAcmeCA:
         C{max_retry_after}).
     @param validation_timeout: how long the CA may take to validate and to
         issue, each.
+    @param unanswered_retry_delays: the waits before each new validation
+        after one in which the CA got no answer (see
+        L{UNANSWERED_RETRY_DELAYS}).
     """
 
     _log = Logger()
@@ -84,6 +104,7 @@ class UpstreamAcmeCA:
         poll_delays: Sequence[float] = POLL_DELAYS,
         max_retry_after: float = 30.0,
         validation_timeout: float = 300.0,
+        unanswered_retry_delays: Sequence[float] = UNANSWERED_RETRY_DELAYS,
     ) -> None:
         self._name = name
         self.transport = AcmeTransport(
@@ -100,6 +121,7 @@ class UpstreamAcmeCA:
         self._poll_delays = tuple(poll_delays)
         self._max_retry_after = max_retry_after
         self._validation_timeout = validation_timeout
+        self._unanswered_retry_delays = tuple(unanswered_retry_delays)
 
     @property
     def name(self) -> str:
@@ -157,6 +179,22 @@ class UpstreamAcmeCA:
         return start.timestamp(), end.timestamp()
 
     async def issue(self, request: IssueRequest) -> IssuedCertificate:
+        for delay in self._unanswered_retry_delays:
+            try:
+                return await self._issue_once(request)
+            except _Unanswered as e:
+                self._log.warn(
+                    "order {order_id}: CA {ca} got no answer when it validated ({error}); "
+                    "validating again in {delay:g} s",
+                    order_id=request.order_id,
+                    ca=self._name,
+                    error=e.detail,
+                    delay=delay,
+                )
+                await deferLater(self._clock, delay)
+        return await self._issue_once(request)
+
+    async def _issue_once(self, request: IssueRequest) -> IssuedCertificate:
         order_url, order = await self._new_order(request)
         if order.status == "pending":
             await self._authorize(request, order.authorizations)
@@ -291,8 +329,10 @@ class UpstreamAcmeCA:
             if challenge.error is not None:
                 error = problem_to_error(self._name, challenge.error)
                 # The CA looked and did not find the value: another CA would
-                # not either, so this is the customer's to fix.
-                return CAError(f"{name}: {error.detail}", transient=False, problem_type=error.problem_type)
+                # not either, so this is the customer's to fix; unless it got
+                # no answer at all, which validating again may mend.
+                kind = _Unanswered if _UNANSWERED.search(error.detail) else CAError
+                return kind(f"{name}: {error.detail}", transient=False, problem_type=error.problem_type)
         return CAError(
             f"CA {self._name} could not validate {name}", transient=False, problem_type=ProblemType.UNAUTHORIZED
         )
