@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Iterable
 
 from acme import errors as acme_errors
 from twisted.trial.unittest import SynchronousTestCase
@@ -201,6 +202,14 @@ def validations(pebble_log: str, name: str) -> int:
     return sum(
         1 for line in pebble_log.splitlines() if "Pulled a task from the Tasks queue" in line and f'"{name}"' in line
     )
+
+
+def unanswered(appliance_logs: Iterable[str], name: str) -> int:
+    """
+    How many validations of C{name} the appliances (their C{twistd.log}s)
+    did again because the CA got no answer (its resolver timed out).
+    """
+    return sum(log.count(f"got no answer when it validated ({name}:") for log in appliance_logs)
 
 
 class CertbotThroughPebbleTests(SynchronousTestCase):
