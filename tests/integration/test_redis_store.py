@@ -61,6 +61,20 @@ class RedisCase(TestCase):
         self.addCleanup(lambda: Deferred.fromCoroutine(store.close()))
         return store
 
+    def sent(self, store: RedisStore) -> list[str]:
+        """
+        What C{store} sends Redis from now on: the description of each call.
+        """
+        calls: list[str] = []
+        call = store._call
+
+        def counted(what: str, command: Any) -> Any:
+            calls.append(what)
+            return call(what, command)
+
+        self.patch(store, "_call", counted)
+        return calls
+
 
 class RedisStoreContractTests(StoreContract, RedisCase):
     def setUp(self) -> None:
@@ -175,14 +189,7 @@ class RedisStoreTests(RedisCase):
         await store.set("order/o", b"ready")
         # Once, so that the server has the script (the first is sent whole).
         await store.write_in_order([Put("warm", b"")])
-        sent: list[str] = []
-        call = store._call
-
-        def counted(what: str, command: Any) -> Any:
-            sent.append(what)
-            return call(what, command)
-
-        self.patch(store, "_call", counted)
+        sent = self.sent(store)
         done = await store.write_in_order(
             [Put("queue/o", b"1", ttl=60), Swap("order/o", b"other", b"x"), Swap("order/o", b"ready", None)]
         )
@@ -211,17 +218,6 @@ class RedisIndexTests(RedisCase):
 
     def command(self, store: RedisStore, *args: object) -> Any:
         return store._call("test", lambda r: r.execute_command(*args))
-
-    def sent(self, store: RedisStore) -> list[str]:
-        calls: list[str] = []
-        call = store._call
-
-        def counted(what: str, command: Any) -> Any:
-            calls.append(what)
-            return call(what, command)
-
-        self.patch(store, "_call", counted)
-        return calls
 
     async def test_scan_costs_what_the_prefix_holds(self) -> None:
         store = self.open()
