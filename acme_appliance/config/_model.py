@@ -123,9 +123,9 @@ class ValidationConfig:
     @ivar resolver: C{(address, port)} of the recursive resolver preflight
         checks use, ideally the one the CA sees the world through; C{None}:
         the system's (C{/etc/resolv.conf}).
-    @ivar dns_view_refresh: Seconds between re-reads of the TXT values the
-        DNS server keeps in memory (values another process or node
-        withdrew may be served this long).
+    @ivar dns_view_refresh: Seconds between checks that the TXT values the
+        DNS server keeps in memory (this process's) are still in the store
+        (one another process or node withdrew may be served this long).
     @ivar preflight_http_port: The port the file-proxy preflight fetches
         customer names on (80 in production; CAs fetch http-01 there).
     @ivar preflight_allow_private: Let the file-proxy preflight fetch

@@ -195,21 +195,24 @@ class TxtView(Service):
     The TXT values of the store in memory, for the DNS fast path: values
     change rarely, queries come often.
 
-    Kept current three ways: a value published or withdrawn through this
-    process's L{ValidationValues} changes the view at once; the whole view
-    is re-read from the store every C{refresh_interval} seconds (values
-    another process or node published or withdrew); a value published here
-    drops out of the view when its TTL ends.
+    It holds the values published through this process's
+    L{ValidationValues} only: published or withdrawn here, the view changes
+    at once, and a value drops out when its TTL ends.  Every
+    C{refresh_interval} seconds the store is read again, and a value that
+    is no longer there (another process withdrew it) leaves the view.
 
-    The trade-off: the view is trusted only for names it holds.  A name it
-    does not hold is not answered from it at all (the caller asks the store,
-    so a value another node has just published is never missed nor
-    negatively cached); but a value another node withdrew, or that expired
-    in the store without being published here, may still be served until
-    the next refresh (one interval).  When refreshes keep failing, the view
-    is emptied after three intervals so that nothing stale is served for
-    long.  At most C{max_entries} values are held: over that, the view is
-    emptied and every lookup goes to the store.
+    The trade-off: the view is trusted only for names it holds, and a name
+    it does not hold is not answered from it at all (the caller asks the
+    store, so a value another process or node has just published is never
+    missed nor negatively cached).  Values other processes publish are not
+    taken in: a name they validate again would otherwise be answered with
+    their earlier value until the next refresh, and the CA's check of the
+    new one would fail.  A value withdrawn elsewhere may still be served for
+    one interval.  When refreshes keep failing, the view is emptied after
+    three intervals so that nothing stale is served for long (what was
+    published before is then answered through the store).  At most
+    C{max_entries} values are held: the values of a name published beyond
+    that are answered through the store.
     """
 
     _log = Logger()
@@ -223,14 +226,14 @@ class TxtView(Service):
         self._clock = clock
         self.refresh_interval = refresh_interval
         self._max_entries = max_entries
-        # key -> (domain, value, expiry or None when only the store knows it)
-        self._entries: dict[str, tuple[bytes, bytes, float | None]] = {}
+        # key -> (domain, value, expiry)
+        self._entries: dict[str, tuple[bytes, bytes, float]] = {}
         self._by_domain: dict[bytes, tuple[bytes, ...]] = {}
         # ancestor -> how many names with values lie below it
         self._below: Counter[bytes] = Counter()
         self._check_at = math.inf
         self._fresh_until = math.inf
-        self._changes: list[tuple[str, bytes | None, float | None]] | None = None
+        self._changes: list[tuple[str, tuple[bytes, float] | None]] | None = None
         self._loop: LoopingCall | None = None
 
     def values(self, domain: bytes) -> tuple[bytes, ...]:
@@ -254,31 +257,30 @@ class TxtView(Service):
         """
         The value at store key C{key} is served for C{ttl} seconds.
         """
-        self._change(key, value, self._clock.seconds() + ttl)
+        self._change(key, (value, self._clock.seconds() + ttl))
 
     def withdrawn(self, key: str) -> None:
         """
         The value at store key C{key} is no longer served.
         """
-        self._change(key, None, None)
+        self._change(key, None)
 
-    def _change(self, key: str, value: bytes | None, expiry: float | None) -> None:
+    def _change(self, key: str, published: tuple[bytes, float] | None) -> None:
         # One name changes: only its values are indexed again (a rebuild
         # of the whole view per published value would be quadratic).
         if self._changes is not None:
-            self._changes.append((key, value, expiry))
+            self._changes.append((key, published))
         domain = _domain_of(key)
         old = self._entries.get(key)
-        self._apply(key, value, expiry)
+        self._apply(key, published)
         new = self._entries.get(key)
         values = list(self._by_domain.get(domain, ()))
         if old is not None:
             values.remove(old[1])
         if new is not None:
             values.append(new[1])
-            if new[2] is not None:
-                self._check_at = min(self._check_at, new[2])
-        elif value is not None:
+            self._check_at = min(self._check_at, new[2])
+        elif published is not None:
             values = []  # no room: the whole name went to the store
         self._index_domain(domain, values)
 
@@ -295,11 +297,11 @@ class TxtView(Service):
             if self._below[ancestor] <= 0:
                 del self._below[ancestor]
 
-    def _apply(self, key: str, value: bytes | None, expiry: float | None) -> None:
-        if value is None:
+    def _apply(self, key: str, published: tuple[bytes, float] | None) -> None:
+        if published is None:
             self._entries.pop(key, None)
         elif len(self._entries) < self._max_entries or key in self._entries:
-            self._entries[key] = (_domain_of(key), value, expiry)
+            self._entries[key] = (_domain_of(key), *published)
         else:
             # No room: the whole name goes to the store, never half of it.
             domain = _domain_of(key)
@@ -310,8 +312,7 @@ class TxtView(Service):
         expiries = [self._fresh_until]
         for domain, value, expiry in self._entries.values():
             by_domain.setdefault(domain, []).append(value)
-            if expiry is not None:
-                expiries.append(expiry)
+            expiries.append(expiry)
         self._by_domain = {d: tuple(sorted(v)) for d, v in by_domain.items()}
         self._below = Counter(a for d in by_domain for a in _ancestors(d))
         self._check_at = min(expiries)
@@ -321,27 +322,24 @@ class TxtView(Service):
         if now >= self._fresh_until:
             self._entries = {}
             self._fresh_until = math.inf
-        self._entries = {k: e for k, e in self._entries.items() if e[2] is None or e[2] > now}
+        self._entries = {k: e for k, e in self._entries.items() if e[2] > now}
         self._rebuild()
 
     async def refresh(self) -> None:
         """
-        Re-read every value from the store; local changes made meanwhile
+        Keep the values still in the store; local changes made meanwhile
         are applied again on top.
 
         @raise StorageError: The store failed; the view is unchanged.
         """
-        changes: list[tuple[str, bytes | None, float | None]] = []
+        changes: list[tuple[str, tuple[bytes, float] | None]] = []
         self._changes = changes
         try:
             found = await self._store.scan(keys.DCV_TXT_PREFIX)
         finally:
             self._changes = None
-        if len(found) > self._max_entries:
-            self._log.warn("{count} dcv TXT values: the DNS fast path is off", count=len(found))
-            found = []
         old = self._entries
-        self._entries = {k: (_domain_of(k), v, old[k][2] if k in old else None) for k, v in found}
+        self._entries = {k: (old[k][0], v, old[k][2]) for k, v in found if k in old}
         for change in changes:
             self._apply(*change)
         self._fresh_until = self._clock.seconds() + 3 * self.refresh_interval
