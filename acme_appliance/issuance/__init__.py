@@ -16,9 +16,10 @@ from ._health import SHARED_DOWN_TTL, CAHealth
 from ._jobs import DurationEstimate, IssuanceService, Revoker
 from ._locks import LEASE, JobLeases, OrderLocks, order_key
 from ._pacing import BudgetPacer
-from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
+from ._reuse import FAILURE_WINDOW, IssueMode, UpstreamOrder, UpstreamReuse
 
 __all__ = [
+    "FAILURE_WINDOW",
     "LEASE",
     "SHARED_DOWN_TTL",
     "BudgetExhausted",

@@ -12,8 +12,8 @@ from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ..ca import IssuedCertificate, ValidationRequired
-from ..core import Unavailable
+from ..ca import CAError, IssuedCertificate, ValidationRequired
+from ..core import ProblemType, Unavailable
 from ..storage import Store, dump_record, get_record, keys, put_record
 from ._locks import OrderLocks
 
@@ -40,6 +40,38 @@ class UpstreamOrder:
     at: float
 
 
+#: Seconds an order key's failed validation is remembered: the orders that
+#: waited for it, and those that come meanwhile, fail with its problem
+#: rather than have the CA validate again (CAs limit failed validations:
+#: Let's Encrypt allows five an hour for a name).
+FAILURE_WINDOW = 60.0
+
+#: The refusals that concern the names (so every order of the key), not
+#: one order's CSR.
+_NAME_FAILURES = frozenset(
+    {
+        ProblemType.UNAUTHORIZED,
+        ProblemType.INCORRECT_RESPONSE,
+        ProblemType.DNS,
+        ProblemType.CONNECTION,
+        ProblemType.CAA,
+        ProblemType.REJECTED_IDENTIFIER,
+    }
+)
+
+
+@frozen
+class FailedValidation:
+    """
+    A validation the CA refused, kept in the store for the failure window.
+    """
+
+    ca: str | None
+    problem_type: str
+    detail: str
+    at: float
+
+
 Reissue = Callable[[UpstreamOrder], Awaitable[IssuedCertificate]]
 Validate = Callable[[], Awaitable[IssuedCertificate]]
 
@@ -53,11 +85,19 @@ class UpstreamReuse:
 
     _log = Logger()
 
-    def __init__(self, store: Store, clock: IReactorTime, locks: OrderLocks, window: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: IReactorTime,
+        locks: OrderLocks,
+        window: float,
+        failure_window: float = FAILURE_WINDOW,
+    ) -> None:
         self._store = store
         self._clock = clock
         self.locks = locks
         self._window = window
+        self._failure_window = failure_window
 
     async def fresh(self, key: str) -> UpstreamOrder | None:
         """
@@ -103,8 +143,14 @@ class UpstreamReuse:
             if issued is not None:
                 return issued, IssueMode.REISSUE
             async with self.locks.hold(key):
+                await self._failed_lately(key)
                 if await self.fresh(key) is None:
-                    issued = await validate()
+                    try:
+                        issued = await validate()
+                    except CAError as e:
+                        if not e.transient and e.problem_type in _NAME_FAILURES:
+                            await self._remember_failure(key, e)
+                        raise
                     await self._remember(key, issued.ca_name, order_id)
                     return issued, IssueMode.NEW
             # Another job validated while this one waited: re-issue against
@@ -118,6 +164,30 @@ class UpstreamReuse:
             # Only re-use is lost (the waiters validate again), never the
             # certificate the CA issued.
             self._log.warn("cannot remember the validation of {key}: {error}", key=key, error=e)
+
+    async def _failed_lately(self, key: str) -> None:
+        """
+        @raise CAError: the CA refused C{key}'s validation less than the
+            failure window ago.
+        """
+        failed = await get_record(self._store, FailedValidation, keys.failed_validation(key))
+        if failed is None:
+            return
+        ago = self._clock.seconds() - failed.at
+        raise CAError(
+            f"{failed.detail} (the validation of these names failed {ago:.0f} s ago; "
+            f"order again after {max(self._failure_window - ago, 1):.0f} s)",
+            transient=False,
+            problem_type=ProblemType(failed.problem_type),
+            ca=failed.ca,
+        )
+
+    async def _remember_failure(self, key: str, error: CAError) -> None:
+        record = FailedValidation(error.ca, error.problem_type.value, error.detail, self._clock.seconds())
+        try:
+            await put_record(self._store, keys.failed_validation(key), record, ttl=self._failure_window)
+        except Unavailable as e:
+            self._log.warn("cannot remember the failed validation of {key}: {error}", key=key, error=e)
 
     async def _reissue(self, key: str, reissue: Reissue) -> IssuedCertificate | None:
         fresh = await self.fresh(key)

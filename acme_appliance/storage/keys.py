@@ -151,6 +151,14 @@ def upstream_order(order_key: str) -> str:
     return f"upstream/{order_key}"
 
 
+def failed_validation(order_key: str) -> str:
+    """
+    An order key's validation that the CA refused, for the orders that
+    wait for it or come soon after (with a TTL).
+    """
+    return f"upstream-failed/{order_key}"
+
+
 def order_lock(order_key: str) -> str:
     """
     The lease of the process that validates for an order key.

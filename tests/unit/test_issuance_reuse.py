@@ -10,8 +10,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase
 
-from acme_appliance.ca import IssuedCertificate, ValidationRequired
-from acme_appliance.issuance import IssueMode, OrderLocks, UpstreamOrder, UpstreamReuse
+from acme_appliance.ca import CAError, IssuedCertificate, ValidationRequired
+from acme_appliance.core import ProblemType
+from acme_appliance.issuance import FAILURE_WINDOW, IssueMode, OrderLocks, UpstreamOrder, UpstreamReuse
 from acme_appliance.storage import MemoryStore, keys
 
 KEY = "t1/a.test"
@@ -30,10 +31,14 @@ class ScriptedCA:
         self.reissues: list[tuple[str, str]] = []
         self.stale: set[str] = set()
         self.slow: dict[str, float] = {}
+        #: What validating raises, if anything.
+        self.refusal: CAError | None = None
 
     async def validate(self, order_id: str) -> IssuedCertificate:
         self.validations.append(order_id)
         await deferLater(self.clock, self.seconds)
+        if self.refusal is not None:
+            raise self.refusal
         return IssuedCertificate(chain_pem=b"chain", ca_name="ca")
 
     async def reissue(self, order_id: str, fresh: UpstreamOrder) -> IssuedCertificate:
@@ -143,3 +148,43 @@ class UpstreamReuseTests(SynchronousTestCase):
         self.assertIsNone(self.fresh())
         self.assertEqual(self.run_all([self.obtain(self.reuse, "o1")]), [IssueMode.NEW])
         self.assertEqual(self.ca.validations, ["o0", "o1"])
+
+    def refused(self, jobs: list[Deferred[tuple[IssuedCertificate, IssueMode]]]) -> list[CAError]:
+        for _ in range(200):
+            self.clock.advance(0.5)
+        return [self.failureResultOf(job, CAError).value for job in jobs]
+
+    def test_failed_validation_fails_the_waiters(self) -> None:
+        """
+        The CA refused the names: the orders that waited, and those that
+        come within the failure window, fail with its problem and no
+        validation of their own.
+        """
+        refusal = CAError("a.test: no TXT value", transient=False, problem_type=ProblemType.UNAUTHORIZED, ca="ca")
+        self.ca.refusal = refusal
+        jobs = [self.obtain(self.reuse, f"o{i}") for i in range(3)] + [self.obtain(self.process(), "o3")]
+        self.clock.pump([0.5] * 60)
+        errors = self.refused([*jobs, self.obtain(self.reuse, "o4")])
+        self.assertEqual(self.ca.validations, ["o0"])
+        self.assertIs(errors[0], self.ca.refusal)
+        for error in errors[1:]:
+            self.assertEqual((error.problem_type, error.ca, error.transient), (ProblemType.UNAUTHORIZED, "ca", False))
+            self.assertIn("a.test: no TXT value (the validation of these names failed", error.detail)
+        self.assertNothingLeft(self.reuse)
+        self.clock.advance(FAILURE_WINDOW)
+        self.ca.refusal = None
+        self.assertEqual(self.run_all([self.obtain(self.reuse, "o5")]), [IssueMode.NEW])
+
+    def test_one_orders_refusal_is_not_remembered(self) -> None:
+        """
+        A refusal of one order's CSR, or a transient failure, concerns that
+        order only: the next one validates.
+        """
+        for refusal in [
+            CAError("weak key", transient=False, problem_type=ProblemType.BAD_CSR),
+            CAError("CA down", transient=True, problem_type=ProblemType.UNAUTHORIZED),
+        ]:
+            self.ca.refusal = refusal
+            self.ca.validations = []
+            self.refused([self.obtain(self.reuse, f"o{i}") for i in range(2)])
+            self.assertEqual(self.ca.validations, ["o0", "o1"])
