@@ -35,7 +35,7 @@ from .config import CAKind, Config, state_path
 from .notify import Event, EventBus, EventJournal, SyslogNotifier, Webhook, WebhookNotifier, parse_syslog_target
 from .orders import AcmeRepository, RenewalWindows, UpstreamRenewalMirror, WindowPacer
 from .storage import Store
-from .validation import IDNSReactor, Preflight, ValidationResponder, ValidationValues
+from .validation import IDNSReactor, NameTurns, Preflight, ValidationResponder, ValidationValues
 
 
 class IApplianceReactor(
@@ -122,7 +122,8 @@ def make_responder(config: Config, values: ValidationValues, reactor: IAppliance
             http_port=validation.preflight_http_port,
             allow_private=validation.preflight_allow_private,
         )
-    return ValidationResponder(values, ttl=validation.value_ttl, preflight=preflight)
+    turns = NameTurns(values.store, reactor)
+    return ValidationResponder(values, ttl=validation.value_ttl, preflight=preflight, turns=turns)
 
 
 def build_cas(

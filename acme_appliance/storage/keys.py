@@ -262,6 +262,13 @@ def dcv_txt(domain: str) -> str:
     return f"{DCV_TXT_PREFIX}{domain}/"
 
 
+def dcv_turn(domain: str) -> str:
+    """
+    The process whose turn it is to publish TXT values for C{domain}.
+    """
+    return f"dcv/turn/{domain}"
+
+
 def dcv_http(host: str, path: str) -> str:
     """
     A file the HTTP file proxy serves for C{host} at C{path}.

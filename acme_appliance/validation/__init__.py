@@ -16,11 +16,13 @@ from ._names import (
     normalise_host,
 )
 from ._responder import Preflight, ValidationResponder, challenge_path
+from ._turns import TURN_TTL, NameTurns
 from ._values import TxtView, ValidationValues
 
 __all__ = [
     "ACME_CHALLENGE_PREFIX",
     "PKI_VALIDATION_PREFIX",
+    "TURN_TTL",
     "DcvAuthority",
     "DcvDNSServerFactory",
     "DnsAnswer",
@@ -28,6 +30,7 @@ __all__ = [
     "FileProxy",
     "IDNSReactor",
     "InvalidValue",
+    "NameTurns",
     "Preflight",
     "Rcode",
     "SOAParameters",

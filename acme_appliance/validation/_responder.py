@@ -24,7 +24,8 @@ from twisted.web.iweb import IAgent
 from ..ca import CAError, ChallengeType, PendingChallenge
 from ..core import ProblemType
 from ._fetch import MAX_BODY, BodyCutShort, BodyTooLarge, non_global, read_body
-from ._names import ACME_CHALLENGE_PREFIX
+from ._names import ACME_CHALLENGE_PREFIX, normalise_domain
+from ._turns import NameTurns
 from ._values import ValidationValues
 
 PROBE_TTL = 60.0
@@ -212,21 +213,43 @@ class ValidationResponder:
     The L{ChallengeResponder} of the appliance: dns-01 values become TXT
     records at C{<name>.<dns_zone>}, http-01 key authorizations become files
     on the file proxy.  Each lives at most C{ttl} seconds, so a process that
-    dies before withdrawing leaves nothing behind for long.
+    dies before withdrawing leaves nothing behind for long.  With C{turns},
+    a dns-01 value is published only in this process's turn at its name
+    (L{NameTurns}), held until it is withdrawn.
     """
 
     _log = Logger()
 
-    def __init__(self, values: ValidationValues, *, ttl: float, preflight: Preflight | None = None) -> None:
+    def __init__(
+        self,
+        values: ValidationValues,
+        *,
+        ttl: float,
+        preflight: Preflight | None = None,
+        turns: NameTurns | None = None,
+    ) -> None:
         self._values = values
         self._ttl = ttl
         self._preflight = preflight
+        self._turns = turns
+        # The dns-01 values published in a turn, each giving it back once.
+        self._in_turn: set[tuple[str, str]] = set()
 
     async def publish(self, challenge: PendingChallenge) -> None:
         if self._preflight is not None:
             await self._preflight.check(challenge)
         if challenge.type is ChallengeType.DNS_01:
-            await self._values.add_txt(challenge.name, challenge.dns_txt_value, ttl=self._ttl)
+            name, value = normalise_domain(challenge.name), challenge.dns_txt_value
+            if self._turns is None or (name, value) in self._in_turn:
+                await self._values.add_txt(name, value, ttl=self._ttl)
+                return
+            await self._turns.take(name)
+            try:
+                await self._values.add_txt(name, value, ttl=self._ttl)
+            except BaseException:
+                await self._turns.give_back(name)
+                raise
+            self._in_turn.add((name, value))
         else:
             await self._values.add_http(
                 challenge.name, challenge_path(challenge.token), challenge.key_authorization.encode(), ttl=self._ttl
@@ -234,6 +257,12 @@ class ValidationResponder:
 
     async def withdraw(self, challenge: PendingChallenge) -> None:
         if challenge.type is ChallengeType.DNS_01:
-            await self._values.remove_txt(challenge.name, challenge.dns_txt_value)
+            name, value = normalise_domain(challenge.name), challenge.dns_txt_value
+            try:
+                await self._values.remove_txt(name, value)
+            finally:
+                if self._turns is not None and (name, value) in self._in_turn:
+                    self._in_turn.discard((name, value))
+                    await self._turns.give_back(name)
         else:
             await self._values.remove_http(challenge.name, challenge_path(challenge.token))

@@ -64,6 +64,13 @@ class ValidationValues:
         self._store = store
         self._view: TxtView | None = None
 
+    @property
+    def store(self) -> Store:
+        """
+        Where the values live.
+        """
+        return self._store
+
     def txt_view(self, clock: IReactorTime, *, refresh_interval: float = 1.0) -> TxtView:
         """
         An in-memory view of the TXT values, updated at once by this

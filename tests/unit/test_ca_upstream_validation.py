@@ -62,12 +62,14 @@ class ValidationTests(SynchronousTestCase):
             **kw,
         )
 
-    def issue(self, ca: UpstreamAcmeCA, step: float = 0.25) -> Deferred[IssuedCertificate]:
-        """Issue for L{NAME}, the clock moving C{step} seconds at a time."""
-        csr, _ = make_csr([NAME])
+    def issue(
+        self, ca: UpstreamAcmeCA, step: float = 0.25, names: tuple[str, ...] = (NAME,)
+    ) -> Deferred[IssuedCertificate]:
+        """Issue for C{names}, the clock moving C{step} seconds at a time."""
+        csr, _ = make_csr(list(names))
         request = IssueRequest(
             csr_der=csr,
-            names=(NAME,),
+            names=names,
             order_id="o1",
             challenge_type=ChallengeType.DNS_01,
             observer=OrderEvents(self.events, order_id="o1", token_id="t1"),
@@ -115,6 +117,15 @@ class ValidationTests(SynchronousTestCase):
         succeeded = self.notes.events[-1]
         self.assertEqual(succeeded.names, (NAME,))
         self.assertEqual(getattr(succeeded, "seconds", None), 6.0)
+
+    def test_published_by_name(self) -> None:
+        """
+        The challenges are published in the order of their names (turns at
+        names across processes are then never waited for in a cycle).
+        """
+        ca = self.upstream("valid")
+        self.successResultOf(self.issue(ca, names=("z.example.com", NAME, "a.example.com")))
+        self.assertEqual([c.name for c in self.responder.published], ["a.example.com", NAME, "z.example.com"])
 
     def test_default_polls_start_fast(self) -> None:
         """

@@ -20,8 +20,8 @@ from zope.interface import implementer
 
 from acme_appliance.ca import CAError, ChallengeType, PendingChallenge
 from acme_appliance.core import ProblemType
-from acme_appliance.storage import MemoryStore
-from acme_appliance.validation import FileProxy, Preflight, ValidationResponder, ValidationValues
+from acme_appliance.storage import MemoryStore, keys
+from acme_appliance.validation import TURN_TTL, FileProxy, NameTurns, Preflight, ValidationResponder, ValidationValues
 
 ZONE = "dcv.example.net"
 
@@ -83,6 +83,56 @@ def failure(case: SynchronousTestCase, coroutine: Any) -> CAError:
     error = case.failureResultOf(Deferred.fromCoroutine(coroutine), CAError).value
     assert isinstance(error, CAError)
     return error
+
+
+class NameTurnsTests(SynchronousTestCase):
+    """
+    Two processes on one store publish dns-01 values for one name one after
+    the other; within a process, a name's values share the turn.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = MemoryStore(self.clock)
+        self.one, self.other = self.process(), self.process()
+
+    def process(self) -> ValidationResponder:
+        return ValidationResponder(ValidationValues(self.store), ttl=600, turns=NameTurns(self.store, self.clock))
+
+    def challenge(self, token: str, name: str = "example.com") -> PendingChallenge:
+        return PendingChallenge(ChallengeType.DNS_01, name, token, f"{token}.thumb")
+
+    def turn(self) -> Any:
+        return run(self, self.store.get(keys.dcv_turn("example.com")))
+
+    def test_one_process_at_a_time(self) -> None:
+        wildcard, base = self.challenge("t1"), self.challenge("t2")
+        run(self, self.one.publish(wildcard))
+        run(self, self.one.publish(base))
+        waiting = Deferred.fromCoroutine(self.other.publish(self.challenge("t3")))
+        # Another name does not wait.
+        run(self, self.other.publish(self.challenge("t4", "example.org")))
+        self.clock.pump([0.25] * 8)
+        self.assertNoResult(waiting)
+        run(self, self.one.withdraw(wildcard))
+        run(self, self.one.withdraw(wildcard))  # again: the turn is given back once
+        self.clock.pump([0.25] * 8)
+        self.assertNoResult(waiting)
+        run(self, self.one.withdraw(base))
+        self.clock.advance(0.25)
+        self.successResultOf(waiting)
+        values = run(self, ValidationValues(self.store).txt_values("example.com"))
+        self.assertEqual(values, [self.challenge("t3").dns_txt_value])
+        run(self, self.other.withdraw(self.challenge("t3")))
+        self.assertIsNone(self.turn())
+
+    def test_a_dead_process_turn_runs_out(self) -> None:
+        run(self, self.one.publish(self.challenge("t1")))
+        waiting = Deferred.fromCoroutine(self.other.publish(self.challenge("t2")))
+        self.clock.pump([0.25] * int(TURN_TTL * 4 - 1))
+        self.assertNoResult(waiting)
+        self.clock.advance(0.25)
+        self.successResultOf(waiting)
 
 
 class ResponderTests(SynchronousTestCase):

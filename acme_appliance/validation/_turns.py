@@ -1,0 +1,93 @@
+"""
+Turns at a dcv name: one process at a time publishes TXT values for it.
+
+Each process answers the values it published from memory (L{TxtView}), and
+a name it holds is answered from there alone; values that two processes
+published at once for one name (a wildcard and its base name ordered
+separately, handled by two workers or nodes) would each be missing from the
+other's answers, and the CA's check of one of them would fail.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from twisted.internet.defer import DeferredLock
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from ..core import report_failure
+from ..storage import Store, keys
+
+#: Seconds a process may keep a name to itself: as long as a slow CA takes to
+#: validate; a process that died frees its names this much later.
+TURN_TTL = 120.0
+
+#: Seconds between tries at a name another process holds.
+TURN_POLL = 0.25
+
+
+class NameTurns:
+    """
+    Turns at dcv names, in the store shared by every process that publishes
+    values.  Within one process a turn is shared (a wildcard and its base
+    name, two orders for one name): it ends when the last of them gives it
+    back.
+    """
+
+    _log = Logger()
+
+    def __init__(self, store: Store, clock: IReactorTime, *, ttl: float = TURN_TTL, poll: float = TURN_POLL) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl = ttl
+        self._poll = poll
+        # name -> (the turn's token in the store, how many hold it here)
+        self._held: dict[str, tuple[bytes, int]] = {}
+        self._taking: dict[str, DeferredLock] = {}
+
+    async def take(self, name: str) -> None:
+        """
+        Wait for the turn at C{name} (normalised) unless this process has
+        it, then hold it once more.
+
+        @raise StorageError: The store failed; nothing is held.
+        """
+        lock = self._taking.setdefault(name, DeferredLock())
+        await lock.acquire()
+        try:
+            if name not in self._held:
+                token = secrets.token_bytes(16)
+                waited = False
+                # A turn whose process died runs out after the TTL.
+                while not await self._store.add(keys.dcv_turn(name), token, ttl=self._ttl):
+                    if not waited:
+                        waited = True
+                        self._log.info("dcv name {name}: waiting for another process's validation", name=name)
+                    await deferLater(self._clock, self._poll)
+                self._held[name] = (token, 0)
+            token, count = self._held[name]
+            self._held[name] = (token, count + 1)
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                del self._taking[name]
+
+    async def give_back(self, name: str) -> None:
+        """
+        Hold the turn at C{name} once less; the last gives it back.  Never
+        fails: a turn that cannot be given back runs out.
+        """
+        held = self._held.get(name)
+        if held is None:
+            return
+        token, count = held
+        if count > 1:
+            self._held[name] = (token, count - 1)
+            return
+        del self._held[name]
+        try:
+            await self._store.compare_and_set(keys.dcv_turn(name), token, None)
+        except Exception:
+            report_failure(self._log, "cannot give back the turn at dcv name {name}; it runs out", name=name)
