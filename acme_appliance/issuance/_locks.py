@@ -6,19 +6,17 @@ that shares the store (the CLI, other appliances).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import ClassVar
 
 from attrs import define, field
-from twisted.internet.defer import CancelledError, Deferred, DeferredLock
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from ..core import report_failure
-from ..storage import Store, Swap, keys
+from ..storage import Store, Swap, drop_lease, keys, lease_token, wait_for_lease
 
 _log = Logger()
 
@@ -107,25 +105,6 @@ class Lease:
         if self._call is not None:
             self._call.cancel()
             self._call = None
-
-
-async def drop_lease(store: Store, key: str, token: bytes) -> None:
-    """
-    Delete the lease at C{key} if C{token} holds it.  Never fails: a lease
-    that cannot be deleted expires on its own.
-    """
-    try:
-        await store.compare_and_set(key, token, None)
-    except Exception:
-        report_failure(_log, "cannot release the lease {lease}; it will expire", lease=key)
-
-
-def lease_token(node: str) -> bytes:
-    """
-    A lease's value: the holding node's name, then a random part that makes
-    it this holder's alone.
-    """
-    return f"{node} {secrets.token_hex(16)}".encode()
 
 
 class JobLeases:
@@ -217,22 +196,8 @@ class OrderLocks:
 
     async def _take(self, key: str) -> Lease:
         token = lease_token(self._node)
-        waited = False
-        while not await self._add(key, token):
-            if not waited:
-                self._log.info("{waiting_for} is held by another process; waiting for it", waiting_for=key)
-                waited = True
-            await deferLater(self._clock, self._poll)
+        await wait_for_lease(self._store, self._clock, key, token, ttl=self._lease, poll=self._poll)
         return Lease(self._store, self._clock, key, token, self._lease)
-
-    async def _add(self, key: str, token: bytes) -> bool:
-        try:
-            return await self._store.add(key, token, ttl=self._lease)
-        except CancelledError:
-            # Only the wait was cancelled: the write may still land, and
-            # nobody would release it.
-            Deferred.fromCoroutine(drop_lease(self._store, key, token))
-            raise
 
     def locked(self, key: str) -> bool:
         """

@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IReactorFromThreads, IReactorTCP, IReact
 
 from . import keys, redis
 from ._interface import Put, StorageError, Store, Swap, Write
+from ._leases import drop_lease, lease_token, wait_for_lease
 from ._records import dump_record, get_record, load_record, put_record, record_bytes
 from .memory import MemoryStore
 from .redis import RedisAddress, RedisStore
@@ -32,15 +33,18 @@ __all__ = [
     "Swap",
     "Write",
     "check_store_url",
+    "drop_lease",
     "dump_record",
     "get_record",
     "is_redis_url",
     "keys",
+    "lease_token",
     "load_record",
     "open_store",
     "put_record",
     "record_bytes",
     "redis_store",
+    "wait_for_lease",
 ]
 
 _FORMS = "memory:, sqlite:PATH, redis://host[:port][/db], rediss://... or redis+sentinel://..."

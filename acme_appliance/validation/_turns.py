@@ -10,15 +10,10 @@ other's answers, and the CA's check of one of them would fail.
 
 from __future__ import annotations
 
-import secrets
-
 from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
-from twisted.logger import Logger
 
-from ..core import report_failure
-from ..storage import Store, keys
+from ..storage import Store, drop_lease, keys, lease_token, wait_for_lease
 
 #: Seconds a process may keep a name to itself: as long as a slow CA takes to
 #: validate; a process that died frees its names this much later.
@@ -35,8 +30,6 @@ class NameTurns:
     name, two orders for one name): it ends when the last of them gives it
     back.
     """
-
-    _log = Logger()
 
     def __init__(self, store: Store, clock: IReactorTime, *, ttl: float = TURN_TTL, poll: float = TURN_POLL) -> None:
         self._store = store
@@ -58,14 +51,10 @@ class NameTurns:
         await lock.acquire()
         try:
             if name not in self._held:
-                token = secrets.token_bytes(16)
-                waited = False
+                token = lease_token("")
                 # A turn whose process died runs out after the TTL.
-                while not await self._store.add(keys.dcv_turn(name), token, ttl=self._ttl):
-                    if not waited:
-                        waited = True
-                        self._log.info("dcv name {name}: waiting for another process's validation", name=name)
-                    await deferLater(self._clock, self._poll)
+                key = keys.dcv_turn(name)
+                await wait_for_lease(self._store, self._clock, key, token, ttl=self._ttl, poll=self._poll)
                 self._held[name] = (token, 0)
             token, count = self._held[name]
             self._held[name] = (token, count + 1)
@@ -87,7 +76,4 @@ class NameTurns:
             self._held[name] = (token, count - 1)
             return
         del self._held[name]
-        try:
-            await self._store.compare_and_set(keys.dcv_turn(name), token, None)
-        except Exception:
-            report_failure(self._log, "cannot give back the turn at dcv name {name}; it runs out", name=name)
+        await drop_lease(self._store, keys.dcv_turn(name), token)
