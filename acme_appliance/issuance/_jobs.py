@@ -23,12 +23,12 @@ from ..core import AcmeProblem, ProblemType, Unavailable, both, report_failure, 
 from ..notify import CertificateIssued, Event, EventBus, EventJournal, EventName
 from ..orders import AcmeRepository, CertificateRecord, Limit, Order, OrderStatus, RateLimiter, new_id, recheck_names
 from ..policy import Policy, TokenRegistry, ValidationMethod
-from ..storage import Write, keys
+from ..storage import Lease, Write, keys
 from ..wire import b64decode
 from ._budget import MIN_WAIT, BudgetExhausted, BudgetLedger
 from ._failover import FailoverIssuer
 from ._health import CAHealth
-from ._locks import LEASE, JobLeases, Lease, OrderLocks, order_key
+from ._locks import LEASE, JobLeases, OrderLocks, order_key
 from ._reuse import IssueMode, UpstreamOrder, UpstreamReuse
 
 #: How much a new job duration counts in the running estimate.

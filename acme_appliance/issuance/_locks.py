@@ -8,18 +8,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import ClassVar
 
-from attrs import define, field
-from twisted.internet.defer import Deferred, DeferredLock
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.internet.defer import DeferredLock
+from twisted.internet.interfaces import IReactorTime
 
-from ..core import report_failure
-from ..storage import Store, Swap, drop_lease, keys, lease_token, wait_for_lease
-
-_log = Logger()
-
+from ..storage import Lease, Store, keys, try_lease, wait_for_lease
 
 #: Seconds an order key's lease lasts unless renewed (every third of it).  A
 #: job cut off by a crash is taken over, or resumed after a restart, once
@@ -33,78 +26,6 @@ def order_key(token_id: str, names: Iterable[str]) -> str:
     (order and case do not matter; names are already normalised).
     """
     return token_id + "/" + ",".join(sorted(set(names)))
-
-
-@define
-class Lease:
-    """
-    A lease held in the store under C{key} with the owner's C{token}: renewed
-    every third of its C{length} until released, so that it outlives slow
-    work but not a dead process.
-    """
-
-    _store: Store
-    _clock: IReactorTime
-    key: str
-    token: bytes
-    _length: float
-    _held: bool = field(default=True, init=False)
-    _call: IDelayedCall | None = field(default=None, init=False)
-    _written_off: bool = field(default=False, init=False)
-
-    _log: ClassVar[Logger] = Logger()
-
-    def __attrs_post_init__(self) -> None:
-        self._schedule()
-
-    def _schedule(self) -> None:
-        self._call = self._clock.callLater(self._length / 3, self._renew)
-
-    def _renew(self) -> None:
-        self._call = None
-        Deferred.fromCoroutine(self._renew_once())
-
-    async def _renew_once(self) -> None:
-        try:
-            kept = await self._store.compare_and_set(self.key, self.token, self.token, ttl=self._length)
-        except Exception:
-            # The lease may well still be there: try again at the next turn.
-            report_failure(self._log, "cannot renew the lease {lease}", lease=self.key)
-            kept = True
-        if not self._held:
-            return
-        if kept:
-            self._schedule()
-        else:
-            self._log.warn("lost the lease {lease}: it expired and another process may hold it", lease=self.key)
-
-    async def release(self) -> None:
-        """
-        Stop renewing and delete the lease if it is still this one's.
-        """
-        self._stop()
-        if self._written_off:
-            return
-        # A renewal still under way was queued before this delete on the
-        # same key, so it cannot bring the lease back.
-        await drop_lease(self._store, self.key, self.token)
-
-    def release_write(self) -> Swap:
-        """
-        Stop renewing; the write that deletes the lease if it is still this
-        one's, for a L{Store.write_in_order} after the writes it guarded.
-        L{release} then writes nothing: if that write fails, the lease
-        expires on its own.
-        """
-        self._stop()
-        self._written_off = True
-        return Swap(self.key, self.token, None)
-
-    def _stop(self) -> None:
-        self._held = False
-        if self._call is not None:
-            self._call.cancel()
-            self._call = None
 
 
 class JobLeases:
@@ -126,10 +47,7 @@ class JobLeases:
         The job lease of C{order_id}, or C{None} while another holds it.
         """
         key = keys.job_lease(order_id)
-        token = lease_token(self._node)
-        if not await self._store.add(key, token, ttl=self._lease):
-            return None
-        return Lease(self._store, self._clock, key, token, self._lease)
+        return await try_lease(self._store, self._clock, key, length=self._lease, node=self._node)
 
     async def holders(self) -> dict[str, str]:
         """
@@ -150,8 +68,6 @@ class OrderLocks:
     every third of C{lease} seconds; one that is not (its process died)
     expires after C{lease} seconds and another process takes over.
     """
-
-    _log = Logger()
 
     def __init__(
         self, store: Store, clock: IReactorTime, *, lease: float = LEASE, poll: float = 0.25, node: str = ""
@@ -195,9 +111,7 @@ class OrderLocks:
                 del self._locks[key]
 
     async def _take(self, key: str) -> Lease:
-        token = lease_token(self._node)
-        await wait_for_lease(self._store, self._clock, key, token, ttl=self._lease, poll=self._poll)
-        return Lease(self._store, self._clock, key, token, self._lease)
+        return await wait_for_lease(self._store, self._clock, key, length=self._lease, poll=self._poll, node=self._node)
 
     def locked(self, key: str) -> bool:
         """

@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorFromThreads, IReactorTCP, IReact
 
 from . import keys, redis
 from ._interface import Put, StorageError, Store, Swap, Write
-from ._leases import drop_lease, lease_token, wait_for_lease
+from ._leases import Lease, drop_lease, try_lease, wait_for_lease
 from ._records import dump_record, get_record, load_record, put_record, record_bytes
 from .memory import MemoryStore
 from .redis import RedisAddress, RedisStore
@@ -23,6 +23,7 @@ from .sqlite import Fsync, SQLiteStore
 
 __all__ = [
     "Fsync",
+    "Lease",
     "MemoryStore",
     "Put",
     "RedisAddress",
@@ -38,12 +39,12 @@ __all__ = [
     "get_record",
     "is_redis_url",
     "keys",
-    "lease_token",
     "load_record",
     "open_store",
     "put_record",
     "record_bytes",
     "redis_store",
+    "try_lease",
     "wait_for_lease",
 ]
 

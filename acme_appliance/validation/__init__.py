@@ -16,13 +16,13 @@ from ._names import (
     normalise_host,
 )
 from ._responder import Preflight, ValidationResponder, challenge_path
-from ._turns import TURN_TTL, NameTurns
+from ._turns import TURN_LEASE, NameTurns
 from ._values import TxtView, ValidationValues
 
 __all__ = [
     "ACME_CHALLENGE_PREFIX",
     "PKI_VALIDATION_PREFIX",
-    "TURN_TTL",
+    "TURN_LEASE",
     "DcvAuthority",
     "DcvDNSServerFactory",
     "DnsAnswer",

@@ -13,11 +13,11 @@ from __future__ import annotations
 from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 
-from ..storage import Store, drop_lease, keys, lease_token, wait_for_lease
+from ..storage import Lease, Store, keys, wait_for_lease
 
-#: Seconds a process may keep a name to itself: as long as a slow CA takes to
-#: validate; a process that died frees its names this much later.
-TURN_TTL = 120.0
+#: Seconds a turn lasts unless renewed (every third of it, while its values
+#: are published): a process that died frees its names this much later.
+TURN_LEASE = 15.0
 
 #: Seconds between tries at a name another process holds.
 TURN_POLL = 0.25
@@ -31,13 +31,15 @@ class NameTurns:
     back.
     """
 
-    def __init__(self, store: Store, clock: IReactorTime, *, ttl: float = TURN_TTL, poll: float = TURN_POLL) -> None:
+    def __init__(
+        self, store: Store, clock: IReactorTime, *, lease: float = TURN_LEASE, poll: float = TURN_POLL
+    ) -> None:
         self._store = store
         self._clock = clock
-        self._ttl = ttl
+        self._lease = lease
         self._poll = poll
-        # name -> (the turn's token in the store, how many hold it here)
-        self._held: dict[str, tuple[bytes, int]] = {}
+        # name -> (the turn's lease in the store, how many hold it here)
+        self._held: dict[str, tuple[Lease, int]] = {}
         self._taking: dict[str, DeferredLock] = {}
 
     async def take(self, name: str) -> None:
@@ -51,13 +53,11 @@ class NameTurns:
         await lock.acquire()
         try:
             if name not in self._held:
-                token = lease_token("")
-                # A turn whose process died runs out after the TTL.
                 key = keys.dcv_turn(name)
-                await wait_for_lease(self._store, self._clock, key, token, ttl=self._ttl, poll=self._poll)
-                self._held[name] = (token, 0)
-            token, count = self._held[name]
-            self._held[name] = (token, count + 1)
+                lease = await wait_for_lease(self._store, self._clock, key, length=self._lease, poll=self._poll)
+                self._held[name] = (lease, 0)
+            lease, count = self._held[name]
+            self._held[name] = (lease, count + 1)
         finally:
             lock.release()
             if not lock.locked and not lock.waiting:
@@ -71,9 +71,9 @@ class NameTurns:
         held = self._held.get(name)
         if held is None:
             return
-        token, count = held
+        lease, count = held
         if count > 1:
-            self._held[name] = (token, count - 1)
+            self._held[name] = (lease, count - 1)
             return
         del self._held[name]
-        await drop_lease(self._store, keys.dcv_turn(name), token)
+        await lease.release()

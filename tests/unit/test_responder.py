@@ -21,7 +21,7 @@ from zope.interface import implementer
 from acme_appliance.ca import CAError, ChallengeType, PendingChallenge
 from acme_appliance.core import ProblemType
 from acme_appliance.storage import MemoryStore, keys
-from acme_appliance.validation import TURN_TTL, FileProxy, NameTurns, Preflight, ValidationResponder, ValidationValues
+from acme_appliance.validation import TURN_LEASE, FileProxy, NameTurns, Preflight, ValidationResponder, ValidationValues
 
 ZONE = "dcv.example.net"
 
@@ -96,8 +96,9 @@ class NameTurnsTests(SynchronousTestCase):
         self.store = MemoryStore(self.clock)
         self.one, self.other = self.process(), self.process()
 
-    def process(self) -> ValidationResponder:
-        return ValidationResponder(ValidationValues(self.store), ttl=600, turns=NameTurns(self.store, self.clock))
+    def process(self, clock: Clock | None = None) -> ValidationResponder:
+        turns = NameTurns(self.store, clock or self.clock)
+        return ValidationResponder(ValidationValues(self.store), ttl=600, turns=turns)
 
     def challenge(self, token: str, name: str = "example.com") -> PendingChallenge:
         return PendingChallenge(ChallengeType.DNS_01, name, token, f"{token}.thumb")
@@ -126,10 +127,22 @@ class NameTurnsTests(SynchronousTestCase):
         run(self, self.other.withdraw(self.challenge("t3")))
         self.assertIsNone(self.turn())
 
-    def test_a_dead_process_turn_runs_out(self) -> None:
+    def test_a_held_turn_outlasts_its_lease(self) -> None:
+        # A slow CA: the values stay published four leases long.
         run(self, self.one.publish(self.challenge("t1")))
         waiting = Deferred.fromCoroutine(self.other.publish(self.challenge("t2")))
-        self.clock.pump([0.25] * int(TURN_TTL * 4 - 1))
+        self.clock.pump([0.25] * int(TURN_LEASE * 4 * 4))
+        self.assertNoResult(waiting)
+        run(self, self.one.withdraw(self.challenge("t1")))
+        self.clock.advance(0.25)
+        self.successResultOf(waiting)
+
+    def test_a_dead_process_turn_runs_out(self) -> None:
+        # Its reactor stopped (killed): it renews nothing from then on.
+        dead = self.process(Clock())
+        run(self, dead.publish(self.challenge("t1")))
+        waiting = Deferred.fromCoroutine(self.other.publish(self.challenge("t2")))
+        self.clock.pump([0.25] * int(TURN_LEASE * 4 - 1))
         self.assertNoResult(waiting)
         self.clock.advance(0.25)
         self.successResultOf(waiting)
