@@ -49,7 +49,7 @@ bench: install
 # Where the appliance's time goes under load: bench.issuance with twistd under
 # cProfile (statistics in profile.stats), then the top functions by own time.
 profile: install
-	$(VENV)/bin/python -m bench.issuance --seconds 10 --profile profile.stats
+	$(VENV)/bin/python -m bench.issuance --seconds 10 --workers 1 --profile profile.stats
 	$(VENV)/bin/python -c "import pstats; pstats.Stats('profile.stats').sort_stats('tottime').print_stats(25)"
 
 # Curated mutations of the critical checks, each of which the unit tests must

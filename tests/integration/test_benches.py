@@ -68,6 +68,10 @@ class BenchesTests(SynchronousTestCase):
             self.assertEqual(done.returncode, 2)
             self.assertIn(f"argument {option}: must be more than 0, got '{value}'", done.stderr)
             self.assertNotIn("Traceback", done.stderr)
+        # Both appliances of the default --workers 1,2 would write one file.
+        done = run("issuance", "--profile", "profile.stats")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--profile profiles one appliance: give one --workers count", done.stderr)
 
     def test_redis_store(self) -> None:
         """
