@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorFromThreads, IReactorTCP, IReact
 
 from . import keys, redis
 from ._interface import Put, StorageError, Store, Swap, Write
-from ._leases import Lease, drop_lease, try_lease, wait_for_lease
+from ._leases import Lease, try_lease, wait_for_lease
 from ._records import dump_record, get_record, load_record, put_record, record_bytes
 from .memory import MemoryStore
 from .redis import RedisAddress, RedisStore
@@ -34,7 +34,6 @@ __all__ = [
     "Swap",
     "Write",
     "check_store_url",
-    "drop_lease",
     "dump_record",
     "get_record",
     "is_redis_url",

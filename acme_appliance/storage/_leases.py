@@ -65,11 +65,11 @@ async def _add(store: Store, key: str, token: bytes, ttl: float) -> bool:
     except CancelledError:
         # Only the wait was cancelled: the write may still land, and nobody
         # would release it.
-        Deferred.fromCoroutine(drop_lease(store, key, token))
+        Deferred.fromCoroutine(_drop(store, key, token))
         raise
 
 
-async def drop_lease(store: Store, key: str, token: bytes) -> None:
+async def _drop(store: Store, key: str, token: bytes) -> None:
     """
     Delete the lease at C{key} if C{token} holds it.  Never fails: a lease
     that cannot be deleted expires on its own.
@@ -132,7 +132,7 @@ class Lease:
             return
         # A renewal still under way was queued before this delete on the
         # same key, so it cannot bring the lease back.
-        await drop_lease(self._store, self.key, self.token)
+        await _drop(self._store, self.key, self.token)
 
     def release_write(self) -> Swap:
         """
