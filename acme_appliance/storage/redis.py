@@ -59,8 +59,19 @@ INDEX_READY_KEY = b"\x00index-ready"
 #: How many collected entries a write takes out of the index at most.
 SWEEP_BATCH = 16
 
+
+def _lua_string(data: bytes) -> str:
+    """
+    C{data} as a Lua string literal (three-digit decimal escapes for all
+    but plain printable characters, so that a digit after one is not read
+    into it).
+    """
+    plain = (chr(b) if 32 <= b < 127 and chr(b) not in "'\\" else f"\\{b:03d}" for b in data)
+    return "'" + "".join(plain) + "'"
+
+
 _HELPERS = f"""
-local IDX, EXP, READY = '\\0index', '\\0expiry', '\\0index-ready'
+local IDX, EXP, READY = {_lua_string(INDEX_KEY)}, {_lua_string(EXPIRY_KEY)}, {_lua_string(INDEX_READY_KEY)}
 local MARGIN = {GC_MARGIN!r}
 local function indexed(key, expires)
   redis.call('ZADD', IDX, 0, key)
