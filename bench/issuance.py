@@ -44,6 +44,7 @@ from tests.integration.test_workers import WorkersAppliance
 from tests.integration.tools import closed_port, free_port
 from tests.integration.world import Pebble
 
+from ._options import counts, positive
 from .fleet import Harness
 
 TARGET = 1.0
@@ -196,16 +197,6 @@ def appliance_pids(app: WorkersAppliance) -> list[int]:
     return [app.process.pid, *app.worker_pids().values()]
 
 
-def _counts(text: str) -> list[int]:
-    try:
-        counts = [int(n) for n in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected worker counts like 1,2, got {text!r}") from None
-    if not counts or any(n < 1 or n > 64 for n in counts):
-        raise argparse.ArgumentTypeError(f"worker counts are 1 to 64, got {text!r}")
-    return counts
-
-
 def cpu_seconds(pids: list[int]) -> float:
     """
     The CPU time (user and system) processes C{pids} used so far.
@@ -295,25 +286,12 @@ def measure(servers: list[Server], args: argparse.Namespace) -> dict[str, Side]:
     return sides
 
 
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
-        return value
-
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The client options bench.issuance and bench.cluster share."""
-    parser.add_argument("--seconds", type=_positive(float), default=15.0, help="measured seconds per side (15)")
-    parser.add_argument("--rounds", type=_positive(int), default=5, help="rounds the seconds are split into (5)")
-    parser.add_argument("--processes", type=_positive(int), default=4, help="client processes (4)")
-    parser.add_argument("--poll", type=_positive(float), default=0.02, help="client poll interval in seconds (0.02)")
+    parser.add_argument("--seconds", type=positive(float), default=15.0, help="measured seconds per side (15)")
+    parser.add_argument("--rounds", type=positive(int), default=5, help="rounds the seconds are split into (5)")
+    parser.add_argument("--processes", type=positive(int), default=4, help="client processes (4)")
+    parser.add_argument("--poll", type=positive(float), default=0.02, help="client poll interval in seconds (0.02)")
 
 
 def _label(workers: int) -> str:
@@ -326,7 +304,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--profile", metavar="FILE", help="run the appliance under cProfile, statistics to FILE")
     parser.add_argument("--extra", default="", help="more appliance configuration (TOML)")
     parser.add_argument(
-        "--workers", type=_counts, default=[1, 2], help="[acme] workers counts to run, comma-separated (1,2)"
+        "--workers",
+        type=counts("worker counts", "1,2", 1, 64),
+        default=[1, 2],
+        help="[acme] workers counts to run, comma-separated (1,2)",
     )
     args = parser.parse_args(argv)
     if args.profile and len(args.workers) > 1:

@@ -29,6 +29,7 @@ from twisted.internet import defer, task
 from acme_appliance.storage import Put, RedisStore, redis_store
 from tests.integration.world import RedisServer
 
+from ._options import counts, positive
 from .fleet import Harness
 
 FILL_BATCH = 500
@@ -88,10 +89,15 @@ async def measure(reactor: Any, harness: Harness, keys: int, calls: int) -> tupl
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.redis_store", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--keys", default="1000,100000", help="keyspace sizes, comma-separated (1000,100000)")
-    parser.add_argument("--calls", type=int, default=20, help="timed calls of each kind (20)")
+    parser.add_argument(
+        "--keys",
+        type=counts("keyspace sizes", "1000,100000", 0, 10_000_000),
+        default=[1000, 100000],
+        help="keyspace sizes, comma-separated (1000,100000)",
+    )
+    parser.add_argument("--calls", type=positive(int), default=20, help="timed calls of each kind (20)")
     args = parser.parse_args(argv)
-    sizes = [int(n) for n in args.keys.split(",")]
+    sizes = args.keys
     harness = Harness()
 
     async def run(reactor: Any) -> None:

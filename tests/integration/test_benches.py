@@ -63,11 +63,19 @@ class BenchesTests(SynchronousTestCase):
         Counts and times must be positive: a one-line usage error, before
         anything starts.
         """
-        for name, option, value in (("issuance", "--rounds", "0"), ("cluster", "--seconds", "-1")):
+        for name, option, value in (
+            ("issuance", "--rounds", "0"),
+            ("cluster", "--seconds", "-1"),
+            ("redis_store", "--calls", "0"),
+        ):
             done = run(name, option, value)
             self.assertEqual(done.returncode, 2)
             self.assertIn(f"argument {option}: must be more than 0, got '{value}'", done.stderr)
             self.assertNotIn("Traceback", done.stderr)
+        done = run("redis_store", "--keys", "1000,lots")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("argument --keys: expected keyspace sizes like 1000,100000, got '1000,lots'", done.stderr)
+        self.assertNotIn("Traceback", done.stderr)
         # Both appliances of the default --workers 1,2 would write one file.
         done = run("issuance", "--profile", "profile.stats")
         self.assertEqual(done.returncode, 2)
