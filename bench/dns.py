@@ -28,6 +28,8 @@ from typing import Any
 
 from tests.integration.tools import free_port, require, wait_for
 
+from ._options import positive
+
 ZONE = "dcv.test"
 DOMAINS = [f"shop{i}.example.com" for i in range(8)]
 VALUE = "kWwkYm1Qb3AcRj0X2PuC7JlD7xT8Cb4kTzBRaC3Ir0k"
@@ -172,8 +174,10 @@ def one_round(directory: str, datafile: str, seconds: int, profile: bool) -> dic
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.dns", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=10, help="how long dnsperf runs against each server")
-    parser.add_argument("--rounds", type=int, default=1, help="runs of each server, alternating; the best counts")
+    parser.add_argument("--seconds", type=positive(int), default=10, help="how long dnsperf runs against each server")
+    parser.add_argument(
+        "--rounds", type=positive(int), default=1, help="runs of each server, alternating; the best counts"
+    )
     parser.add_argument("--profile", action="store_true", help="run the fast-path server under cProfile")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["fast", "general"], default="fast", help=argparse.SUPPRESS)

@@ -33,6 +33,8 @@ from tests.integration.test_pebble import PebbleWorld
 from tests.integration.tools import free_port, wait_listening
 from tests.integration.world import Pebble, Process
 
+from ._options import positive
+
 NAME = "fleet.shop.test"
 
 
@@ -193,7 +195,7 @@ def through_appliance(harness: Harness, n: int) -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sizes", nargs="*", type=int, default=[1, 8, 32, 64])
+    parser.add_argument("sizes", nargs="*", type=positive(int), default=[1, 8, 32, 64])
     args = parser.parse_args(argv)
     harness = Harness()
     rows = []

@@ -35,6 +35,7 @@ from tests.integration.test_acme_library import new_csr
 from tests.integration.test_pebble import PebbleWorld
 from tests.integration.world import DELEGATED, STALE_NAME
 
+from ._options import positive
 from .fleet import DirectPebble, Harness, new_account
 
 #: Names with a dns-cname delegation in the Pebble world: the first warms
@@ -146,7 +147,7 @@ def _ratio(direct: Path, appliance: Path, kind: str) -> str:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=4, choices=range(1, len(NAMES) // len(CLIENTS) + 1))
-    parser.add_argument("--poll", type=float, default=0.02, help="client poll interval in seconds (0.02)")
+    parser.add_argument("--poll", type=positive(float), default=0.02, help="client poll interval in seconds (0.02)")
     parser.add_argument("--finalize-wait", type=float, default=None, help="the appliance's [acme] finalize_wait")
     args = parser.parse_args(argv)
     harness = Harness()

@@ -67,11 +67,16 @@ class BenchesTests(SynchronousTestCase):
             ("issuance", "--rounds", "0"),
             ("cluster", "--seconds", "-1"),
             ("redis_store", "--calls", "0"),
+            ("dns", "--seconds", "0"),
+            ("latency", "--poll", "-1"),
         ):
             done = run(name, option, value)
             self.assertEqual(done.returncode, 2)
             self.assertIn(f"argument {option}: must be more than 0, got '{value}'", done.stderr)
             self.assertNotIn("Traceback", done.stderr)
+        done = run("fleet", "8", "0")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("argument sizes: must be more than 0, got '0'", done.stderr)
         done = run("redis_store", "--keys", "1000,lots")
         self.assertEqual(done.returncode, 2)
         self.assertIn("argument --keys: expected keyspace sizes like 1000,100000, got '1000,lots'", done.stderr)
