@@ -81,14 +81,14 @@ local function indexed(key, expires)
     redis.call('ZADD', EXP, tonumber(expires) + MARGIN, key)
   end
 end
-local function dropped(key)
+local function remove(key)
+  redis.call('DEL', key)
   redis.call('ZREM', IDX, key)
   redis.call('ZREM', EXP, key)
 end
 local function sweep(now)
   for _, key in ipairs(redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', 0, {SWEEP_BATCH})) do
-    redis.call('DEL', key)
-    dropped(key)
+    remove(key)
   end
 end
 local function live(key, now)
@@ -106,10 +106,6 @@ local function put(key, value, expires, gc_ms)
     redis.call('PEXPIRE', key, gc_ms)
   end
   indexed(key, expires)
-end
-local function remove(key)
-  redis.call('DEL', key)
-  dropped(key)
 end
 local function write(key, value, expires, gc_ms, has_value)
   if has_value == '0' then remove(key) else put(key, value, expires, gc_ms) end
