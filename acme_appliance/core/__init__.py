@@ -1,12 +1,13 @@
 """
 The neutral core every package may import: ACME problems, DNS names, times,
-retry delays, private file writes, store calls started together and Klein
-error handling.  It imports
+retry delays, private file writes, store calls started together, locks per
+key and Klein error handling.  It imports
 nothing else of the appliance.
 """
 
 from ._backoff import Backoff
 from ._files import fsync_directory, write_private_file, write_private_files
+from ._keyed_locks import KeyedLocks
 from ._names import (
     InvalidName,
     NameProblem,
@@ -30,6 +31,7 @@ __all__ = [
     "AcmeProblem",
     "Backoff",
     "InvalidName",
+    "KeyedLocks",
     "NameProblem",
     "ProblemType",
     "RouteError",

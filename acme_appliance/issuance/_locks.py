@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 
+from ..core import KeyedLocks
 from ..storage import Lease, Store, keys, try_lease, wait_for_lease
 
 #: Seconds an order key's lease lasts unless renewed (every third of it).  A
@@ -77,8 +77,7 @@ class OrderLocks:
         self._node = node
         self._lease = lease
         self._poll = poll
-        self._locks: dict[str, DeferredLock] = {}
-        self._users: dict[str, int] = {}
+        self._locks = KeyedLocks()
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
@@ -87,28 +86,12 @@ class OrderLocks:
         released on return, error or cancellation (also while still waiting
         for it).
         """
-        async with self._local(key):
+        async with self._locks.hold(key):
             lease = await self._take(keys.order_lock(key))
             try:
                 yield
             finally:
                 await lease.release()
-
-    @asynccontextmanager
-    async def _local(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, DeferredLock())
-        self._users[key] = self._users.get(key, 0) + 1
-        try:
-            await lock.acquire()
-            try:
-                yield
-            finally:
-                lock.release()
-        finally:
-            self._users[key] -= 1
-            if not self._users[key]:
-                del self._users[key]
-                del self._locks[key]
 
     async def _take(self, key: str) -> Lease:
         return await wait_for_lease(self._store, self._clock, key, length=self._lease, poll=self._poll, node=self._node)
@@ -117,8 +100,7 @@ class OrderLocks:
         """
         Whether a job of this process holds or is taking the lock of C{key}.
         """
-        lock = self._locks.get(key)
-        return lock is not None and lock.locked
+        return self._locks.locked(key)
 
     def __len__(self) -> int:
         return len(self._locks)

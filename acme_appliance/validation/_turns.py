@@ -10,9 +10,9 @@ other's answers, and the CA's check of one of them would fail.
 
 from __future__ import annotations
 
-from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 
+from ..core import KeyedLocks
 from ..storage import Lease, Store, keys, wait_for_lease
 
 #: Seconds a turn lasts unless renewed (every third of it, while its values
@@ -40,7 +40,7 @@ class NameTurns:
         self._poll = poll
         # name -> (the turn's lease in the store, how many hold it here)
         self._held: dict[str, tuple[Lease, int]] = {}
-        self._taking: dict[str, DeferredLock] = {}
+        self._taking = KeyedLocks()
 
     async def take(self, name: str) -> None:
         """
@@ -49,19 +49,13 @@ class NameTurns:
 
         @raise StorageError: The store failed; nothing is held.
         """
-        lock = self._taking.setdefault(name, DeferredLock())
-        await lock.acquire()
-        try:
+        async with self._taking.hold(name):
             if name not in self._held:
                 key = keys.dcv_turn(name)
                 lease = await wait_for_lease(self._store, self._clock, key, length=self._lease, poll=self._poll)
                 self._held[name] = (lease, 0)
             lease, count = self._held[name]
             self._held[name] = (lease, count + 1)
-        finally:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                del self._taking[name]
 
     async def give_back(self, name: str) -> None:
         """
